@@ -1,0 +1,60 @@
+//! Syscall User Dispatch for JITs, emulators and compatibility layers:
+//! `#![no_std]`, no libc, x86-64 Linux 5.11 and later.
+//!
+//! A thread armed with [`arm`] has its syscalls dispatched as SIGSYS
+//! whenever its [`Selector`] says BLOCK, except those made from the
+//! [allowed region](allowed_region), where the runtime keeps every
+//! instruction that must run meanwhile.  sud's SIGSYS handler ([`install`])
+//! hands each trapped syscall to a Rust [`Handler`], which [emulates,
+//! reissues or denies](Action) it.
+//!
+//! ```no_run
+//! use linux_raw_sys::general::{__NR_getppid, __NR_write};
+//! use sud::{Action, Syscall};
+//!
+//! fn on_syscall(call: &mut Syscall) -> Action {
+//!     match call.number() {
+//!         __NR_getppid => Action::Emulate(4242),
+//!         __NR_write => Action::Reissue,
+//!         _ => Action::default(), // Deny(ENOSYS)
+//!     }
+//! }
+//!
+//! sud::install(on_syscall)?;
+//! sud::arm(&sud::SELECTOR)?;
+//! // SAFETY: only guest code runs until allow().
+//! unsafe { sud::SELECTOR.block() };
+//! // ... run guest code: its syscalls reach on_syscall ...
+//! sud::SELECTOR.allow();
+//! sud::disarm()?;
+//! # Ok::<(), sud::Error>(())
+//! ```
+//!
+//! Where things are:
+//! - the allowed region and its symbols: [`region`](allowed_region) (`src/region.rs`,
+//!   `asm/x86_64/{trampolines,reissue,restorer}.s`);
+//! - the selector and arming: `src/arm.rs`;
+//! - the SIGSYS path: `asm/x86_64/sigsys_entry.s` -> `src/sigsys.rs`;
+//! - the kernel structs it reads: `src/kernel.rs`.
+
+#![no_std]
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!("sud supports x86-64 Linux only");
+
+mod arm;
+mod asm;
+mod error;
+mod kernel;
+mod region;
+mod sigsys;
+mod syscalls;
+
+pub use arm::{
+    SELECTOR, Selector, Support, arm, arm_inclusive, disarm, set_syscall_user_dispatch, support,
+};
+pub use error::{Errno, Error};
+pub use kernel::{Registers, SigContext, SigInfo, UContext};
+pub use region::{RegionSymbols, allowed_region, region_symbols};
+pub use sigsys::{Action, Handler, Syscall, install, uninstall};
+pub use syscalls::{guest, host};
