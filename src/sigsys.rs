@@ -10,7 +10,7 @@ use crate::arm::SELECTOR;
 use crate::asm::addr;
 use crate::error::{Errno, Error};
 use crate::kernel::{
-    KernelSigaction, RED_ZONE, Registers, SIG_DFL, SIG_IGN, SIGSET_SIZE, SigInfo, UContext,
+    KernelSigaction, Registers, SIG_DFL, SIG_IGN, SIGSET_SIZE, SigInfo, UContext,
     sigmask,
 };
 use crate::syscalls::host;
@@ -55,7 +55,8 @@ impl Default for Action {
 /// A trapped syscall: what the guest asked for, and its saved registers.
 pub struct Syscall<'a> {
     frame: &'a mut UContext,
-    call_addr: usize,
+    info: &'a SigInfo,
+    resume_allowed: bool,
 }
 
 impl Syscall<'_> {
@@ -75,7 +76,25 @@ impl Syscall<'_> {
     /// The address after the guest's `syscall` instruction, where it resumes.
     #[inline]
     pub fn call_addr(&self) -> usize {
-        self.call_addr
+        self.info.si_call_addr as usize
+    }
+
+    /// The SIGSYS siginfo the kernel delivered (`si_code` SYS_USER_DISPATCH,
+    /// `si_errno` 0, `si_call_addr`, `si_syscall`, `si_arch`).
+    #[inline]
+    pub fn siginfo(&self) -> &SigInfo {
+        self.info
+    }
+
+    /// Resume with the selector at ALLOW rather than BLOCK: for a guest whose
+    /// syscall hands control back to the host, or a thread armed (through
+    /// [`set_syscall_user_dispatch`](crate::set_syscall_user_dispatch)) with a
+    /// range that does not exempt the allowed region, whose restorer must then
+    /// run under ALLOW.  Not combinable with [`Action::Reissue`], whose stub
+    /// returns to the guest directly.
+    #[inline]
+    pub fn resume_allowed(&mut self) {
+        self.resume_allowed = true;
     }
 
     /// The guest's saved registers.
@@ -216,44 +235,40 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
     // Give the callback a thread on which ordinary syscalls run.
     SELECTOR.allow();
     let handler = HANDLER.load(Ordering::Acquire);
+    let mut resume_allowed = false;
     let action = if handler == 0 {
         Action::default()
     } else {
         // SAFETY: HANDLER only ever holds 0 or a `Handler` stored by install.
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
-        let mut call = Syscall { frame: uc, call_addr: info.si_call_addr as usize };
-        handler(&mut call)
+        let mut call = Syscall { frame: uc, info, resume_allowed: false };
+        let action = handler(&mut call);
+        resume_allowed = call.resume_allowed;
+        action
     };
     let regs = &mut uc.uc_mcontext.regs;
     match action {
         Action::Emulate(value) => regs.rax = value as u64,
         Action::Deny(errno) => regs.rax = errno.to_syscall_result() as u64,
-        // SAFETY: the registers are the guest's, about to be reinstalled.
-        Action::Reissue => unsafe { prepare_reissue(regs) },
+        Action::Reissue => prepare_reissue(regs),
     }
-    // The trap happened under BLOCK, and the guest resumes under BLOCK.
-    // SAFETY: this restores the state the guest was trapped in.
-    unsafe { SELECTOR.block() };
+    if !resume_allowed || action == Action::Reissue {
+        // The trap happened under BLOCK, and the guest resumes under BLOCK.
+        // SAFETY: this restores the state the guest was trapped in.
+        unsafe { SELECTOR.block() };
+    }
 }
 
-/// Turns the saved registers into a return to `sud_reissue`: the guest's
-/// return address goes just below its red zone, RSP to that slot.
-///
-/// # Safety
-/// `regs` is the saved context of a guest stopped at a trapped `syscall`
-/// whose stack has room below its red zone, as any signal delivered on that
-/// stack would need.
-unsafe fn prepare_reissue(regs: &mut Registers) {
+/// Turns the saved registers into a return to `sud_reissue`, which runs the
+/// syscall once rt_sigreturn has reinstalled them.  Nothing is written to the
+/// guest's stack here: below its red zone lies this very signal frame.
+fn prepare_reissue(regs: &mut Registers) {
     if regs.rax == __NR_rt_sigreturn as u64 {
         // The callback turned this into an rt_sigreturn: it needs RSP as is.
         regs.rip = addr::sud_reissue_sigreturn() as u64;
         return;
     }
-    let slot = regs.rsp.wrapping_sub(RED_ZONE as u64 + 8);
-    // SAFETY: below the red zone the stack is free (a signal frame would go
-    // there); the caller guarantees it is mapped.
-    unsafe { (slot as *mut u64).write(regs.rip) };
-    regs.rsp = slot;
+    regs.rcx = regs.rip;
     regs.rip = addr::sud_reissue() as u64;
 }
 

@@ -7,17 +7,22 @@
     .pushsection sud_allowed, "axR", @progbits
 
 # sud_reissue: entered with every register as the guest had it at its
-# `syscall`, except RSP = guest RSP - {RED_ZONE} - 8, where the dispatcher
-# stored the guest's return address.  The slot lies below the guest's red
-# zone, so no byte the guest owns is written, and a signal that interrupts
-# the syscall puts its frame below RSP - {RED_ZONE}, so the slot survives it.
+# `syscall`, except RCX = the guest's return address (the address after its
+# `syscall`, which is where a native syscall leaves RCX pointing anyway).
+# The dispatcher writes nothing to the guest's stack: right below the red
+# zone lies the live signal frame (its XSAVE area ends there) until
+# rt_sigreturn has read it.  The stub keeps the return address itself, below
+# the red zone, once the frame is dead; a signal that interrupts the syscall
+# builds its frame below RSP - {RED_ZONE}, so the slot survives it.
     .globl sud_reissue
     .type sud_reissue, @function
     .p2align 4
 sud_reissue:
-    syscall                     # the guest's syscall, with the guest's arguments
-    mov rcx, [rsp]              # rcx = the guest's return address, as a native syscall leaves it; mov keeps the flags
-    ret {RED_ZONE}              # back to the guest, and RSP back over the slot and the red zone in the same instruction
+    lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone; lea keeps the flags
+    push rcx                            # the return address, across the syscall that overwrites rcx
+    syscall                             # the guest's syscall, with the guest's arguments
+    mov rcx, [rsp]                      # rcx = the return address, as a native syscall leaves it; mov keeps the flags
+    ret {RED_ZONE}                      # back to the guest, and RSP back over the slot and the red zone in the same instruction
     .size sud_reissue, . - sud_reissue
 
 # sud_reissue_sigreturn: a guest's own rt_sigreturn (the restorer of a handler
