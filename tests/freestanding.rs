@@ -143,3 +143,159 @@ fn region_found_under_both_linkers() {
         assert!(stdout.contains("emulated -> 4242") && stdout.contains("reissued -> 50"));
     }
 }
+
+/// The audit: `audit_tracee` runs every runtime path with the selector at
+/// BLOCK while this test traces it with ptrace, stopping at every syscall
+/// the kernel executes and at every signal.  Dispatched syscalls never reach
+/// ptrace's syscall stops (dispatch comes first), so the two views together
+/// cover every `syscall` instruction the tracee runs:
+/// - each dispatched one (a SIGSYS with si_code SYS_USER_DISPATCH) came from
+///   the guest's code, never from the runtime's;
+/// - each one executed while the selector said BLOCK lies in the allowed
+///   region, and the restorer and both reissue stubs are among them.
+#[test]
+fn runtime_syscalls_while_blocked_lie_in_region() {
+    let tracee = this_run_bins().join("audit_tracee");
+    let out = Command::new(&tracee).env("SUD_AUDIT_ADDRESSES", "1").output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "name value [value]" pairs, in hex.
+    let value = |name: &str, nth: usize| {
+        let i = fields.iter().position(|f| *f == name).unwrap_or_else(|| panic!("no {name} in {line}"));
+        usize::from_str_radix(fields[i + 1 + nth].trim_start_matches("0x"), 16).unwrap()
+    };
+    let selector = value("selector", 0);
+    let region = value("region", 0)..value("region", 1);
+    let guest = value("guest", 0)..value("guest", 1);
+    let restorer = value("restorer", 0);
+    let reissue = value("reissue", 0);
+    let reissue_sigreturn = value("reissue_sigreturn", 0);
+
+    let trace = ptrace::trace(&tracee, selector);
+    print!("{}", trace.stdout);
+    assert!(trace.exited_zero, "the tracee failed:\n{}", trace.stdout);
+    assert!(trace.stdout.contains("audit workload done"));
+
+    let dispatched: Vec<_> = trace.sigsys.iter().filter(|s| s.code == 2).collect();
+    // getpid, getppid, 500, tgkill(SIGUSR1), the guest restorer's rt_sigreturn, tgkill(SIGSYS).
+    assert_eq!(dispatched.len(), 6, "dispatched syscalls: {:x?}", trace.sigsys);
+    for sigsys in &dispatched {
+        assert!(guest.contains(&sigsys.call_addr), "a runtime syscall was dispatched: {sigsys:x?}");
+    }
+    assert!(trace.sigsys.iter().any(|s| s.code == -6), "the foreign SIGSYS (SI_TKILL) was not seen");
+
+    let blocked: Vec<_> = trace.syscalls.iter().filter(|s| s.selector_blocked).collect();
+    for syscall in &blocked {
+        assert!(region.contains(&syscall.ip), "syscall {} ran under BLOCK from {:#x}, outside {region:x?}", syscall.nr, syscall.ip);
+    }
+    let ran_from = |entry: usize| blocked.iter().any(|s| (entry..entry + 16).contains(&s.ip));
+    assert!(ran_from(restorer), "no rt_sigreturn from sud_restorer under BLOCK");
+    assert!(ran_from(reissue), "no reissued syscall from sud_reissue under BLOCK");
+    assert!(ran_from(reissue_sigreturn), "no guest rt_sigreturn from sud_reissue_sigreturn under BLOCK");
+    println!(
+        "{} syscalls executed while blocked, all in the region; {} dispatched, all from guest code",
+        blocked.len(),
+        dispatched.len()
+    );
+}
+
+/// A minimal ptrace tracer: every syscall-entry stop and every SIGSYS.
+mod ptrace {
+    use std::os::unix::process::CommandExt;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    #[derive(Debug)]
+    pub struct SyscallEntry {
+        pub nr: u64,
+        /// The address after the `syscall` instruction.
+        pub ip: usize,
+        pub selector_blocked: bool,
+    }
+
+    #[derive(Debug)]
+    pub struct Sigsys {
+        pub code: i32,
+        pub call_addr: usize,
+    }
+
+    pub struct Trace {
+        pub syscalls: Vec<SyscallEntry>,
+        pub sigsys: Vec<Sigsys>,
+        pub exited_zero: bool,
+        pub stdout: String,
+    }
+
+    const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
+    const SYSCALL_INFO_ENTRY: u8 = 1;
+
+    /// Runs `binary` traced from its first instruction; `selector` is the
+    /// address of its selector byte.
+    pub fn trace(binary: &Path, selector: usize) -> Trace {
+        let mut command = Command::new(binary);
+        command.stdout(Stdio::piped());
+        // SAFETY: PTRACE_TRACEME is async-signal-safe; the child stops at exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let mut child = command.spawn().expect("spawn tracee");
+        let pid = child.id() as libc::pid_t;
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+            s
+        });
+        let mut trace = Trace { syscalls: Vec::new(), sigsys: Vec::new(), exited_zero: false, stdout: String::new() };
+        let mut status = 0;
+        // SAFETY: ptrace on our own traced child, with valid buffers.
+        unsafe {
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            assert!(libc::WIFSTOPPED(status), "tracee did not stop at exec");
+            let options = libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL;
+            assert_eq!(libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, options), 0);
+            let mut inject = 0;
+            loop {
+                assert_eq!(libc::ptrace(libc::PTRACE_SYSCALL, pid, 0, inject), 0);
+                inject = 0;
+                assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+                if libc::WIFEXITED(status) {
+                    trace.exited_zero = libc::WEXITSTATUS(status) == 0;
+                    break;
+                }
+                if libc::WIFSIGNALED(status) {
+                    break;
+                }
+                let signal = libc::WSTOPSIG(status);
+                if signal == libc::SIGTRAP | 0x80 {
+                    let mut info = [0u64; 11];
+                    let size = std::mem::size_of_val(&info);
+                    let got = libc::ptrace(PTRACE_GET_SYSCALL_INFO, pid, size, info.as_mut_ptr());
+                    assert!(got > 0);
+                    if info[0] as u8 == SYSCALL_INFO_ENTRY {
+                        let word = libc::ptrace(libc::PTRACE_PEEKDATA, pid, selector & !7, 0) as u64;
+                        let byte = (word >> (8 * (selector & 7))) & 0xff;
+                        trace.syscalls.push(SyscallEntry { nr: info[3], ip: info[1] as usize, selector_blocked: byte == 1 });
+                    }
+                } else {
+                    if signal == libc::SIGSYS {
+                        let mut info: libc::siginfo_t = std::mem::zeroed();
+                        assert_eq!(libc::ptrace(libc::PTRACE_GETSIGINFO, pid, 0, &mut info), 0);
+                        let raw = &*(&info as *const libc::siginfo_t as *const [u64; 16]);
+                        trace.sigsys.push(Sigsys { code: info.si_code, call_addr: raw[2] as usize });
+                    }
+                    inject = signal;
+                }
+            }
+        }
+        trace.stdout = reader.join().unwrap();
+        let _ = child.wait();
+        trace
+    }
+}
