@@ -295,7 +295,7 @@ fn raw_syscall() -> Batches {
 fn trampoline_blocked() -> Batches {
     let ppid = real_ppid();
     sud::install(emulate_getppid).expect("install");
-    sud::arm(&sud::SELECTOR).expect("arm");
+    sud::arm().expect("arm");
     let batches = measure(FAST, |n| {
         // SAFETY: until allow(), the loop makes only host (never trapped)
         // syscalls, and the callback would answer any other getppid.
@@ -313,7 +313,7 @@ fn trampoline_blocked() -> Batches {
 fn armed_allow() -> Batches {
     let ppid = real_ppid();
     sud::install(emulate_getppid).expect("install");
-    sud::arm(&sud::SELECTOR).expect("arm");
+    sud::arm().expect("arm");
     let batches = measure(FAST, |n| {
         for _ in 0..n {
             check(guest_getppid(), ppid);
@@ -325,7 +325,7 @@ fn armed_allow() -> Batches {
 
 fn selector_flip() -> Batches {
     sud::install(emulate_getppid).expect("install");
-    sud::arm(&sud::SELECTOR).expect("arm");
+    sud::arm().expect("arm");
     let batches = measure(FAST, |n| {
         for _ in 0..n {
             // The selector through black_box and a fence after each store:
@@ -353,7 +353,7 @@ fn reissue_getppid(call: &mut Syscall) -> Action {
 /// Guest getppid calls, armed under BLOCK, answered by `handler`.
 fn trapped(handler: sud::Handler, want: usize) -> Batches {
     sud::install(handler).expect("install");
-    sud::arm(&sud::SELECTOR).expect("arm");
+    sud::arm().expect("arm");
     let batches = measure(TRAPPED, |n| {
         // SAFETY: until allow(), the loop's only syscalls are the guest's
         // getppid, which `handler` answers with a plain value.
@@ -382,7 +382,7 @@ fn peer_prctl_toggle() -> Batches {
     unsafe { sud::SELECTOR.block() };
     let batches = measure(TRAPPED, |n| {
         for _ in 0..n {
-            sud::arm(&sud::SELECTOR).expect("arm");
+            sud::arm().expect("arm");
             check(guest_getppid(), EMULATED);
             sud::disarm().expect("disarm");
         }

@@ -187,7 +187,7 @@ fn main() -> Result<(), sud::Error> {
     println!("guest code: {} bytes at {:#x}", code.0.len(), guest.range().start);
 
     sud::install(on_syscall)?;
-    sud::arm(&sud::SELECTOR)?;
+    sud::arm()?;
     let mut results = [0u64; 5];
     guest.run_blocked(&mut results);
 

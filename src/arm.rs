@@ -2,6 +2,7 @@
 
 use crate::error::{Errno, Error};
 use crate::syscalls::host;
+use crate::thread::{GLOBAL, ThreadState};
 use core::ops::Range;
 use core::sync::atomic::{AtomicU8, Ordering};
 use linux_raw_sys::general::__NR_prctl;
@@ -107,30 +108,24 @@ pub fn support() -> Support {
 }
 
 /// Arms the calling thread in exclusive mode over the [allowed region]
-/// (crate::allowed_region): while `selector` says BLOCK, every syscall the
-/// thread makes from anywhere else is dispatched as SIGSYS.
+/// (crate::allowed_region) with the global selector, [`SELECTOR`]: while it
+/// says BLOCK, every syscall the thread makes from anywhere else is
+/// dispatched as SIGSYS.  For a selector of the thread's own, see
+/// [`Thread`](crate::Thread).
 ///
-/// Arming is per thread and is not inherited: threads, fork children and
-/// exec'd images all start unarmed.  Install the SIGSYS handler
-/// ([`install`](crate::install)) before the selector first says BLOCK.
-pub fn arm(selector: &'static Selector) -> Result<(), Error> {
-    let region = crate::allowed_region();
-    // SAFETY: the range is the runtime's own region and the selector lives
-    // for ever; while it says ALLOW (as it does until the caller's unsafe
-    // `block`) arming changes nothing the thread can observe.
-    unsafe {
-        set_syscall_user_dispatch(
-            PR_SYS_DISPATCH_EXCLUSIVE_ON,
-            region.start,
-            region.len(),
-            selector.as_ptr(),
-        )
-    }
+/// Arming is per thread and is not inherited by threads, processes or exec'd
+/// images the host creates; the tasks guest code creates while blocked
+/// (clone, fork, vfork, clone3) are armed again by the runtime.  Install the
+/// SIGSYS handler ([`install`](crate::install)) before the selector first
+/// says BLOCK.
+pub fn arm() -> Result<(), Error> {
+    arm_state(&GLOBAL, PR_SYS_DISPATCH_EXCLUSIVE_ON, crate::allowed_region())
 }
 
-/// Arms the calling thread in inclusive mode (Linux 6.17): while `selector`
-/// says BLOCK, the syscalls made from inside `range` (a JIT's code cache, a
-/// loaded guest image) are dispatched, and those from anywhere else run.
+/// Arms the calling thread in inclusive mode (Linux 6.17) with the global
+/// selector: while it says BLOCK, the syscalls made from inside `range` (a
+/// JIT's code cache, a loaded guest image) are dispatched, and those from
+/// anywhere else run.
 ///
 /// The kernel tests the address *after* the `syscall` instruction, so a range
 /// that should trap a syscall ending exactly at its end must reach one byte
@@ -139,21 +134,30 @@ pub fn arm(selector: &'static Selector) -> Result<(), Error> {
 /// host code making its syscalls through [`host`](crate::host).  A range that
 /// is empty, wraps, or overlaps the allowed region is refused with
 /// `Os(EINVAL)` before the kernel is asked.
-pub fn arm_inclusive(range: Range<usize>, selector: &'static Selector) -> Result<(), Error> {
+pub fn arm_inclusive(range: Range<usize>) -> Result<(), Error> {
+    check_inclusive(&range)?;
+    arm_state(&GLOBAL, PR_SYS_DISPATCH_INCLUSIVE_ON, range)
+}
+
+/// Refuses an inclusive range the runtime could not work with.
+pub(crate) fn check_inclusive(range: &Range<usize>) -> Result<(), Error> {
     let region = crate::allowed_region();
     if range.is_empty() || (range.start < region.end && region.start < range.end) {
         return Err(Error::Os(Errno::EINVAL));
     }
-    // SAFETY: the range excludes the runtime's region, so the runtime's own
-    // syscalls still run; the selector lives for ever.
-    unsafe {
-        set_syscall_user_dispatch(
-            PR_SYS_DISPATCH_INCLUSIVE_ON,
-            range.start,
-            range.len(),
-            selector.as_ptr(),
-        )
-    }
+    Ok(())
+}
+
+/// Arms the calling thread with `state`'s selector, and records how, so
+/// that the tasks its guest creates are armed the same way.
+pub(crate) fn arm_state(state: &ThreadState, op: u32, range: Range<usize>) -> Result<(), Error> {
+    let selector = state.selector().as_ptr();
+    // SAFETY: the range exempts the runtime's region (exclusive) or avoids
+    // it (inclusive, checked by the callers); the selector lives as long as
+    // the state, which outlives the arming.
+    unsafe { set_syscall_user_dispatch(op, range.start, range.len(), selector)? };
+    state.set_arm(op, range.start, range.len(), selector);
+    Ok(())
 }
 
 /// Disarms the calling thread.  Always allowed by the kernel, armed or not.

@@ -5,16 +5,44 @@
 //! one object file, in this order, as one input section `sud_allowed`.
 
 use crate::kernel::RED_ZONE;
+use crate::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN};
+use crate::thread::{DEAD, ThreadState};
 use core::arch::global_asm;
-use linux_raw_sys::general::__NR_rt_sigreturn;
+use core::mem::offset_of;
+use linux_raw_sys::general::{
+    __NR_exit, __NR_gettid, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask,
+    __NR_rt_sigreturn, __NR_sigaltstack, SIG_SETMASK, SIGSYS, SS_DISABLE,
+};
+use linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH;
 
-// The allowed region: trampolines, restorer, reissue stubs.
+// The allowed region: trampolines, reissue and task stubs, restorer.
 global_asm!(
     include_str!("../asm/x86_64/trampolines.s"),
     include_str!("../asm/x86_64/reissue.s"),
+    include_str!("../asm/x86_64/tasks.s"),
     include_str!("../asm/x86_64/restorer.s"),
     NR_RT_SIGRETURN = const __NR_rt_sigreturn,
+    NR_RT_SIGACTION = const __NR_rt_sigaction,
+    NR_RT_SIGPROCMASK = const __NR_rt_sigprocmask,
+    NR_PRCTL = const __NR_prctl,
+    NR_GETTID = const __NR_gettid,
+    NR_SIGALTSTACK = const __NR_sigaltstack,
+    NR_EXIT = const __NR_exit,
+    PR_SET_SYSCALL_USER_DISPATCH = const PR_SET_SYSCALL_USER_DISPATCH,
+    SIGSYS = const SIGSYS,
+    SIG_SETMASK = const SIG_SETMASK,
+    SS_DISABLE = const SS_DISABLE,
     RED_ZONE = const RED_ZONE,
+    STATE_ARM = const offset_of!(ThreadState, arm),
+    STATE_RESUME = const offset_of!(ThreadState, resume),
+    STATE_ALTSTACK = const offset_of!(ThreadState, altstack),
+    STATE_CLONE_RESULT = const offset_of!(ThreadState, clone_result),
+    STATE_STATE = const offset_of!(ThreadState, state),
+    STATE_SIGSYS_ACTION = const offset_of!(ThreadState, sigsys_action),
+    STATE_TID = const offset_of!(ThreadState, tid),
+    STATE_DEAD = const DEAD,
+    VFORK_PARENTS = sym VFORK_PARENTS,
+    VFORK_PARENTS_LEN = const VFORK_PARENTS_LEN,
 );
 
 // The raw SIGSYS entry (ordinary text: it makes no syscall).
@@ -59,6 +87,17 @@ unsafe extern "C" {
     static sud_reissue: u8;
     /// Reissue stub for a guest's rt_sigreturn.
     static sud_reissue_sigreturn: u8;
+    /// Reissue stubs restoring one replaced argument register.
+    static sud_reissue_keep_rdi: u8;
+    static sud_reissue_keep_rsi: u8;
+    static sud_reissue_keep_r10: u8;
+    static sud_reissue_keep_r8: u8;
+    static sud_reissue_keep_r9: u8;
+    /// Task stubs: fork-like, vfork-like, new thread, thread exit.
+    static sud_reissue_fork: u8;
+    static sud_reissue_vfork: u8;
+    static sud_reissue_thread: u8;
+    static sud_reissue_exit: u8;
     /// The SIGSYS entry the kernel calls as an SA_SIGINFO handler.
     static sud_sigsys_entry: u8;
 
@@ -83,6 +122,15 @@ pub(crate) mod addr {
         sud_restorer,
         sud_reissue,
         sud_reissue_sigreturn,
+        sud_reissue_keep_rdi,
+        sud_reissue_keep_rsi,
+        sud_reissue_keep_r10,
+        sud_reissue_keep_r8,
+        sud_reissue_keep_r9,
+        sud_reissue_fork,
+        sud_reissue_vfork,
+        sud_reissue_thread,
+        sud_reissue_exit,
         sud_sigsys_entry,
         __start_sud_allowed,
         __stop_sud_allowed

@@ -21,7 +21,7 @@
 //! }
 //!
 //! sud::install(on_syscall)?;
-//! sud::arm(&sud::SELECTOR)?;
+//! sud::arm()?;
 //! // SAFETY: only guest code runs until allow().
 //! unsafe { sud::SELECTOR.block() };
 //! // ... run guest code: its syscalls reach on_syscall ...
@@ -38,6 +38,8 @@
 //! - the kernel structs it reads: `src/kernel.rs`.
 
 #![no_std]
+// Syscall numbers keep the kernel's names (`__NR_getpid`), in patterns too.
+#![allow(non_upper_case_globals)]
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("sud supports x86-64 Linux only");
@@ -47,8 +49,11 @@ mod asm;
 mod error;
 mod kernel;
 mod region;
+mod signals;
 mod sigsys;
 mod syscalls;
+mod tasks;
+mod thread;
 
 pub use arm::{
     SELECTOR, Selector, Support, arm, arm_inclusive, disarm, set_syscall_user_dispatch, support,
@@ -56,5 +61,7 @@ pub use arm::{
 pub use error::{Errno, Error};
 pub use kernel::{Registers, SigContext, SigInfo, UContext};
 pub use region::{RegionSymbols, allowed_region, region_symbols};
+pub use signals::{HostHandler, adopt_signal, guest_action, install_host_handler};
 pub use sigsys::{Action, Handler, Syscall, install, uninstall};
 pub use syscalls::{guest, host};
+pub use thread::Thread;

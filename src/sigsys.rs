@@ -6,18 +6,20 @@
 //! [`Handler`] -> back through `sud_restorer` (rt_sigreturn, in the allowed
 //! region) -> the guest after its `syscall`, or `sud_reissue` first.
 
-use crate::arm::SELECTOR;
+use crate::arm::Selector;
 use crate::asm::addr;
 use crate::error::{Errno, Error};
 use crate::kernel::{
-    KernelSigaction, Registers, SIG_DFL, SIG_IGN, SIGSET_SIZE, SigInfo, UContext,
-    sigmask,
+    KernelSigaction, Registers, SIG_DFL, SIG_IGN, SIGSET_SIZE, SigInfo, UContext, sigmask,
 };
 use crate::syscalls::host;
+use crate::thread::{self, ThreadState};
+use crate::{signals, tasks};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use linux_raw_sys::general::{
-    __NR_getpid, __NR_gettid, __NR_rt_sigaction, __NR_rt_sigreturn, __NR_rt_tgsigqueueinfo,
-    SA_ONSTACK, SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIGSYS, SYS_USER_DISPATCH,
+    __NR_clone, __NR_clone3, __NR_exit, __NR_fork, __NR_getpid, __NR_gettid, __NR_rt_sigaction,
+    __NR_rt_sigprocmask, __NR_rt_sigreturn, __NR_rt_tgsigqueueinfo, __NR_vfork, SA_ONSTACK,
+    SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIG_SETMASK, SIGSYS, SYS_USER_DISPATCH,
 };
 
 /// The user's decision for one trapped syscall.  Called in signal context with
@@ -56,6 +58,7 @@ impl Default for Action {
 pub struct Syscall<'a> {
     frame: &'a mut UContext,
     info: &'a SigInfo,
+    state: &'static ThreadState,
     resume_allowed: bool,
 }
 
@@ -84,6 +87,21 @@ impl Syscall<'_> {
     #[inline]
     pub fn siginfo(&self) -> &SigInfo {
         self.info
+    }
+
+    /// The trapped thread's selector: its own for a [`Thread`](crate::Thread)
+    /// or a thread the guest created, else the global `sud_selector`.
+    #[inline]
+    pub fn selector(&self) -> &Selector {
+        self.state.selector()
+    }
+
+    /// The pointer given to [`Thread::set_data`](crate::Thread::set_data)
+    /// for the trapped thread (inherited by the threads its guest creates);
+    /// null if none.
+    #[inline]
+    pub fn thread_data(&self) -> *mut () {
+        self.state.data.load(Ordering::Relaxed)
     }
 
     /// Resume with the selector at ALLOW rather than BLOCK: for a guest whose
@@ -172,13 +190,7 @@ pub fn install(handler: Handler) -> Result<(), Error> {
     if current.handler != addr::sud_sigsys_entry() {
         PREVIOUS.store(&current);
     }
-    let ours = KernelSigaction {
-        handler: addr::sud_sigsys_entry(),
-        flags: (SA_SIGINFO | SA_RESTORER | SA_ONSTACK) as u64,
-        restorer: addr::sud_restorer(),
-        mask: !0,
-    };
-    let replaced = sigaction(SIGSYS, Some(&ours))?;
+    let replaced = sigaction(SIGSYS, Some(&our_sigsys_action()))?;
     if replaced.handler != addr::sud_sigsys_entry() && replaced != current {
         PREVIOUS.store(&replaced);
     }
@@ -193,6 +205,17 @@ pub fn uninstall() -> Result<(), Error> {
     Ok(())
 }
 
+
+/// sud's SIGSYS disposition: the asm entry, every signal blocked while it
+/// runs, on the alternate signal stack, returning through sud's restorer.
+pub(crate) fn our_sigsys_action() -> KernelSigaction {
+    KernelSigaction {
+        handler: addr::sud_sigsys_entry(),
+        flags: (SA_SIGINFO | SA_RESTORER | SA_ONSTACK) as u64,
+        restorer: addr::sud_restorer(),
+        mask: !0,
+    }
+}
 
 /// Raw `rt_sigaction(signal, new, &old)` through the allowed region.
 pub(crate) fn sigaction(signal: u32, new: Option<&KernelSigaction>) -> Result<KernelSigaction, Errno> {
@@ -221,19 +244,22 @@ pub(crate) fn sigaction(signal: u32, new: Option<&KernelSigaction>) -> Result<Ke
 pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) {
     // SAFETY: the kernel built both in the frame, and nothing else refers to
     // them while the handler runs.
-    let (info, uc) = unsafe { (&*info, &mut *uc) };
-    if info.si_code != SYS_USER_DISPATCH as i32 {
-        return forward(info, uc);
+    let (info_ref, uc_ref) = unsafe { (&*info, &mut *uc) };
+    let state = thread::current(uc_ref);
+    if info_ref.si_code != SYS_USER_DISPATCH as i32 {
+        // SAFETY: the live frame, as above.
+        return unsafe { forward(state, info, uc) };
     }
-    let regs = &mut uc.uc_mcontext.regs;
-    if regs.rax == __NR_rt_sigreturn as u64 {
+    if uc_ref.uc_mcontext.regs.rax == __NR_rt_sigreturn as u64 {
         // A guest's own restorer, outside the region: run it natively with
         // the guest's RSP, where its frame lies.  No callback can do better.
-        regs.rip = addr::sud_reissue_sigreturn() as u64;
+        signals::guest_sigreturn(state, &uc_ref.uc_mcontext.regs);
+        uc_ref.uc_mcontext.regs.rip = addr::sud_reissue_sigreturn() as u64;
         return;
     }
     // Give the callback a thread on which ordinary syscalls run.
-    SELECTOR.allow();
+    let selector = state.selector();
+    selector.allow();
     let handler = HANDLER.load(Ordering::Acquire);
     let mut resume_allowed = false;
     let action = if handler == 0 {
@@ -241,73 +267,121 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
     } else {
         // SAFETY: HANDLER only ever holds 0 or a `Handler` stored by install.
         let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
-        let mut call = Syscall { frame: uc, info, resume_allowed: false };
+        let mut call = Syscall { frame: uc_ref, info: info_ref, state, resume_allowed: false };
         let action = handler(&mut call);
         resume_allowed = call.resume_allowed;
         action
     };
-    let regs = &mut uc.uc_mcontext.regs;
+    // SAFETY: the live frame, as above.
+    let uc_ref = unsafe { &mut *uc };
+    let regs = &mut uc_ref.uc_mcontext.regs;
     match action {
         Action::Emulate(value) => regs.rax = value as u64,
         Action::Deny(errno) => regs.rax = errno.to_syscall_result() as u64,
-        Action::Reissue => prepare_reissue(regs),
+        Action::Reissue => reissue(state, uc_ref),
     }
     if !resume_allowed || action == Action::Reissue {
         // The trap happened under BLOCK, and the guest resumes under BLOCK.
         // SAFETY: this restores the state the guest was trapped in.
-        unsafe { SELECTOR.block() };
+        unsafe { selector.block() };
     }
 }
 
-/// Turns the saved registers into a return to `sud_reissue`, which runs the
-/// syscall once rt_sigreturn has reinstalled them.  Nothing is written to the
-/// guest's stack here: below its red zone lies this very signal frame.
-fn prepare_reissue(regs: &mut Registers) {
-    if regs.rax == __NR_rt_sigreturn as u64 {
-        // The callback turned this into an rt_sigreturn: it needs RSP as is.
-        regs.rip = addr::sud_reissue_sigreturn() as u64;
-        return;
-    }
-    regs.rcx = regs.rip;
-    regs.rip = addr::sud_reissue() as u64;
+/// How a reissued syscall is carried out.
+pub(crate) enum Reissue {
+    /// From `sud_reissue`, as it is.
+    Plain,
+    /// From another stub, which takes a parameter in R11.
+    Stub { entry: usize, r11: u64 },
+    /// Already done by the runtime: this is its result.
+    Done(usize),
 }
 
-/// A SIGSYS that is not from dispatch: give it to the disposition [`install`]
-/// replaced, as the kernel would have.
-fn forward(info: &SigInfo, uc: &mut UContext) {
-    let previous = PREVIOUS.load();
-    let flags = previous.flags;
+/// Turns the saved registers into a return to the stub that runs the
+/// syscall once rt_sigreturn has reinstalled them, with RCX = the guest's
+/// return address (where a native syscall leaves RCX pointing too).
+/// Nothing is written to the guest's stack here: below its red zone may lie
+/// this very signal frame.
+fn reissue(state: &'static ThreadState, uc: &mut UContext) {
+    let nr = uc.uc_mcontext.regs.rax as u32;
+    let how = match nr {
+        __NR_rt_sigreturn => {
+            // The callback turned this into an rt_sigreturn: it needs RSP as is.
+            signals::guest_sigreturn(state, &uc.uc_mcontext.regs);
+            Reissue::Stub { entry: addr::sud_reissue_sigreturn(), r11: uc.uc_mcontext.regs.r11 }
+        }
+        __NR_fork | __NR_vfork | __NR_clone | __NR_clone3 => tasks::clone(state, &uc.uc_mcontext.regs),
+        __NR_exit => tasks::exit(state),
+        _ => signals::reissue(state, uc),
+    };
+    let regs = &mut uc.uc_mcontext.regs;
+    match how {
+        Reissue::Plain => {
+            regs.rcx = regs.rip;
+            regs.rip = addr::sud_reissue() as u64;
+        }
+        Reissue::Stub { entry, r11 } => {
+            regs.rcx = regs.rip;
+            regs.r11 = r11;
+            regs.rip = entry as u64;
+        }
+        Reissue::Done(result) => regs.rax = result as u64,
+    }
+}
+
+/// A SIGSYS that is not from dispatch: give it to the guest's own SIGSYS
+/// disposition if it set one, else to the one [`install`] replaced, as the
+/// kernel would have.
+///
+/// # Safety
+/// `info` and `uc` are the live frame's.
+unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut UContext) {
+    let guest = signals::guest_sigsys_action();
+    let previous = guest.unwrap_or_else(|| PREVIOUS.load());
+    // SAFETY: the live frame.
+    let (info_ref, uc_ref) = unsafe { (&*info, &mut *uc) };
     // The kernel forces the SIGSYS it generates (si_code > 0): an ignored
     // one gets the default action.  One sent by a process may be ignored.
-    let kernel_sent = info.si_code > 0;
+    let kernel_sent = info_ref.si_code > 0;
     match previous.handler {
         SIG_IGN if !kernel_sent => {}
-        SIG_DFL | SIG_IGN => default_action(info, uc),
+        SIG_DFL | SIG_IGN => default_action(info_ref, uc_ref),
         handler => {
-            let was_blocked = SELECTOR.is_blocked();
-            SELECTOR.allow();
-            if flags & SA_RESETHAND as u64 != 0 {
-                PREVIOUS.store(&KernelSigaction::default());
-            }
-            let info_ptr = info as *const SigInfo as *mut SigInfo;
-            // SAFETY: `handler` is the function the application installed for
-            // SIGSYS; it gets the arguments the kernel would have given it.
-            unsafe {
-                if flags & SA_SIGINFO as u64 != 0 {
-                    let f: unsafe extern "C" fn(i32, *mut SigInfo, *mut UContext) =
-                        core::mem::transmute(handler);
-                    f(SIGSYS as i32, info_ptr, uc);
-                } else {
-                    let f: unsafe extern "C" fn(i32) = core::mem::transmute(handler);
-                    f(SIGSYS as i32);
+            if previous.flags & SA_RESETHAND as u64 != 0 {
+                match guest {
+                    Some(_) => signals::reset_guest_action(SIGSYS),
+                    None => PREVIOUS.store(&KernelSigaction::default()),
                 }
             }
-            if was_blocked {
-                // SAFETY: puts back the state the thread was in.
-                unsafe { SELECTOR.block() };
+            if let Some(guest) = guest {
+                // Guest code: under BLOCK, with SIGSYS deliverable so that its
+                // own syscalls can be dispatched, and its own mask otherwise.
+                let mask = (uc_ref.uc_sigmask | guest.mask) & !sigmask(SIGSYS);
+                set_thread_mask(mask);
+                // SAFETY: the guest's SIGSYS handler, given the frame.
+                unsafe { signals::run_guest_handler(state, &guest, SIGSYS as i32, info, uc) };
+                set_thread_mask(!0);
+            } else {
+                let selector = state.selector();
+                let was_blocked = selector.is_blocked();
+                selector.allow();
+                // SAFETY: the function the application installed for SIGSYS.
+                unsafe { signals::call_handler(handler, SIGSYS as i32, info, uc) };
+                if was_blocked {
+                    // SAFETY: puts back the state the thread was in.
+                    unsafe { selector.block() };
+                }
             }
         }
     }
+}
+
+/// Sets the calling thread's real signal mask.
+fn set_thread_mask(mask: u64) {
+    // SAFETY: a valid sigset, no old set wanted.
+    let _ = unsafe {
+        host::syscall4(__NR_rt_sigprocmask, SIG_SETMASK as usize, &mask as *const u64 as usize, 0, SIGSET_SIZE)
+    };
 }
 
 /// The default action for a foreign SIGSYS: the process dies of it.  The

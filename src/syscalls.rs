@@ -202,3 +202,53 @@ pub mod guest {
         Errno::result(unsafe { sc::syscall6(nr as usize, a1, a2, a3, a4, a5, a6) })
     }
 }
+
+/// Reading and writing guest memory from signal context without ever
+/// faulting: the kernel copies through `process_vm_readv`/`writev` on this
+/// very process, and an address the guest may not access is EFAULT, exactly
+/// as the syscall being emulated would report it.
+pub(crate) mod guest_memory {
+    use crate::error::Errno;
+    use core::mem::{MaybeUninit, size_of};
+    use linux_raw_sys::general::{__NR_getpid, __NR_process_vm_readv, __NR_process_vm_writev};
+
+    /// `struct iovec`.
+    #[repr(C)]
+    struct IoVec {
+        base: usize,
+        len: usize,
+    }
+
+    fn copy(nr: u32, local: usize, remote: usize, len: usize) -> Result<(), Errno> {
+        let local = IoVec { base: local, len };
+        let remote = IoVec { base: remote, len };
+        // SAFETY: both iovecs describe `len` bytes; the local one is ours and
+        // valid, the remote one is checked by the kernel.
+        unsafe {
+            let pid = super::host::syscall0(__NR_getpid)?;
+            let done = super::host::syscall6(
+                nr,
+                pid,
+                &local as *const IoVec as usize,
+                1,
+                &remote as *const IoVec as usize,
+                1,
+                0,
+            )?;
+            if done == len { Ok(()) } else { Err(Errno::EFAULT) }
+        }
+    }
+
+    /// A `T` read from guest address `addr`.
+    pub(crate) fn read<T: Copy>(addr: usize) -> Result<T, Errno> {
+        let mut value = MaybeUninit::<T>::uninit();
+        copy(__NR_process_vm_readv, value.as_mut_ptr() as usize, addr, size_of::<T>())?;
+        // SAFETY: the kernel filled every byte; T is plain data (integers).
+        Ok(unsafe { value.assume_init() })
+    }
+
+    /// Writes `value` to guest address `addr`.
+    pub(crate) fn write<T: Copy>(addr: usize, value: &T) -> Result<(), Errno> {
+        copy(__NR_process_vm_writev, value as *const T as usize, addr, size_of::<T>())
+    }
+}

@@ -22,7 +22,7 @@ const MISSING: u32 = 501;
 /// Runs `f` with this thread armed over the allowed region and the global
 /// selector at BLOCK.
 fn blocked<T>(f: impl FnOnce() -> T) -> T {
-    sud::arm(&SELECTOR).expect("arm");
+    sud::arm().expect("arm");
     // SAFETY: the tests' guest code only makes syscalls meant for the handler.
     unsafe { SELECTOR.block() };
     let out = f();
@@ -314,21 +314,20 @@ fn support_is_detected() {
 #[test]
 fn bad_arming_arguments_are_typed_errors() {
     isolated("bad_arming_arguments_are_typed_errors", Ends::Passing, || {
-        static SELECTOR2: sud::Selector = sud::Selector::new();
         let region = sud::allowed_region();
         let einval = Err(Error::Os(Errno::EINVAL));
-        assert_eq!(sud::arm_inclusive(0x1000..0x1000, &SELECTOR2), einval, "empty range");
-        assert_eq!(sud::arm_inclusive(region.start - 8..region.start + 8, &SELECTOR2), einval, "overlaps region");
-        assert_eq!(sud::arm_inclusive(region.end - 1..region.end + 100, &SELECTOR2), einval, "overlaps region end");
+        assert_eq!(sud::arm_inclusive(0x1000..0x1000), einval, "empty range");
+        assert_eq!(sud::arm_inclusive(region.start - 8..region.start + 8), einval, "overlaps region");
+        assert_eq!(sud::arm_inclusive(region.end - 1..region.end + 100), einval, "overlaps region end");
         // SAFETY: all refused by the kernel before it changes anything.
         unsafe {
             assert_eq!(sud::set_syscall_user_dispatch(1, 0, 1, usize::MAX as *const u8), Err(Error::Os(Errno::EFAULT)));
-            assert_eq!(sud::set_syscall_user_dispatch(1, usize::MAX, 2, SELECTOR2.as_ptr()), einval);
+            assert_eq!(sud::set_syscall_user_dispatch(1, usize::MAX, 2, SELECTOR.as_ptr()), einval);
             assert_eq!(sud::set_syscall_user_dispatch(7, 0, 0, std::ptr::null()), einval);
             assert_eq!(sud::set_syscall_user_dispatch(0, 1, 0, std::ptr::null()), einval);
         }
         // A good range next to the region is accepted.
-        assert_eq!(sud::arm_inclusive(region.end..region.end + 1, &SELECTOR2), Ok(()));
+        assert_eq!(sud::arm_inclusive(region.end..region.end + 1), Ok(()));
         assert_eq!(sud::disarm(), Ok(()));
     });
 }
@@ -339,7 +338,7 @@ fn bad_arming_arguments_are_typed_errors() {
 fn arming_forbidden_is_eperm() {
     isolated("arming_forbidden_is_eperm", Ends::Passing, || {
         common::seccomp(__NR_prctl, &[PR_SET_SYSCALL_USER_DISPATCH], libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
-        assert_eq!(sud::arm(&SELECTOR), Err(Error::Os(Errno::EPERM)));
+        assert_eq!(sud::arm(), Err(Error::Os(Errno::EPERM)));
     });
 }
 
@@ -350,10 +349,10 @@ fn kernel_without_sud_is_detected() {
     isolated("kernel_without_sud_is_detected", Ends::Passing, || {
         common::seccomp(__NR_prctl, &[PR_SET_SYSCALL_USER_DISPATCH], libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32);
         assert_eq!(sud::support(), sud::Support { exclusive: false, inclusive: false });
-        assert_eq!(sud::arm(&SELECTOR), Err(Error::NoSyscallUserDispatch));
+        assert_eq!(sud::arm(), Err(Error::NoSyscallUserDispatch));
         assert_eq!(sud::disarm(), Err(Error::NoSyscallUserDispatch));
         let region = sud::allowed_region();
-        assert_eq!(sud::arm_inclusive(region.end..region.end + 1, &SELECTOR), Err(Error::NoSyscallUserDispatch));
+        assert_eq!(sud::arm_inclusive(region.end..region.end + 1), Err(Error::NoSyscallUserDispatch));
     });
 }
 
@@ -369,8 +368,8 @@ fn kernel_without_inclusive_mode_is_detected() {
         );
         assert_eq!(sud::support(), sud::Support { exclusive: true, inclusive: false });
         let region = sud::allowed_region();
-        assert_eq!(sud::arm_inclusive(region.end..region.end + 1, &SELECTOR), Err(Error::NoInclusiveMode));
-        assert_eq!(sud::arm(&SELECTOR), Ok(()));
+        assert_eq!(sud::arm_inclusive(region.end..region.end + 1), Err(Error::NoInclusiveMode));
+        assert_eq!(sud::arm(), Ok(()));
         assert_eq!(sud::disarm(), Ok(()));
     });
 }

@@ -25,6 +25,30 @@ sud_reissue:
     ret {RED_ZONE}                      # back to the guest, and RSP back over the slot and the red zone in the same instruction
     .size sud_reissue, . - sud_reissue
 
+# sud_reissue_keep_REG: as sud_reissue, for a syscall whose argument in REG
+# the dispatcher replaced (by a pointer to a copy without SIGSYS in its signal
+# mask); R11 holds the guest's own value, which REG gets back afterwards.
+.macro reissue_keep reg
+    .globl sud_reissue_keep_\reg
+    .type sud_reissue_keep_\reg, @function
+    .p2align 4
+sud_reissue_keep_\reg:
+    lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
+    push rcx                            # the return address
+    push r11                            # the guest's own value of the replaced argument
+    syscall                             # the syscall, with the sanitised argument
+    pop \reg                            # the guest's value back; pop keeps the flags
+    mov rcx, [rsp]                      # rcx = the return address
+    ret {RED_ZONE}                      # back to the guest, RSP back in the same instruction
+    .size sud_reissue_keep_\reg, . - sud_reissue_keep_\reg
+.endm
+
+    reissue_keep rdi
+    reissue_keep rsi
+    reissue_keep r10
+    reissue_keep r8
+    reissue_keep r9
+
 # sud_reissue_sigreturn: a guest's own rt_sigreturn (the restorer of a handler
 # outside the allowed region).  It needs the guest's RSP exactly, since the
 # frame it reinstalls lies there, and it never returns.

@@ -120,7 +120,7 @@ fn test_main() -> i32 {
     sud::install(handler).unwrap();
     // A guest signal handler whose restorer lies outside the region.
     sigaction(SIGUSR1, guest_signal_handler as *const () as usize, 0, audit_guest_restorer as *const () as usize);
-    sud::arm(&SELECTOR).unwrap();
+    sud::arm().unwrap();
     // SAFETY: only the guest calls below run until allow().
     unsafe { SELECTOR.block() };
     let pid = guest_call(__NR_getpid, 0, 0, 0);

@@ -141,7 +141,7 @@ fn magic_syscall() -> Result<usize, Errno> {
 fn dispatch_and_return() {
     check_eq!(sud::install(handle_sigsys), Ok(()));
     SELECTOR.allow();
-    check_eq!(sud::arm(&SELECTOR), Ok(()));
+    check_eq!(sud::arm(), Ok(()));
     // MAGIC_SYSCALL_1 doesn't exist.
     SELECTOR.allow();
     check_eq!(magic_syscall(), Err(Errno::ENOSYS));

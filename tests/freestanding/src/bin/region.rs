@@ -132,7 +132,7 @@ fn raw_trampoline_getppid() -> usize {
 /// and prctl itself to disarm.
 fn trampolines_run_while_blocked() {
     let ppid = host_getppid();
-    check_eq!(sud::arm(&SELECTOR), Ok(()));
+    check_eq!(sud::arm(), Ok(()));
     // SAFETY: only trampoline syscalls run until allow().
     unsafe { SELECTOR.block() };
     let results = [
@@ -156,7 +156,7 @@ fn trampolines_run_while_blocked() {
 /// outside the region is dispatched, and with no handler the process dies of
 /// SIGSYS.  Without it, a runtime that never armed would pass as well.
 fn outside_syscall_traps_while_blocked() {
-    check_eq!(sud::arm(&SELECTOR), Ok(()));
+    check_eq!(sud::arm(), Ok(()));
     // SAFETY: the inline syscall below is meant to be dispatched.
     unsafe {
         SELECTOR.block();

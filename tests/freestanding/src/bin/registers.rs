@@ -400,7 +400,7 @@ fn native(nr: u32) -> State {
 fn check_dispatched(nr: u32, handler: sud::Handler) {
     let want = native(nr);
     check_eq!(sud::install(handler), Ok(()));
-    check_eq!(sud::arm(&SELECTOR), Ok(()));
+    check_eq!(sud::arm(), Ok(()));
     for shift in SHIFTS {
         let mut state = patterned_state(nr, shift * 8);
         // SAFETY: only the guest round trip runs until allow().
@@ -488,7 +488,7 @@ fn deny_preserves_registers() {
 /// must give `want`.
 fn check_red_zone(handler: sud::Handler, nr: u32, want: RedZone) {
     check_eq!(sud::install(handler), Ok(()));
-    check_eq!(sud::arm(&SELECTOR), Ok(()));
+    check_eq!(sud::arm(), Ok(()));
     for shift in SHIFTS {
         // SAFETY: only the guest runs until allow().
         let got = unsafe {

@@ -1,0 +1,143 @@
+//! Tasks the guest creates and ends, under [`Action::Reissue`](crate::Action):
+//! fork, vfork, clone and clone3 run natively from a stub that arms every
+//! child before it runs a guest instruction (and gives a new thread its own
+//! state and alternate stack), and a managed thread's exit leaves nothing
+//! behind.  The stubs are in `asm/x86_64/tasks.s`.
+
+use crate::arm::SELECTOR;
+use crate::asm::addr;
+use crate::error::Errno;
+use crate::kernel::{KernelSigaction, Registers};
+use crate::sigsys::Reissue;
+use crate::syscalls::{guest_memory, host};
+use crate::thread::{self, ThreadState};
+use core::sync::atomic::{AtomicU64, Ordering};
+use linux_raw_sys::general::{
+    __NR_clone, __NR_clone3, __NR_fork, __NR_gettid, __NR_vfork, CLONE_CLEAR_SIGHAND, CLONE_VFORK,
+    CLONE_VM, SIGCHLD,
+};
+
+/// How many threads can be inside a vfork at once.
+pub(crate) const VFORK_PARENTS_LEN: usize = 64;
+
+/// (tid, return address) of each thread inside a vfork: a vfork parent wakes
+/// to a stack its child has used, so `sud_reissue_vfork` finds its way back
+/// to the guest here, under its tid.
+pub(crate) static VFORK_PARENTS: [[AtomicU64; 2]; VFORK_PARENTS_LEN] =
+    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; VFORK_PARENTS_LEN];
+
+/// The flags and, when the child gets one, the top of the new stack.
+fn clone_shape(nr: u32, regs: &Registers) -> Option<(u64, Option<u64>)> {
+    match nr {
+        __NR_fork => Some((SIGCHLD as u64, None)),
+        __NR_vfork => Some(((CLONE_VM | CLONE_VFORK | SIGCHLD) as u64, None)),
+        // clone(flags, stack, parent_tid, child_tid, tls)
+        __NR_clone => Some((regs.rdi, (regs.rsi != 0).then_some(regs.rsi))),
+        __NR_clone3 => {
+            // struct clone_args: flags at 0, stack at 40, stack_size at 48.
+            // Anything the kernel will refuse (a short or unreadable struct)
+            // is left for it to refuse.
+            if regs.rsi < 64 {
+                return None;
+            }
+            let args: [u64; 8] = guest_memory::read(regs.rdi as usize).ok()?;
+            let (flags, stack, size) = (args[0], args[5], args[6]);
+            Some((flags, (stack != 0).then_some(stack.wrapping_add(size))))
+        }
+        _ => None,
+    }
+}
+
+/// fork, vfork, clone, clone3: picks the stub, and for a new thread
+/// prepares its state.
+pub(crate) fn clone(state: &'static ThreadState, regs: &Registers) -> Reissue {
+    let nr = regs.rax as u32;
+    let Some((flags, new_stack)) = clone_shape(nr, regs) else {
+        return Reissue::Plain;
+    };
+    let clear_sighand = flags & CLONE_CLEAR_SIGHAND != 0;
+    if let Some(top) = new_stack {
+        return new_thread(state, regs, flags, top, clear_sighand);
+    }
+    // The child runs on this stack and is armed from this thread's state: a
+    // fork child from its own copy, a vfork child from the state it shares
+    // while its parent sleeps.
+    state.sigsys_action_for_child(clear_sighand);
+    if flags & CLONE_VFORK as u64 == 0 {
+        return Reissue::Stub { entry: addr::sud_reissue_fork(), r11: state as *const ThreadState as u64 };
+    }
+    // SAFETY: gettid has no arguments.
+    let tid = unsafe { host::syscall0(__NR_gettid) }.unwrap_or(0) as u64;
+    for entry in &VFORK_PARENTS {
+        if entry[0].compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            entry[1].store(regs.rip, Ordering::Release);
+            return Reissue::Stub { entry: addr::sud_reissue_vfork(), r11: state as *const ThreadState as u64 };
+        }
+    }
+    Reissue::Done(Errno::EAGAIN.to_syscall_result())
+}
+
+/// A child on a stack of its own: a state of its own, found by the child
+/// 16 bytes below the top of its stack.
+fn new_thread(parent: &ThreadState, regs: &Registers, flags: u64, top: u64, clear_sighand: bool) -> Reissue {
+    let child = match thread::allocate() {
+        Ok(child) => child,
+        Err(errno) => return Reissue::Done(errno.to_syscall_result()),
+    };
+    if parent.is_global() {
+        // Children of threads on the global selector stay on it.
+        child.selector.store(&SELECTOR as *const _ as *mut _, Ordering::Relaxed);
+    }
+    let selector = child.selector();
+    // The child resumes guest code, as its parent was trapped in: BLOCK.
+    // SAFETY: that is the state the parent's guest code runs in.
+    unsafe { selector.block() };
+    let arm: [u64; 4] = core::array::from_fn(|i| parent.arm[i].load(Ordering::Relaxed));
+    child.set_arm(arm[0] as u32, arm[1] as usize, arm[2] as usize, selector.as_ptr());
+    child.resume.store(regs.rip, Ordering::Relaxed);
+    child.data.store(parent.data.load(Ordering::Relaxed), Ordering::Relaxed);
+    child
+        .guest_blocks_sigsys
+        .store(parent.guest_blocks_sigsys.load(Ordering::Relaxed), Ordering::Relaxed);
+    // A child in a memory of its own (no CLONE_VM), or a vfork child, is of
+    // no more use to this process once the parent is back.
+    let parent_releases = flags & CLONE_VM as u64 == 0 || flags & CLONE_VFORK as u64 != 0;
+    child.parent_releases.store(parent_releases, Ordering::Relaxed);
+    child.sigsys_action_for_child(clear_sighand);
+    let ticket = child as *const ThreadState as u64;
+    if guest_memory::write(top.wrapping_sub(16) as usize, &ticket).is_err() {
+        // The new stack is not writable memory: no thread could run on it.
+        thread::release(child);
+        return Reissue::Done(Errno::EFAULT.to_syscall_result());
+    }
+    Reissue::Stub { entry: addr::sud_reissue_thread(), r11: ticket }
+}
+
+impl ThreadState {
+    /// Copies sud's SIGSYS action where a child armed from this state finds
+    /// it, if its clone clears every handler (CLONE_CLEAR_SIGHAND); clears it
+    /// otherwise.
+    fn sigsys_action_for_child(&self, clear_sighand: bool) {
+        let action = if clear_sighand { crate::sigsys::our_sigsys_action() } else { KernelSigaction::default() };
+        let words = [action.handler as u64, action.flags, action.restorer as u64, action.mask];
+        for (field, word) in self.sigsys_action.iter().zip(words) {
+            field.store(word, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A thread's exit: a managed thread releases its state on the way out.
+/// Anything else (unmanaged threads, and a fork or vfork child, which runs
+/// on a copy of its parent's state or shares it) just exits.
+pub(crate) fn exit(state: &'static ThreadState) -> Reissue {
+    if state.is_global() {
+        return Reissue::Plain;
+    }
+    // SAFETY: gettid has no arguments.
+    let tid = unsafe { host::syscall0(__NR_gettid) }.unwrap_or(0) as i32;
+    if state.tid.load(Ordering::Relaxed) != tid {
+        return Reissue::Plain;
+    }
+    thread::forget_guest_altstack(state);
+    Reissue::Stub { entry: addr::sud_reissue_exit(), r11: state as *const ThreadState as u64 }
+}

@@ -1,0 +1,417 @@
+//! Per-thread state, found without TLS: every thread sud manages gets a slot
+//! in one reserved arena, holding its alternate signal stack and, right above
+//! it, its [`ThreadState`] (selector, arming, virtual signal state).  The
+//! SIGSYS frame names the thread's alternate stack (`uc_stack`), so the
+//! dispatcher finds the state by arithmetic: no syscall, no FS or GS, no
+//! memory it does not own.  When a guest installs an alternate stack of its
+//! own, that stack is recorded against the thread's state in a small table.
+//! Threads sud does not manage share one process-wide state, [`GLOBAL`],
+//! whose selector is `sud_selector`.
+
+use crate::arm::{SELECTOR, Selector};
+use crate::error::{Errno, Error};
+use crate::kernel::UContext;
+use crate::syscalls::host;
+use core::marker::PhantomData;
+use core::ops::Range;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use linux_raw_sys::general::{
+    __NR_gettid, __NR_mmap, __NR_mprotect, __NR_sigaltstack, MAP_ANONYMOUS, MAP_NORESERVE,
+    MAP_PRIVATE, PROT_READ, PROT_WRITE, SS_DISABLE,
+};
+use linux_raw_sys::prctl::{PR_SYS_DISPATCH_EXCLUSIVE_ON, PR_SYS_DISPATCH_INCLUSIVE_ON};
+
+/// One thread's state.  The first fields are read by the task-creation stubs
+/// in `asm/x86_64/tasks.s`; their offsets are asserted below.
+#[repr(C, align(64))]
+pub(crate) struct ThreadState {
+    /// The prctl arguments the thread was armed with (op, offset, len,
+    /// selector), to arm a child the same way.
+    pub arm: [AtomicU64; 4],
+    /// Where a new thread resumes the guest: the address after its clone.
+    pub resume: AtomicU64,
+    /// The alternate signal stack a new thread installs (a `stack_t`).
+    pub altstack: [AtomicU64; 3],
+    /// What the creating clone returned in the parent (tid or -errno); 0
+    /// until the parent is back.
+    pub clone_result: AtomicU64,
+    /// LIVE, or DEAD once the thread has exited (set by the exit stub).
+    pub state: AtomicU64,
+    /// sud's SIGSYS action (a kernel_sigaction) for a child whose clone
+    /// cleared every handler (CLONE_CLEAR_SIGHAND); zero otherwise.
+    pub sigsys_action: [AtomicU64; 4],
+    /// The thread's id, once known (set by the thread itself).
+    pub tid: AtomicI32,
+
+    /// The selector the kernel reads for this thread.
+    pub selector: AtomicPtr<Selector>,
+    own_selector: Selector,
+    /// The guest believes it blocked SIGSYS (it never really is).
+    pub guest_blocks_sigsys: AtomicBool,
+    /// The guest's own alternate signal stack (ss_sp, ss_size, ss_flags),
+    /// installed for real; ss_size 0 when it has none.
+    pub guest_altstack: [AtomicU64; 3],
+    /// Of no use to this process once the creating clone returned: a vfork
+    /// child (it exec'd or exited by then) or one with a memory of its own.
+    pub parent_releases: AtomicBool,
+    /// Sanitised copies of guest arguments for a reissued syscall: a signal
+    /// mask, and pselect6's (mask pointer, size) pair.
+    pub scratch_mask: AtomicU64,
+    pub scratch_pselect: [AtomicU64; 2],
+    /// The user's per-thread pointer.
+    pub data: AtomicPtr<()>,
+}
+
+pub(crate) const LIVE: u64 = 1;
+pub(crate) const DEAD: u64 = 2;
+/// Being taken for a new thread.
+const CLAIMED: u64 = 3;
+
+impl ThreadState {
+    const fn new(selector: *mut Selector) -> ThreadState {
+        ThreadState {
+            arm: [const { AtomicU64::new(0) }; 4],
+            resume: AtomicU64::new(0),
+            altstack: [const { AtomicU64::new(0) }; 3],
+            clone_result: AtomicU64::new(0),
+            state: AtomicU64::new(LIVE),
+            sigsys_action: [const { AtomicU64::new(0) }; 4],
+            tid: AtomicI32::new(0),
+            selector: AtomicPtr::new(selector),
+            own_selector: Selector::new(),
+            guest_blocks_sigsys: AtomicBool::new(false),
+            guest_altstack: [const { AtomicU64::new(0) }; 3],
+            parent_releases: AtomicBool::new(false),
+            scratch_mask: AtomicU64::new(0),
+            scratch_pselect: [const { AtomicU64::new(0) }; 2],
+            data: AtomicPtr::new(null_mut()),
+        }
+    }
+
+    /// The selector the kernel reads for this thread.
+    #[inline(always)]
+    pub fn selector(&self) -> &Selector {
+        // SAFETY: it points at `own_selector` of a live state, or at SELECTOR.
+        unsafe { &*self.selector.load(Ordering::Relaxed) }
+    }
+
+    /// Whether this is the process-wide state of unmanaged threads.
+    pub fn is_global(&self) -> bool {
+        core::ptr::eq(self, &GLOBAL)
+    }
+
+    /// Records the arming, for children.
+    pub fn set_arm(&self, op: u32, offset: usize, len: usize, selector: *const u8) {
+        for (field, value) in self.arm.iter().zip([op as u64, offset as u64, len as u64, selector as u64]) {
+            field.store(value, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The state of every thread that has no slot: `sud::arm` and friends.
+pub(crate) static GLOBAL: ThreadState = ThreadState::new(&SELECTOR as *const Selector as *mut Selector);
+
+// The arena: SLOTS slots of SLOT_SIZE bytes, reserved once (PROT_NONE,
+// MAP_NORESERVE: address space only) and made usable slot by slot.  A slot
+// is [guard page][alternate signal stack][ThreadState page].
+const SLOT_SIZE: usize = 128 * 1024;
+const SLOTS: usize = 4096;
+const PAGE: usize = 4096;
+/// The alternate signal stack of a slot: room for the largest XSAVE frame
+/// (AVX-512: 3.5 KB, AMX: 11 KB) many times over, and for the callback.
+pub(crate) const ALTSTACK_SIZE: usize = SLOT_SIZE - 2 * PAGE;
+
+static ARENA: AtomicUsize = AtomicUsize::new(0);
+static SLOT_TAKEN: [AtomicU64; SLOTS / 64] = [const { AtomicU64::new(0) }; SLOTS / 64];
+static SLOT_USABLE: [AtomicU64; SLOTS / 64] = [const { AtomicU64::new(0) }; SLOTS / 64];
+
+fn arena() -> Result<usize, Errno> {
+    let base = ARENA.load(Ordering::Acquire);
+    if base != 0 {
+        return Ok(base);
+    }
+    // SAFETY: a fresh anonymous reservation, touched by nobody else.
+    let fresh = unsafe {
+        host::syscall6(
+            __NR_mmap,
+            0,
+            SLOTS * SLOT_SIZE,
+            0,
+            (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) as usize,
+            usize::MAX,
+            0,
+        )?
+    };
+    match ARENA.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(fresh),
+        Err(winner) => {
+            // Another thread reserved it first: give ours back.
+            // SAFETY: our own reservation, never published.
+            let _ = unsafe { host::syscall2(linux_raw_sys::general::__NR_munmap, fresh, SLOTS * SLOT_SIZE) };
+            Ok(winner)
+        }
+    }
+}
+
+fn slot_base(arena: usize, index: usize) -> usize {
+    arena + index * SLOT_SIZE
+}
+
+fn state_of_slot(base: usize) -> &'static ThreadState {
+    // SAFETY: the last page of a usable slot holds its ThreadState.
+    unsafe { &*((base + SLOT_SIZE - PAGE) as *const ThreadState) }
+}
+
+/// Whether a taken slot's thread is gone for good: it exited, or the clone
+/// that was to create it failed, or it never shared this memory (a vfork
+/// child, or one with a memory of its own) and the parent is back.
+fn reusable(state: &ThreadState) -> bool {
+    let result = state.clone_result.load(Ordering::Acquire);
+    state.state.load(Ordering::Acquire) == DEAD
+        || Errno::result(result as usize).is_err()
+        || (state.parent_releases.load(Ordering::Acquire) && result != 0)
+}
+
+/// A slot for a new thread, its memory usable and its state fresh: a
+/// reusable one if there is one, else a never-used one.  Callable in signal
+/// context.
+pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
+    let arena = arena()?;
+    let mut free = None;
+    for (word_index, word) in SLOT_TAKEN.iter().enumerate() {
+        let taken = word.load(Ordering::Acquire);
+        for bit in 0..64 {
+            let index = word_index * 64 + bit;
+            if taken & (1 << bit) == 0 {
+                free.get_or_insert(index);
+                continue;
+            }
+            let state = state_of_slot(slot_base(arena, index));
+            let was = state.state.load(Ordering::Acquire);
+            if was != CLAIMED
+                && reusable(state)
+                && state.state.compare_exchange(was, CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            {
+                return Ok(prepare(state, slot_base(arena, index)));
+            }
+        }
+    }
+    let mut index = free.ok_or(Errno::EAGAIN)?;
+    loop {
+        let (word, bit) = (&SLOT_TAKEN[index / 64], 1u64 << (index % 64));
+        if word.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+            break;
+        }
+        index += 1;
+        if index == SLOTS {
+            return Err(Errno::EAGAIN);
+        }
+    }
+    let base = slot_base(arena, index);
+    let (usable, bit) = (&SLOT_USABLE[index / 64], 1u64 << (index % 64));
+    if usable.load(Ordering::Acquire) & bit == 0 {
+        // SAFETY: the slot is ours; its guard page stays PROT_NONE.
+        let made = unsafe {
+            host::syscall3(__NR_mprotect, base + PAGE, SLOT_SIZE - PAGE, (PROT_READ | PROT_WRITE) as usize)
+        };
+        if let Err(errno) = made {
+            SLOT_TAKEN[index / 64].fetch_and(!bit, Ordering::AcqRel);
+            return Err(errno);
+        }
+        usable.fetch_or(bit, Ordering::AcqRel);
+    }
+    Ok(prepare(state_of_slot(base), base))
+}
+
+/// Resets a slot's state for a new thread (state LIVE, own selector at ALLOW).
+fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
+    let ptr = state as *const ThreadState as *mut ThreadState;
+    // SAFETY: nobody else uses the slot: it was free, or its thread is gone.
+    unsafe {
+        ptr.write(ThreadState::new(null_mut()));
+        (*ptr).selector.store(&(*ptr).own_selector as *const Selector as *mut Selector, Ordering::Relaxed);
+    }
+    state.altstack[0].store((base + PAGE) as u64, Ordering::Relaxed);
+    state.altstack[2].store(ALTSTACK_SIZE as u64, Ordering::Relaxed);
+    state
+}
+
+/// Gives a slot back (its thread no longer uses it).
+pub(crate) fn release(state: &ThreadState) {
+    forget_guest_altstack(state);
+    state.state.store(DEAD, Ordering::Release);
+}
+
+/// The slots' address range, once the arena exists.
+fn arena_range() -> Range<usize> {
+    let base = ARENA.load(Ordering::Acquire);
+    base..base + if base == 0 { 0 } else { SLOTS * SLOT_SIZE }
+}
+
+// Guest alternate stacks: while a guest's own alternate stack is installed,
+// the SIGSYS frame names it instead of the slot's; this table maps it back.
+const GUEST_ALTSTACKS: usize = 256;
+static GUEST_ALTSTACK_SP: [AtomicUsize; GUEST_ALTSTACKS] = [const { AtomicUsize::new(0) }; GUEST_ALTSTACKS];
+static GUEST_ALTSTACK_STATE: [AtomicPtr<ThreadState>; GUEST_ALTSTACKS] =
+    [const { AtomicPtr::new(null_mut()) }; GUEST_ALTSTACKS];
+
+fn guest_altstack_index(sp: usize) -> usize {
+    (sp >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 8)
+}
+
+/// Records `sp`, a guest's alternate stack now installed for real, as
+/// `state`'s.  False if the table is full.
+pub(crate) fn remember_guest_altstack(state: &ThreadState, sp: usize) -> bool {
+    forget_guest_altstack(state);
+    let start = guest_altstack_index(sp);
+    for probe in 0..GUEST_ALTSTACKS {
+        let i = (start + probe) % GUEST_ALTSTACKS;
+        let key = &GUEST_ALTSTACK_SP[i];
+        let current = key.load(Ordering::Acquire);
+        let free = current == 0 || current == usize::MAX;
+        if (current == sp && GUEST_ALTSTACK_STATE[i].load(Ordering::Acquire).is_null())
+            || (free && key.compare_exchange(current, sp, Ordering::AcqRel, Ordering::Acquire).is_ok())
+        {
+            GUEST_ALTSTACK_STATE[i].store(state as *const ThreadState as *mut ThreadState, Ordering::Release);
+            state.guest_altstack[0].store(sp as u64, Ordering::Relaxed);
+            return true;
+        }
+    }
+    false
+}
+
+/// Drops the record of `state`'s guest alternate stack, if any.
+pub(crate) fn forget_guest_altstack(state: &ThreadState) {
+    let sp = state.guest_altstack[0].swap(0, Ordering::AcqRel) as usize;
+    if sp == 0 {
+        return;
+    }
+    let start = guest_altstack_index(sp);
+    for probe in 0..GUEST_ALTSTACKS {
+        let i = (start + probe) % GUEST_ALTSTACKS;
+        if GUEST_ALTSTACK_SP[i].load(Ordering::Acquire) == sp
+            && core::ptr::eq(GUEST_ALTSTACK_STATE[i].load(Ordering::Acquire), state)
+        {
+            GUEST_ALTSTACK_STATE[i].store(null_mut(), Ordering::Release);
+            // A tombstone, not 0, so that probing past it still works.
+            GUEST_ALTSTACK_SP[i].store(usize::MAX, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// The state of the thread that took the signal whose frame is `uc`.
+#[inline]
+pub(crate) fn current(uc: &UContext) -> &'static ThreadState {
+    let stack = &uc.uc_stack;
+    if stack.ss_flags as u32 & SS_DISABLE != 0 {
+        return &GLOBAL;
+    }
+    let sp = stack.ss_sp as usize;
+    let arena = arena_range();
+    if arena.contains(&sp) {
+        return state_of_slot(arena.start + (sp - arena.start) / SLOT_SIZE * SLOT_SIZE);
+    }
+    let start = guest_altstack_index(sp);
+    for probe in 0..GUEST_ALTSTACKS {
+        let i = (start + probe) % GUEST_ALTSTACKS;
+        let key = GUEST_ALTSTACK_SP[i].load(Ordering::Acquire);
+        if key == 0 {
+            break;
+        }
+        if key == sp {
+            let state = GUEST_ALTSTACK_STATE[i].load(Ordering::Acquire);
+            if !state.is_null() {
+                // SAFETY: entries point at live slot states.
+                return unsafe { &*state };
+            }
+        }
+    }
+    &GLOBAL
+}
+
+/// The calling thread's own dispatch state: a selector of its own, so that
+/// its flips, and its time in the SIGSYS callback, never let another
+/// thread's guest syscalls through; an alternate signal stack, on which
+/// sud's handlers run however small or broken the guest's stack is; and the
+/// virtual signal state the runtime keeps for its guest.
+///
+/// Generated code reaches the thread's selector through
+/// [`selector`](Thread::selector)`().as_ptr()`: store that address where the
+/// thread's code can find it (its context structure, or the code itself).
+/// In the SIGSYS callback, [`Syscall::selector`](crate::Syscall::selector)
+/// is the trapped thread's.  Threads the guest creates (clone, clone3) get a
+/// state of their own automatically, freed when they exit.
+///
+/// Dropping it disarms the thread, puts its previous alternate stack back
+/// and releases the state; it must be dropped on the thread that made it.
+pub struct Thread {
+    state: &'static ThreadState,
+    previous_altstack: [u64; 3],
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Thread {
+    /// Sets up the calling thread: allocates its state and installs its
+    /// alternate signal stack (keeping the one it had, for [`Drop`]).
+    pub fn new() -> Result<Thread, Error> {
+        let state = allocate()?;
+        // SAFETY: gettid has no arguments.
+        let tid = unsafe { host::syscall0(__NR_gettid) }? as i32;
+        state.tid.store(tid, Ordering::Relaxed);
+        let mut previous = [0u64; 3];
+        let ours = [state.altstack[0].load(Ordering::Relaxed), 0, ALTSTACK_SIZE as u64];
+        // SAFETY: both are valid stack_t; the new one is the slot's stack.
+        let installed = unsafe {
+            host::syscall2(__NR_sigaltstack, ours.as_ptr() as usize, previous.as_mut_ptr() as usize)
+        };
+        if let Err(errno) = installed {
+            release(state);
+            return Err(errno.into());
+        }
+        Ok(Thread { state, previous_altstack: previous, _not_send: PhantomData })
+    }
+
+    /// Arms the thread in exclusive mode over the allowed region with its
+    /// own selector.
+    pub fn arm(&self) -> Result<(), Error> {
+        crate::arm::arm_state(self.state, PR_SYS_DISPATCH_EXCLUSIVE_ON, crate::allowed_region())
+    }
+
+    /// Arms the thread in inclusive mode over `range` with its own selector;
+    /// see [`arm_inclusive`](crate::arm_inclusive).
+    pub fn arm_inclusive(&self, range: Range<usize>) -> Result<(), Error> {
+        crate::arm::check_inclusive(&range)?;
+        crate::arm::arm_state(self.state, PR_SYS_DISPATCH_INCLUSIVE_ON, range)
+    }
+
+    /// Disarms the thread.
+    pub fn disarm(&self) -> Result<(), Error> {
+        self.state.selector().allow();
+        self.state.set_arm(0, 0, 0, core::ptr::null());
+        crate::disarm()
+    }
+
+    /// This thread's selector.
+    pub fn selector(&self) -> &Selector {
+        self.state.selector()
+    }
+
+    /// Stores a pointer for the SIGSYS callback ([`Syscall::thread_data`](crate::Syscall::thread_data)).
+    /// Threads the guest creates inherit their creator's.
+    pub fn set_data(&self, data: *mut ()) {
+        self.state.data.store(data, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        let _ = self.disarm();
+        // SAFETY: puts back the stack_t sigaltstack returned in new().
+        let _ = unsafe {
+            host::syscall2(__NR_sigaltstack, self.previous_altstack.as_ptr() as usize, 0)
+        };
+        release(self.state);
+    }
+}
