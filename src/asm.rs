@@ -87,6 +87,8 @@ unsafe extern "C" {
     static sud_reissue: u8;
     /// Reissue stub for a guest's rt_sigreturn.
     static sud_reissue_sigreturn: u8;
+    /// Installs an alternate stack after rt_sigreturn.
+    static sud_reissue_set_altstack: u8;
     /// Reissue stubs restoring one replaced argument register.
     static sud_reissue_keep_rdi: u8;
     static sud_reissue_keep_rsi: u8;
@@ -122,6 +124,7 @@ pub(crate) mod addr {
         sud_restorer,
         sud_reissue,
         sud_reissue_sigreturn,
+        sud_reissue_set_altstack,
         sud_reissue_keep_rdi,
         sud_reissue_keep_rsi,
         sud_reissue_keep_r10,

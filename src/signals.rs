@@ -255,7 +255,7 @@ pub(crate) fn reissue(state: &'static ThreadState, uc: &mut UContext) -> Reissue
     match nr {
         __NR_rt_sigprocmask => Reissue::Done(result(rt_sigprocmask(state, uc))),
         __NR_rt_sigaction => Reissue::Done(result(rt_sigaction(&uc.uc_mcontext.regs))),
-        __NR_sigaltstack if !state.is_global() => Reissue::Done(result(sigaltstack(state, uc))),
+        __NR_sigaltstack if !state.is_global() => sigaltstack(state, uc),
         __NR_rt_sigsuspend | __NR_rt_sigtimedwait => sanitise_mask(state, &mut uc.uc_mcontext.regs, Arg::Rdi),
         __NR_signalfd | __NR_signalfd4 => sanitise_mask(state, &mut uc.uc_mcontext.regs, Arg::Rsi),
         __NR_ppoll => sanitise_mask(state, &mut uc.uc_mcontext.regs, Arg::R10),
@@ -385,58 +385,72 @@ static_assertions::const_assert_eq!(size_of::<Stack>(), size_of::<linux_raw_sys:
 static_assertions::const_assert_eq!(offset_of!(Stack, size), offset_of!(linux_raw_sys::general::stack_t, ss_size));
 
 /// sigaltstack(ss, old_ss) for a managed thread.  The guest's own stack is
-/// honoured: installed for real (through `uc_stack`, which rt_sigreturn
-/// reinstalls), so its handlers and sud's run on it, and recorded so that
-/// the runtime still finds the thread's state.  Without one, the thread's
-/// own stack is installed and the guest sees none.
-fn sigaltstack(state: &ThreadState, uc: &mut UContext) -> Result<(), Errno> {
+/// honoured: installed for real, so its handlers and sud's run on it, and
+/// recorded so that the runtime still finds the thread's state.  Without
+/// one, the thread's own stack is installed and the guest sees none.  The
+/// dispatcher answers (every check the kernel makes, against the alternate
+/// stack really in use); `sud_reissue_set_altstack` installs the new stack
+/// once the handler is off the current one.
+fn sigaltstack(state: &ThreadState, uc: &mut UContext) -> Reissue {
     let regs = &uc.uc_mcontext.regs;
     let (ss, old_ss, rsp) = (regs.rdi as usize, regs.rsi as usize, regs.rsp);
     let guest = [0, 1, 2].map(|i| state.guest_altstack[i].load(Ordering::Relaxed));
     let (guest_sp, guest_size, guest_flags) = (guest[0], guest[1], guest[2] as i32);
-    let on_it = guest_size != 0 && rsp > guest_sp && rsp - guest_sp <= guest_size;
+    let on_guest_stack = guest_size != 0 && rsp > guest_sp && rsp - guest_sp <= guest_size;
     let old = if guest_size == 0 {
         Stack { sp: 0, flags: SS_DISABLE as i32, _pad: 0, size: 0 }
     } else {
-        let onstack = if on_it { SS_ONSTACK as i32 } else { 0 };
+        let onstack = if on_guest_stack { SS_ONSTACK as i32 } else { 0 };
         Stack { sp: guest_sp, flags: onstack | (guest_flags & SS_AUTODISARM as i32), _pad: 0, size: guest_size }
     };
+    let mut install = None;
     if ss != 0 {
-        let new: Stack = guest_memory::read(ss)?;
-        if on_it {
-            return Err(Errno::EPERM);
+        let new: Stack = match guest_memory::read(ss) {
+            Ok(new) => new,
+            Err(errno) => return Reissue::Done(errno.to_syscall_result()),
+        };
+        // The stack really in use, as the kernel will judge it.
+        let real = &uc.uc_stack;
+        let (real_sp, real_size) = (real.ss_sp as u64, real.ss_size);
+        let autodisarm = real.ss_flags & SS_AUTODISARM as i32 != 0;
+        if !autodisarm && rsp > real_sp && rsp - real_sp <= real_size {
+            return Reissue::Done(Errno::EPERM.to_syscall_result());
         }
         let mode = new.flags & !(SS_AUTODISARM as i32);
         if mode != 0 && mode != SS_ONSTACK as i32 && mode != SS_DISABLE as i32 {
-            return Err(Errno::EINVAL);
+            return Reissue::Done(Errno::EINVAL.to_syscall_result());
         }
-        if mode == SS_DISABLE as i32 {
-            thread::forget_guest_altstack(state);
-            for field in &state.guest_altstack {
-                field.store(0, Ordering::Relaxed);
-            }
-            let ours = [0, 1, 2].map(|i| state.altstack[i].load(Ordering::Relaxed));
-            uc.uc_stack.ss_sp = ours[0] as *mut _;
-            uc.uc_stack.ss_flags = 0;
-            uc.uc_stack.ss_size = ours[2];
-        } else {
-            if (new.size as usize) < min_altstack_size() {
-                return Err(Errno::ENOMEM);
-            }
-            if !thread::remember_guest_altstack(state, new.sp as usize) {
-                return Err(Errno::ENOMEM);
-            }
-            state.guest_altstack[1].store(new.size, Ordering::Relaxed);
-            state.guest_altstack[2].store((new.flags & SS_AUTODISARM as i32) as u64, Ordering::Relaxed);
-            uc.uc_stack.ss_sp = new.sp as *mut _;
-            uc.uc_stack.ss_flags = new.flags & SS_AUTODISARM as i32;
-            uc.uc_stack.ss_size = new.size;
+        if mode != SS_DISABLE as i32 && (new.size as usize) < min_altstack_size() {
+            return Reissue::Done(Errno::ENOMEM.to_syscall_result());
         }
+        install = Some(new);
     }
-    if old_ss != 0 {
-        guest_memory::write(old_ss, &old)?;
+    if old_ss != 0 && guest_memory::write(old_ss, &old).is_err() {
+        return Reissue::Done(Errno::EFAULT.to_syscall_result());
     }
-    Ok(())
+    let Some(new) = install else {
+        return Reissue::Done(0);
+    };
+    let real = if new.flags & !(SS_AUTODISARM as i32) == SS_DISABLE as i32 {
+        thread::forget_guest_altstack(state);
+        for field in &state.guest_altstack {
+            field.store(0, Ordering::Relaxed);
+        }
+        [0, 1, 2].map(|i| state.altstack[i].load(Ordering::Relaxed))
+    } else {
+        if !thread::remember_guest_altstack(state, new.sp as usize) {
+            return Reissue::Done(Errno::ENOMEM.to_syscall_result());
+        }
+        let flags = (new.flags & SS_AUTODISARM as i32) as u64;
+        state.guest_altstack[1].store(new.size, Ordering::Relaxed);
+        state.guest_altstack[2].store(flags, Ordering::Relaxed);
+        [new.sp, flags, new.size]
+    };
+    for (field, value) in state.pending_altstack.iter().zip(real) {
+        field.store(value, Ordering::Relaxed);
+    }
+    uc.uc_mcontext.regs.rax = 0;
+    Reissue::Stub { entry: addr::sud_reissue_set_altstack(), r11: state.pending_altstack.as_ptr() as u64 }
 }
 
 /// An argument register.

@@ -55,6 +55,8 @@ pub(crate) struct ThreadState {
     /// Of no use to this process once the creating clone returned: a vfork
     /// child (it exec'd or exited by then) or one with a memory of its own.
     pub parent_releases: AtomicBool,
+    /// The alternate stack `sud_reissue_set_altstack` installs (a `stack_t`).
+    pub pending_altstack: [AtomicU64; 3],
     /// Sanitised copies of guest arguments for a reissued syscall: a signal
     /// mask, and pselect6's (mask pointer, size) pair.
     pub scratch_mask: AtomicU64,
@@ -83,6 +85,7 @@ impl ThreadState {
             guest_blocks_sigsys: AtomicBool::new(false),
             guest_altstack: [const { AtomicU64::new(0) }; 3],
             parent_releases: AtomicBool::new(false),
+            pending_altstack: [const { AtomicU64::new(0) }; 3],
             scratch_mask: AtomicU64::new(0),
             scratch_pselect: [const { AtomicU64::new(0) }; 2],
             data: AtomicPtr::new(null_mut()),

@@ -49,6 +49,30 @@ sud_reissue_keep_\reg:
     reissue_keep r8
     reissue_keep r9
 
+# sud_reissue_set_altstack: a guest's sigaltstack, already answered by the
+# dispatcher (RAX = 0); what is left is to install the alternate stack it
+# chose, which cannot be done from the SIGSYS handler while it runs on the
+# current one.  R11 = the stack_t to install.
+    .globl sud_reissue_set_altstack
+    .type sud_reissue_set_altstack, @function
+    .p2align 4
+sud_reissue_set_altstack:
+    lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
+    push rcx                            # the return address
+    push rdi                            # the guest registers this syscall takes
+    push rsi
+    push rax                            # the guest's result
+    mov rdi, r11                        # the new stack
+    xor esi, esi                        # no old one wanted
+    mov eax, {NR_SIGALTSTACK}
+    syscall                             # validated by the dispatcher: it succeeds
+    pop rax
+    pop rsi
+    pop rdi
+    mov rcx, [rsp]                      # rcx = the return address, as after a native syscall
+    ret {RED_ZONE}
+    .size sud_reissue_set_altstack, . - sud_reissue_set_altstack
+
 # sud_reissue_sigreturn: a guest's own rt_sigreturn (the restorer of a handler
 # outside the allowed region).  It needs the guest's RSP exactly, since the
 # frame it reinstalls lies there, and it never returns.
