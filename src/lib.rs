@@ -30,11 +30,19 @@
 //! # Ok::<(), sud::Error>(())
 //! ```
 //!
+//! For several guest threads, give each a selector of its own with
+//! [`Thread`]; the tasks guest code creates (clone, clone3, fork, vfork) are
+//! armed again before they run a guest instruction.  While armed, SIGSYS
+//! stays deliverable whatever the guest does with masks and dispositions
+//! (see `src/signals.rs`), and [`install_host_handler`] runs host signal
+//! handlers under ALLOW.
+//!
 //! Where things are:
-//! - the allowed region and its symbols: [`region`](allowed_region) (`src/region.rs`,
-//!   `asm/x86_64/{trampolines,reissue,restorer}.s`);
-//! - the selector and arming: `src/arm.rs`;
-//! - the SIGSYS path: `asm/x86_64/sigsys_entry.s` -> `src/sigsys.rs`;
+//! - the allowed region and its symbols: [`allowed_region`] (`src/region.rs`,
+//!   `asm/x86_64/{trampolines,reissue,tasks,restorer}.s`);
+//! - the selector and arming: `src/arm.rs`; per-thread state: `src/thread.rs`;
+//! - the SIGSYS path: `asm/x86_64/sigsys_entry.s` -> `src/sigsys.rs`, with
+//!   `src/tasks.rs` and `src/signals.rs` for what a reissue must take care of;
 //! - the kernel structs it reads: `src/kernel.rs`.
 
 #![no_std]

@@ -418,3 +418,16 @@ impl Drop for Thread {
         release(self.state);
     }
 }
+
+// What the task stubs read from a ThreadState: `altstack` and
+// `pending_altstack` as a kernel stack_t, `sigsys_action` as a
+// kernel_sigaction; and a state fits the page its slot gives it.
+static_assertions::const_assert_eq!(
+    core::mem::size_of::<[AtomicU64; 3]>(),
+    core::mem::size_of::<linux_raw_sys::general::stack_t>()
+);
+static_assertions::const_assert_eq!(
+    core::mem::size_of::<[AtomicU64; 4]>(),
+    core::mem::size_of::<crate::kernel::KernelSigaction>()
+);
+static_assertions::const_assert!(core::mem::size_of::<ThreadState>() <= PAGE);

@@ -792,7 +792,7 @@ fn stress_threads_timers_and_flips() {
             .map(|_| {
                 std::thread::spawn(move || {
                     let thread = armed_thread();
-                    let timer = per_thread_timer(timer_signal, 100_000); // every 100 us of CPU time
+                    let timer = per_thread_timer(timer_signal, 200_000); // every 200 us
                     let mut wrong = 0;
                     let mut done = 0;
                     while done < CALLS {
@@ -822,13 +822,13 @@ fn stress_threads_timers_and_flips() {
         println!("{} trapped, {} timer ticks in {elapsed:?}", TRAPPED.load(Ordering::Relaxed), TICKS.load(Ordering::Relaxed));
         assert_eq!(wrong, 0);
         assert_eq!(TRAPPED.load(Ordering::Relaxed), THREADS * CALLS);
-        assert!(TICKS.load(Ordering::Relaxed) > 100, "the timers hardly fired");
+        assert!(TICKS.load(Ordering::Relaxed) > 5000, "the timers hardly fired");
         assert_eq!(BAD_TICKS.load(Ordering::Relaxed), 0);
         assert!(elapsed.as_secs() < 60);
     });
 }
 
-/// A CPU-time timer of the calling thread, signalling it every `ns`.
+/// A timer signalling the calling thread every `ns` nanoseconds (high-resolution, not tick-bound).
 fn per_thread_timer(signal: u32, ns: i64) -> libc::timer_t {
     // SAFETY: creates and arms a timer for this thread.
     unsafe {
@@ -837,7 +837,7 @@ fn per_thread_timer(signal: u32, ns: i64) -> libc::timer_t {
         event.sigev_signo = signal as i32;
         event.sigev_notify_thread_id = common::gettid();
         let mut timer: libc::timer_t = std::mem::zeroed();
-        assert_eq!(libc::timer_create(libc::CLOCK_THREAD_CPUTIME_ID, &mut event, &mut timer), 0);
+        assert_eq!(libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer), 0);
         let period = libc::timespec { tv_sec: 0, tv_nsec: ns };
         let spec = libc::itimerspec { it_interval: period, it_value: period };
         assert_eq!(libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()), 0);
