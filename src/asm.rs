@@ -4,11 +4,12 @@
 //! The allowed-region files go into a single `global_asm!` so they land in
 //! one object file, in this order, as one input section `sud_allowed`.
 
-use crate::kernel::RED_ZONE;
+use crate::kernel::{RED_ZONE, Registers};
+use crate::sigsys::{DirectFrame, entry_dispatch, redirect_run, xsave};
 use crate::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN};
 use crate::thread::{DEAD, ThreadState};
 use core::arch::global_asm;
-use core::mem::offset_of;
+use core::mem::{offset_of, size_of};
 use linux_raw_sys::general::{
     __NR_exit, __NR_gettid, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask,
     __NR_rt_sigreturn, __NR_sigaltstack, SIG_SETMASK, SIGSYS, SS_DISABLE,
@@ -20,6 +21,7 @@ global_asm!(
     include_str!("../asm/x86_64/trampolines.s"),
     include_str!("../asm/x86_64/reissue.s"),
     include_str!("../asm/x86_64/tasks.s"),
+    include_str!("../asm/x86_64/direct.s"),
     include_str!("../asm/x86_64/restorer.s"),
     NR_RT_SIGRETURN = const __NR_rt_sigreturn,
     NR_RT_SIGACTION = const __NR_rt_sigaction,
@@ -43,6 +45,30 @@ global_asm!(
     STATE_DEAD = const DEAD,
     VFORK_PARENTS = sym VFORK_PARENTS,
     VFORK_PARENTS_LEN = const VFORK_PARENTS_LEN,
+    FRAME_SIZE = const size_of::<DirectFrame>(),
+    FRAME_WORD = const offset_of!(DirectFrame, word),
+    REGS_RAX = const offset_of!(Registers, rax),
+    REGS_RBX = const offset_of!(Registers, rbx),
+    REGS_RCX = const offset_of!(Registers, rcx),
+    REGS_RDX = const offset_of!(Registers, rdx),
+    REGS_RSI = const offset_of!(Registers, rsi),
+    REGS_RDI = const offset_of!(Registers, rdi),
+    REGS_RBP = const offset_of!(Registers, rbp),
+    REGS_R8 = const offset_of!(Registers, r8),
+    REGS_R9 = const offset_of!(Registers, r9),
+    REGS_R10 = const offset_of!(Registers, r10),
+    REGS_R11 = const offset_of!(Registers, r11),
+    REGS_R12 = const offset_of!(Registers, r12),
+    REGS_R13 = const offset_of!(Registers, r13),
+    REGS_R14 = const offset_of!(Registers, r14),
+    REGS_R15 = const offset_of!(Registers, r15),
+    REGS_RSP = const offset_of!(Registers, rsp),
+    REGS_RIP = const offset_of!(Registers, rip),
+    REGS_RFLAGS = const offset_of!(Registers, rflags),
+    XSAVE_MODE = sym xsave::XSAVE_MODE,
+    XSAVE_SIZE = sym xsave::XSAVE_SIZE,
+    ENTRY_DISPATCH = sym entry_dispatch,
+    REDIRECT_RUN = sym redirect_run,
 );
 
 // The raw SIGSYS entry (ordinary text: it makes no syscall).
@@ -95,6 +121,10 @@ unsafe extern "C" {
     static sud_reissue_keep_r10: u8;
     static sud_reissue_keep_r8: u8;
     static sud_reissue_keep_r9: u8;
+    /// The signal-free entry and the redirect stubs.
+    static sud_entry: u8;
+    static sud_redirect: u8;
+    static sud_redirect_on_stack: u8;
     /// Task stubs: fork-like, vfork-like, new thread, thread exit.
     static sud_reissue_fork: u8;
     static sud_reissue_vfork: u8;
@@ -130,6 +160,9 @@ pub(crate) mod addr {
         sud_reissue_keep_r10,
         sud_reissue_keep_r8,
         sud_reissue_keep_r9,
+        sud_entry,
+        sud_redirect,
+        sud_redirect_on_stack,
         sud_reissue_fork,
         sud_reissue_vfork,
         sud_reissue_thread,

@@ -70,6 +70,6 @@ pub use error::{Errno, Error};
 pub use kernel::{Registers, SigContext, SigInfo, UContext};
 pub use region::{RegionSymbols, allowed_region, region_symbols};
 pub use signals::{HostHandler, adopt_signal, guest_action, install_host_handler};
-pub use sigsys::{Action, Handler, Syscall, install, uninstall};
+pub use sigsys::{Action, Handler, Redirect, Syscall, install, install_redirect, uninstall};
 pub use syscalls::{guest, host};
 pub use thread::Thread;

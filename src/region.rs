@@ -10,6 +10,8 @@
 //! | `sud_syscall0` .. `sud_syscall6` | `asm/x86_64/trampolines.s` | C-convention syscall trampolines |
 //! | `sud_syscall` | `asm/x86_64/trampolines.s` | trampoline with the `syscall` instruction's registers |
 //! | `sud_reissue`, `sud_reissue_sigreturn` | `asm/x86_64/reissue.s` | run a trapped guest syscall natively |
+//! | `sud_reissue_*`, task stubs | `asm/x86_64/reissue.s`, `tasks.s` | reissue with a replaced argument; clone, fork, vfork, exit |
+//! | `sud_entry`, `sud_redirect*` | `asm/x86_64/direct.s` | the signal-free entry; redirect functions |
 //! | `sud_restorer` | `asm/x86_64/restorer.s` | the rt_sigreturn restorer |
 //!
 //! Its bounds are `__start_sud_allowed` and `__stop_sud_allowed`, which the
@@ -40,6 +42,8 @@ pub struct RegionSymbols {
     pub reissue_sigreturn: usize,
     /// `sud_restorer`.
     pub restorer: usize,
+    /// `sud_entry`, the signal-free entry for generated code.
+    pub entry: usize,
 }
 
 /// Where each entry point of the allowed region lies in this process.
@@ -59,5 +63,6 @@ pub fn region_symbols() -> RegionSymbols {
         reissue: addr::sud_reissue(),
         reissue_sigreturn: addr::sud_reissue_sigreturn(),
         restorer: addr::sud_restorer(),
+        entry: addr::sud_entry(),
     }
 }

@@ -25,7 +25,7 @@ use crate::error::{Errno, Error};
 use crate::kernel::{
     KernelSigaction, Registers, SIG_IGN, SigInfo, UContext, sigmask,
 };
-use crate::sigsys::{Reissue, sigaction};
+use crate::sigsys::{Interrupted, Reissue, sigaction};
 use crate::syscalls::{guest_memory, host};
 use crate::thread::{self, ThreadState};
 use core::mem::offset_of;
@@ -250,17 +250,16 @@ pub(crate) unsafe fn run_guest_handler(
 
 /// A reissued syscall the runtime must carry out itself, or with a
 /// sanitised argument, to keep SIGSYS deliverable; `Plain` for the rest.
-pub(crate) fn reissue(state: &'static ThreadState, uc: &mut UContext) -> Reissue {
-    let nr = uc.uc_mcontext.regs.rax as u32;
-    match nr {
-        __NR_rt_sigprocmask => Reissue::Done(result(rt_sigprocmask(state, uc))),
-        __NR_rt_sigaction => Reissue::Done(result(rt_sigaction(&uc.uc_mcontext.regs))),
-        __NR_sigaltstack if !state.is_global() => sigaltstack(state, uc),
-        __NR_rt_sigsuspend | __NR_rt_sigtimedwait => sanitise_mask(state, &mut uc.uc_mcontext.regs, Arg::Rdi),
-        __NR_signalfd | __NR_signalfd4 => sanitise_mask(state, &mut uc.uc_mcontext.regs, Arg::Rsi),
-        __NR_ppoll => sanitise_mask(state, &mut uc.uc_mcontext.regs, Arg::R10),
-        __NR_epoll_pwait | __NR_epoll_pwait2 => sanitise_mask(state, &mut uc.uc_mcontext.regs, Arg::R8),
-        __NR_pselect6 => sanitise_pselect(state, &mut uc.uc_mcontext.regs),
+pub(crate) fn reissue(state: &'static ThreadState, at: &mut Interrupted<'_>) -> Reissue {
+    match at.regs.rax as u32 {
+        __NR_rt_sigprocmask => Reissue::Done(result(rt_sigprocmask(state, at))),
+        __NR_rt_sigaction => Reissue::Done(result(rt_sigaction(at.regs))),
+        __NR_sigaltstack if !state.is_global() => sigaltstack(state, at),
+        __NR_rt_sigsuspend | __NR_rt_sigtimedwait => sanitise_mask(state, at.regs, Arg::Rdi),
+        __NR_signalfd | __NR_signalfd4 => sanitise_mask(state, at.regs, Arg::Rsi),
+        __NR_ppoll => sanitise_mask(state, at.regs, Arg::R10),
+        __NR_epoll_pwait | __NR_epoll_pwait2 => sanitise_mask(state, at.regs, Arg::R8),
+        __NR_pselect6 => sanitise_pselect(state, at.regs),
         _ => Reissue::Plain,
     }
 }
@@ -273,16 +272,16 @@ fn result(outcome: Result<(), Errno>) -> usize {
 }
 
 /// rt_sigprocmask(how, set, oldset, sigsetsize), carried out on the mask
-/// rt_sigreturn reinstalls (`uc_sigmask`), SIGSYS kept out of it and in the
-/// virtual mask instead.
-fn rt_sigprocmask(state: &ThreadState, uc: &mut UContext) -> Result<(), Errno> {
-    let regs = &uc.uc_mcontext.regs;
+/// the thread resumes with (`uc_sigmask`, which rt_sigreturn reinstalls),
+/// SIGSYS kept out of it and in the virtual mask instead.
+fn rt_sigprocmask(state: &ThreadState, at: &mut Interrupted<'_>) -> Result<(), Errno> {
+    let regs = &*at.regs;
     let (how, set, oldset, size) = (regs.rdi as u32, regs.rsi as usize, regs.rdx as usize, regs.r10);
     if size != 8 {
         return Err(Errno::EINVAL);
     }
     let virtual_bit = if state.guest_blocks_sigsys.load(Ordering::Relaxed) { SIGSYS_BIT } else { 0 };
-    let old = uc.uc_sigmask | virtual_bit;
+    let old = *at.sigmask | virtual_bit;
     if set != 0 {
         let new: u64 = guest_memory::read(set)?;
         let mask = match how {
@@ -292,7 +291,7 @@ fn rt_sigprocmask(state: &ThreadState, uc: &mut UContext) -> Result<(), Errno> {
             _ => return Err(Errno::EINVAL),
         } & !(sigmask(SIGKILL) | sigmask(SIGSTOP));
         state.guest_blocks_sigsys.store(mask & SIGSYS_BIT != 0, Ordering::Relaxed);
-        uc.uc_sigmask = mask & !SIGSYS_BIT;
+        *at.sigmask = mask & !SIGSYS_BIT;
     }
     if oldset != 0 {
         guest_memory::write(oldset, &old)?;
@@ -391,8 +390,8 @@ static_assertions::const_assert_eq!(offset_of!(Stack, size), offset_of!(linux_ra
 /// dispatcher answers (every check the kernel makes, against the alternate
 /// stack really in use); `sud_reissue_set_altstack` installs the new stack
 /// once the handler is off the current one.
-fn sigaltstack(state: &ThreadState, uc: &mut UContext) -> Reissue {
-    let regs = &uc.uc_mcontext.regs;
+fn sigaltstack(state: &ThreadState, at: &mut Interrupted<'_>) -> Reissue {
+    let regs = &*at.regs;
     let (ss, old_ss, rsp) = (regs.rdi as usize, regs.rsi as usize, regs.rsp);
     let guest = [0, 1, 2].map(|i| state.guest_altstack[i].load(Ordering::Relaxed));
     let (guest_sp, guest_size, guest_flags) = (guest[0], guest[1], guest[2] as i32);
@@ -410,7 +409,7 @@ fn sigaltstack(state: &ThreadState, uc: &mut UContext) -> Reissue {
             Err(errno) => return Reissue::Done(errno.to_syscall_result()),
         };
         // The stack really in use, as the kernel will judge it.
-        let real = &uc.uc_stack;
+        let real = at.altstack;
         let (real_sp, real_size) = (real.ss_sp as u64, real.ss_size);
         let autodisarm = real.ss_flags & SS_AUTODISARM as i32 != 0;
         if !autodisarm && rsp > real_sp && rsp - real_sp <= real_size {
@@ -449,7 +448,7 @@ fn sigaltstack(state: &ThreadState, uc: &mut UContext) -> Reissue {
     for (field, value) in state.pending_altstack.iter().zip(real) {
         field.store(value, Ordering::Relaxed);
     }
-    uc.uc_mcontext.regs.rax = 0;
+    at.regs.rax = 0;
     Reissue::Stub { entry: addr::sud_reissue_set_altstack(), r11: state.pending_altstack.as_ptr() as u64 }
 }
 

@@ -10,11 +10,14 @@ use crate::arm::Selector;
 use crate::asm::addr;
 use crate::error::{Errno, Error};
 use crate::kernel::{
-    KernelSigaction, Registers, SIG_DFL, SIG_IGN, SIGSET_SIZE, SigInfo, UContext, sigmask,
+    KernelSigaction, RED_ZONE, Registers, SIG_DFL, SIG_IGN, SIGSET_SIZE, SigInfo, UContext, sigmask,
 };
+use linux_raw_sys::general::{__NR_sigaltstack, stack_t};
 use crate::syscalls::host;
 use crate::thread::{self, ThreadState};
 use crate::{signals, tasks};
+use core::marker::PhantomData;
+use core::ptr::{null, null_mut};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use linux_raw_sys::general::{
     __NR_clone, __NR_clone3, __NR_exit, __NR_fork, __NR_getpid, __NR_gettid, __NR_rt_sigaction,
@@ -24,9 +27,13 @@ use linux_raw_sys::general::{
 
 /// The user's decision for one trapped syscall.  Called in signal context with
 /// every signal blocked and the thread's selector at ALLOW (so the callback
-/// may make ordinary syscalls); the selector is BLOCK again when the guest
-/// resumes.
+/// may make ordinary syscalls), or, through `sud_entry`, as an ordinary call;
+/// the selector is BLOCK again when the guest resumes.  It must not unwind.
 pub type Handler = fn(&mut Syscall<'_>) -> Action;
+
+/// A function that carries out a trapped syscall as ordinary code, outside
+/// signal context ([`Action::Redirect`]), and returns its result.
+pub type Redirect = fn(&mut Syscall<'_>) -> usize;
 
 /// What happens to a trapped syscall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +52,17 @@ pub enum Action {
     Reissue,
     /// The syscall does not run: the guest sees `-errno`.
     Deny(Errno),
+    /// The function given to [`install_redirect`] carries the syscall out as
+    /// ordinary code, after rt_sigreturn: on the guest's stack below its red
+    /// zone, or on the thread's redirect stack
+    /// ([`Thread::set_redirect_stack`](crate::Thread::set_redirect_stack)).
+    /// It may block, take locks, allocate and be interrupted by signals; the
+    /// thread's selector says ALLOW while it runs.  Its return value is the
+    /// syscall's result: the guest resumes with RAX = that, RCX = its return
+    /// address, R11 = its RFLAGS, and every other register, RFLAGS and all
+    /// x87, SSE, AVX and AVX-512 state as they were.  Without a redirect
+    /// function installed this is `Deny(ENOSYS)`.
+    Redirect,
 }
 
 impl Default for Action {
@@ -56,10 +74,41 @@ impl Default for Action {
 
 /// A trapped syscall: what the guest asked for, and its saved registers.
 pub struct Syscall<'a> {
-    frame: &'a mut UContext,
-    info: &'a SigInfo,
+    regs: *mut Registers,
+    /// The signal frame, for a syscall trapped by the kernel; null for one
+    /// made through `sud_entry` or carried out by a redirect function.
+    uc: *mut UContext,
+    info: *const SigInfo,
+    call_addr: usize,
     state: &'static ThreadState,
     resume_allowed: bool,
+    _frame: PhantomData<&'a mut Registers>,
+}
+
+impl<'a> Syscall<'a> {
+    fn from_signal(uc: &'a mut UContext, info: &'a SigInfo, state: &'static ThreadState) -> Self {
+        Syscall {
+            regs: &mut uc.uc_mcontext.regs,
+            call_addr: info.si_call_addr as usize,
+            uc,
+            info,
+            state,
+            resume_allowed: false,
+            _frame: PhantomData,
+        }
+    }
+
+    fn direct(regs: &'a mut Registers, state: &'static ThreadState) -> Self {
+        Syscall {
+            call_addr: regs.rip as usize,
+            regs,
+            uc: null_mut(),
+            info: null(),
+            state,
+            resume_allowed: false,
+            _frame: PhantomData,
+        }
+    }
 }
 
 impl Syscall<'_> {
@@ -76,17 +125,44 @@ impl Syscall<'_> {
         [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9].map(|v| v as usize)
     }
 
-    /// The address after the guest's `syscall` instruction, where it resumes.
+    /// The address after the guest's `syscall` instruction (or its `call
+    /// sud_entry`), where it resumes.
     #[inline]
     pub fn call_addr(&self) -> usize {
-        self.info.si_call_addr as usize
+        self.call_addr
+    }
+
+    /// The guest's saved registers.
+    #[inline]
+    pub fn regs(&self) -> &Registers {
+        // SAFETY: points into the frame this view borrows.
+        unsafe { &*self.regs }
+    }
+
+    /// The guest's saved registers, to change: the guest resumes (or the
+    /// reissued syscall runs) with whatever is here when the callback returns.
+    #[inline]
+    pub fn regs_mut(&mut self) -> &mut Registers {
+        // SAFETY: as above, borrowed mutably through self.
+        unsafe { &mut *self.regs }
     }
 
     /// The SIGSYS siginfo the kernel delivered (`si_code` SYS_USER_DISPATCH,
-    /// `si_errno` 0, `si_call_addr`, `si_syscall`, `si_arch`).
+    /// `si_errno` 0, `si_call_addr`, `si_syscall`, `si_arch`); `None` for a
+    /// syscall made through `sud_entry` or in a redirect function.
     #[inline]
-    pub fn siginfo(&self) -> &SigInfo {
-        self.info
+    pub fn siginfo(&self) -> Option<&SigInfo> {
+        // SAFETY: null or the live frame's siginfo.
+        unsafe { self.info.as_ref() }
+    }
+
+    /// The whole signal frame's context: registers, the thread's real
+    /// signal mask (`uc_sigmask`), its extended state (`uc_mcontext.fpstate`);
+    /// `None` outside signal context.
+    #[inline]
+    pub fn ucontext(&mut self) -> Option<&mut UContext> {
+        // SAFETY: null or the live frame's ucontext, borrowed through self.
+        unsafe { self.uc.as_mut() }
     }
 
     /// The trapped thread's selector: its own for a [`Thread`](crate::Thread)
@@ -113,26 +189,6 @@ impl Syscall<'_> {
     #[inline]
     pub fn resume_allowed(&mut self) {
         self.resume_allowed = true;
-    }
-
-    /// The guest's saved registers.
-    #[inline]
-    pub fn regs(&self) -> &Registers {
-        &self.frame.uc_mcontext.regs
-    }
-
-    /// The guest's saved registers, to change: the guest resumes (or the
-    /// reissued syscall runs) with whatever is here when the callback returns.
-    #[inline]
-    pub fn regs_mut(&mut self) -> &mut Registers {
-        &mut self.frame.uc_mcontext.regs
-    }
-
-    /// The whole signal frame's context: registers, the guest's signal mask
-    /// (`uc_sigmask`), its extended state (`uc_mcontext.fpstate`).
-    #[inline]
-    pub fn ucontext(&mut self) -> &mut UContext {
-        self.frame
     }
 }
 
@@ -183,6 +239,7 @@ impl SavedAction {
 /// gets the default action if there was none.  Installing again only swaps
 /// the callback.
 pub fn install(handler: Handler) -> Result<(), Error> {
+    xsave::init();
     HANDLER.store(handler as usize, Ordering::Release);
     // Read the current disposition first, so that a foreign SIGSYS arriving
     // just after ours is in place already finds it.
@@ -260,31 +317,53 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
     // Give the callback a thread on which ordinary syscalls run.
     let selector = state.selector();
     selector.allow();
-    let handler = HANDLER.load(Ordering::Acquire);
-    let mut resume_allowed = false;
-    let action = if handler == 0 {
-        Action::default()
-    } else {
-        // SAFETY: HANDLER only ever holds 0 or a `Handler` stored by install.
-        let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
-        let mut call = Syscall { frame: uc_ref, info: info_ref, state, resume_allowed: false };
-        let action = handler(&mut call);
-        resume_allowed = call.resume_allowed;
-        action
-    };
-    // SAFETY: the live frame, as above.
+    let (action, resume_allowed) = decide(Syscall::from_signal(uc_ref, info_ref, state));
+    // SAFETY: the live frame, as above; the callback's view of it is gone.
     let uc_ref = unsafe { &mut *uc };
-    let regs = &mut uc_ref.uc_mcontext.regs;
+    let UContext { uc_mcontext, uc_sigmask, uc_stack, .. } = uc_ref;
+    let regs = &mut uc_mcontext.regs;
     match action {
         Action::Emulate(value) => regs.rax = value as u64,
         Action::Deny(errno) => regs.rax = errno.to_syscall_result() as u64,
-        Action::Reissue => reissue(state, uc_ref),
+        Action::Reissue => {
+            let how = plan_reissue(state, Interrupted { regs, sigmask: uc_sigmask, altstack: uc_stack });
+            continue_at_stub(regs, how);
+        }
+        Action::Redirect => {
+            // The thread stays at ALLOW: the redirect function runs as host
+            // code, and its stub puts BLOCK back before the guest resumes.
+            return redirect_after_sigreturn(state, regs);
+        }
     }
     if !resume_allowed || action == Action::Reissue {
         // The trap happened under BLOCK, and the guest resumes under BLOCK.
         // SAFETY: this restores the state the guest was trapped in.
         unsafe { selector.block() };
     }
+}
+
+/// Runs the user's callback on a trapped syscall.  A `Redirect` without a
+/// redirect function is `Deny(ENOSYS)`.
+fn decide(mut call: Syscall<'_>) -> (Action, bool) {
+    let handler = HANDLER.load(Ordering::Acquire);
+    if handler == 0 {
+        return (Action::default(), false);
+    }
+    // SAFETY: HANDLER only ever holds 0 or a `Handler` stored by install.
+    let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
+    let action = match handler(&mut call) {
+        Action::Redirect if REDIRECT.load(Ordering::Acquire) == 0 => Action::default(),
+        action => action,
+    };
+    (action, call.resume_allowed)
+}
+
+/// What a trapped syscall interrupted: the guest's registers, the signal
+/// mask the thread resumes with, and the alternate stack in use.
+pub(crate) struct Interrupted<'a> {
+    pub regs: &'a mut Registers,
+    pub sigmask: &'a mut u64,
+    pub altstack: &'a stack_t,
 }
 
 /// How a reissued syscall is carried out.
@@ -297,24 +376,27 @@ pub(crate) enum Reissue {
     Done(usize),
 }
 
-/// Turns the saved registers into a return to the stub that runs the
-/// syscall once rt_sigreturn has reinstalled them, with RCX = the guest's
-/// return address (where a native syscall leaves RCX pointing too).
-/// Nothing is written to the guest's stack here: below its red zone may lie
-/// this very signal frame.
-fn reissue(state: &'static ThreadState, uc: &mut UContext) {
-    let nr = uc.uc_mcontext.regs.rax as u32;
-    let how = match nr {
+/// Decides how to reissue the syscall in `at.regs`: most run as they are;
+/// task creation and exit, rt_sigreturn, and the syscalls that could block
+/// SIGSYS need more (`tasks`, `signals`).
+fn plan_reissue(state: &'static ThreadState, mut at: Interrupted<'_>) -> Reissue {
+    match at.regs.rax as u32 {
         __NR_rt_sigreturn => {
             // The callback turned this into an rt_sigreturn: it needs RSP as is.
-            signals::guest_sigreturn(state, &uc.uc_mcontext.regs);
-            Reissue::Stub { entry: addr::sud_reissue_sigreturn(), r11: uc.uc_mcontext.regs.r11 }
+            signals::guest_sigreturn(state, at.regs);
+            Reissue::Stub { entry: addr::sud_reissue_sigreturn(), r11: at.regs.r11 }
         }
-        __NR_fork | __NR_vfork | __NR_clone | __NR_clone3 => tasks::clone(state, &uc.uc_mcontext.regs),
+        __NR_fork | __NR_vfork | __NR_clone | __NR_clone3 => tasks::clone(state, at.regs),
         __NR_exit => tasks::exit(state),
-        _ => signals::reissue(state, uc),
-    };
-    let regs = &mut uc.uc_mcontext.regs;
+        _ => signals::reissue(state, &mut at),
+    }
+}
+
+/// Turns the saved registers into a jump to the stub that runs the syscall,
+/// with RCX = the guest's return address (where a native syscall leaves
+/// RCX pointing too).  Nothing is written to the guest's stack here: below
+/// its red zone may lie this very signal frame.
+fn continue_at_stub(regs: &mut Registers, how: Reissue) {
     match how {
         Reissue::Plain => {
             regs.rcx = regs.rip;
@@ -326,6 +408,148 @@ fn reissue(state: &'static ThreadState, uc: &mut UContext) {
             regs.rip = entry as u64;
         }
         Reissue::Done(result) => regs.rax = result as u64,
+    }
+}
+
+/// The function for [`Action::Redirect`] (0: none).
+static REDIRECT: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the function that carries out the syscalls the callback answers
+/// with [`Action::Redirect`].
+pub fn install_redirect(redirect: Redirect) {
+    xsave::init();
+    REDIRECT.store(redirect as usize, Ordering::Release);
+}
+
+/// Sends the guest, after rt_sigreturn, to `sud_redirect` (on its own stack,
+/// below the red zone) or `sud_redirect_on_stack` (on the thread's redirect
+/// stack, unless the guest is already on it: a redirect interrupted by a
+/// signal whose handler's syscall is redirected again).
+fn redirect_after_sigreturn(state: &'static ThreadState, regs: &mut Registers) {
+    let (low, high) = (state.redirect_stack[0].load(Ordering::Relaxed), state.redirect_stack[1].load(Ordering::Relaxed));
+    regs.rcx = regs.rip;
+    regs.r11 = state as *const ThreadState as u64;
+    if high != 0 && !(low..high).contains(&regs.rsp) {
+        let slot = (high - 8) & !15;
+        // SAFETY: the redirect stack is the thread's, given for this
+        // (Thread::set_redirect_stack), and not in use: the guest is not on it.
+        unsafe { (slot as *mut u64).write(regs.rsp) };
+        regs.rsp = slot;
+        regs.rip = addr::sud_redirect_on_stack() as u64;
+    } else {
+        regs.rsp -= RED_ZONE as u64;
+        regs.rip = addr::sud_redirect() as u64;
+    }
+}
+
+/// The frame `sud_entry` and the redirect stubs build: the guest's
+/// registers, then the thread's selector (entry) or state (redirect).
+#[repr(C)]
+pub(crate) struct DirectFrame {
+    pub regs: Registers,
+    pub word: u64,
+}
+
+/// Called by the redirect stubs with their frame: runs the redirect
+/// function as ordinary code, then lets the guest resume under BLOCK with
+/// RAX = its result and RCX, R11 as after a native syscall.
+pub(crate) extern "C" fn redirect_run(frame: &mut DirectFrame) {
+    // SAFETY: the dispatcher passed a live ThreadState.
+    let state: &'static ThreadState = unsafe { &*(frame.word as *const ThreadState) };
+    // SAFETY: REDIRECT holds a `Redirect`: the dispatcher only redirects then.
+    let redirect: Redirect = unsafe { core::mem::transmute::<usize, Redirect>(REDIRECT.load(Ordering::Acquire)) };
+    let result = redirect(&mut Syscall::direct(&mut frame.regs, state));
+    let regs = &mut frame.regs;
+    regs.rax = result as u64;
+    regs.rcx = regs.rip;
+    regs.r11 = regs.rflags;
+    // SAFETY: the guest resumes, as it was trapped, under BLOCK.
+    unsafe { state.selector().block() };
+}
+
+/// Called by `sud_entry` with its frame: the callback decides, as for a
+/// trapped syscall, and `sud_entry` goes on at the address left just below
+/// `frame.regs.rsp`: the return address, or the stub that reissues.
+pub(crate) extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
+    let state = thread::for_selector(frame.word as *const Selector);
+    let selector = state.selector();
+    let was_blocked = selector.is_blocked();
+    selector.allow();
+    let (action, resume_allowed) = decide(Syscall::direct(&mut frame.regs, state));
+    let regs = &mut frame.regs;
+    let return_address = regs.rip;
+    let mut go_on_at = return_address;
+    match action {
+        Action::Emulate(value) => regs.rax = value as u64,
+        Action::Deny(errno) => regs.rax = errno.to_syscall_result() as u64,
+        Action::Redirect => {
+            // SAFETY: as in redirect_run.
+            let redirect: Redirect = unsafe { core::mem::transmute::<usize, Redirect>(REDIRECT.load(Ordering::Acquire)) };
+            regs.rax = redirect(&mut Syscall::direct(regs, state)) as u64;
+        }
+        Action::Reissue => {
+            let nr = regs.rax as u32;
+            // The mask and alternate stack the runtime may have to consult
+            // or change, asked of the kernel only for the syscalls that need them.
+            let mut sigmask = 0u64;
+            let mut altstack = stack_t { ss_sp: null_mut(), ss_flags: 0, ss_size: 0 };
+            let needs_mask = nr == __NR_rt_sigprocmask;
+            if needs_mask {
+                sigmask = thread_mask();
+            }
+            if nr == __NR_sigaltstack {
+                // SAFETY: queries into a local stack_t.
+                let _ = unsafe { host::syscall2(__NR_sigaltstack, 0, &mut altstack as *mut stack_t as usize) };
+            }
+            let before = sigmask;
+            let how = plan_reissue(state, Interrupted { regs, sigmask: &mut sigmask, altstack: &altstack });
+            if needs_mask && sigmask != before {
+                set_thread_mask(sigmask);
+            }
+            continue_at_stub(regs, how);
+            go_on_at = regs.rip;
+            regs.rip = return_address;
+        }
+    }
+    if !matches!(action, Action::Reissue) {
+        regs.rcx = return_address;
+        regs.r11 = regs.rflags;
+    }
+    // Where sud_entry's `ret` goes: just below the caller's RSP, where its
+    // `call` left the return address.
+    // SAFETY: that word is the caller's return-address slot, ours until we return.
+    unsafe { ((regs.rsp - 8) as *mut u64).write(go_on_at) };
+    if was_blocked && (!resume_allowed || action == Action::Reissue) {
+        // SAFETY: the guest resumes as it called, under BLOCK.
+        unsafe { selector.block() };
+    }
+}
+
+/// How the direct paths keep the extended state: the mode and area size
+/// `asm/x86_64/direct.s` reads.
+pub(crate) mod xsave {
+    use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+    /// 0: FXSAVE, 1: XSAVE, 2: XSAVEC.
+    pub(crate) static XSAVE_MODE: AtomicU8 = AtomicU8::new(0);
+    /// Bytes for the save area: at least the 512-byte legacy area and the
+    /// 64-byte header.
+    pub(crate) static XSAVE_SIZE: AtomicUsize = AtomicUsize::new(576);
+
+    /// Picks the best mode the CPU and kernel offer.  Before any direct
+    /// path runs (from [`install`](crate::install) and
+    /// [`install_redirect`](crate::install_redirect)), since a mode change
+    /// between a save and its restore would mix formats.
+    pub(crate) fn init() {
+        use core::arch::x86_64::{__cpuid, __cpuid_count};
+        let leaf1 = __cpuid(1);
+        if leaf1.ecx & (1 << 27) == 0 {
+            return; // no OSXSAVE: FXSAVE
+        }
+        let size = __cpuid_count(0xd, 0).ebx as usize;
+        let compacted = __cpuid_count(0xd, 1).eax & (1 << 1) != 0;
+        XSAVE_SIZE.store(size.max(576).next_multiple_of(64), Ordering::Relaxed);
+        XSAVE_MODE.store(if compacted { 2 } else { 1 }, Ordering::Release);
     }
 }
 
@@ -374,6 +598,16 @@ unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut UContext) {
             }
         }
     }
+}
+
+/// The calling thread's real signal mask.
+fn thread_mask() -> u64 {
+    let mut mask = 0u64;
+    // SAFETY: no new set; the old one into a local.
+    let _ = unsafe {
+        host::syscall4(__NR_rt_sigprocmask, SIG_SETMASK as usize, 0, &mut mask as *mut u64 as usize, SIGSET_SIZE)
+    };
+    mask
 }
 
 /// Sets the calling thread's real signal mask.

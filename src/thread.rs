@@ -63,6 +63,8 @@ pub(crate) struct ThreadState {
     pub scratch_pselect: [AtomicU64; 2],
     /// The user's per-thread pointer.
     pub data: AtomicPtr<()>,
+    /// The stack redirect functions run on (low, high); 0, 0 for the guest's.
+    pub redirect_stack: [AtomicU64; 2],
 }
 
 pub(crate) const LIVE: u64 = 1;
@@ -89,6 +91,7 @@ impl ThreadState {
             scratch_mask: AtomicU64::new(0),
             scratch_pselect: [const { AtomicU64::new(0) }; 2],
             data: AtomicPtr::new(null_mut()),
+            redirect_stack: [const { AtomicU64::new(0) }; 2],
         }
     }
 
@@ -304,6 +307,20 @@ pub(crate) fn forget_guest_altstack(state: &ThreadState) {
     }
 }
 
+/// The state whose selector is `selector`: a slot's own, or GLOBAL for
+/// `sud_selector`, null, or any selector sud does not manage.
+pub(crate) fn for_selector(selector: *const Selector) -> &'static ThreadState {
+    let arena = arena_range();
+    let at = selector as usize;
+    if arena.contains(&at) {
+        let state = state_of_slot(arena.start + (at - arena.start) / SLOT_SIZE * SLOT_SIZE);
+        if core::ptr::eq(state.selector(), selector) {
+            return state;
+        }
+    }
+    &GLOBAL
+}
+
 /// The state of the thread that took the signal whose frame is `uc`.
 #[inline]
 pub(crate) fn current(uc: &UContext) -> &'static ThreadState {
@@ -399,6 +416,20 @@ impl Thread {
     /// This thread's selector.
     pub fn selector(&self) -> &Selector {
         self.state.selector()
+    }
+
+    /// Gives [`Action::Redirect`](crate::Action::Redirect) functions a
+    /// stack of their own on this thread, instead of the guest's (below its
+    /// red zone).  A redirect interrupted by a signal whose handler's syscall
+    /// is redirected again continues below it on the same stack.
+    ///
+    /// # Safety
+    /// `base..base + len` is writable memory that nothing else uses, and
+    /// stays so while the thread can redirect.
+    pub unsafe fn set_redirect_stack(&self, base: *mut u8, len: usize) {
+        let (low, high) = (base as u64, base as u64 + len as u64);
+        self.state.redirect_stack[0].store(low, Ordering::Relaxed);
+        self.state.redirect_stack[1].store(high, Ordering::Relaxed);
     }
 
     /// Stores a pointer for the SIGSYS callback ([`Syscall::thread_data`](crate::Syscall::thread_data)).

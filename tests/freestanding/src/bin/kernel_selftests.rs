@@ -118,10 +118,11 @@ static syscall_addr: AtomicUsize = AtomicUsize::new(0);
 /// which holds the number, alone).  Like the C handler, it leaves the
 /// selector at ALLOW "in preparation for sigreturn".
 fn handle_sigsys(call: &mut Syscall) -> Action {
-    si_code.store(call.siginfo().si_code, Ordering::SeqCst);
-    si_errno.store(call.siginfo().si_errno, Ordering::SeqCst);
+    let info = *call.siginfo().expect("a trapped syscall has its siginfo");
+    si_code.store(info.si_code, Ordering::SeqCst);
+    si_errno.store(info.si_errno, Ordering::SeqCst);
     syscall_addr.store(call.call_addr(), Ordering::SeqCst);
-    if call.siginfo().si_syscall == MAGIC_SYSCALL_1 as i32 {
+    if info.si_syscall == MAGIC_SYSCALL_1 as i32 {
         nr_syscalls_emulated.fetch_add(1, Ordering::SeqCst);
     }
     call.resume_allowed();

@@ -27,6 +27,11 @@ fn test_main() -> i32 {
         case!(deny_preserves_registers),
         case!(emulate_leaves_red_zone),
         case!(reissue_leaves_red_zone),
+        case!(redirect_preserves_registers),
+        case!(redirect_leaves_red_zone),
+        case!(entry_emulate_preserves_registers),
+        case!(entry_reissue_preserves_registers),
+        case!(entry_redirect_preserves_registers),
     ])
 }
 
@@ -68,6 +73,8 @@ struct State {
     /// frame out relative to RSP, with 64-byte alignment, so a sweep over
     /// shifts puts every part of it next to the red zone in turn.
     stack_shift: u64,
+    /// RSP on entry to the round trip, restored on the way out.
+    entry_rsp: u64,
     vectors_in: [u8; VECTOR_BYTES],
     vectors_out: [u8; VECTOR_BYTES],
 }
@@ -136,11 +143,15 @@ guest_state:
     .popsection
 
     .text
-    .globl guest_roundtrip
-    .type guest_roundtrip, @function
-# extern "C" fn guest_roundtrip(state: *mut State): loads state.input and
-# state.vectors_in, makes one syscall, stores state.output and vectors_out.
-guest_roundtrip:
+# A round trip: extern "C" fn(state: *mut State) loads state.input and
+# state.vectors_in, makes one syscall with `insn`, and stores state.output
+# and vectors_out.  guest_roundtrip uses `syscall`; guest_roundtrip_entry
+# `call sud_entry` (with RSP 16-byte aligned, and R11 = the selector, from
+# state.input), returning to guest_roundtrip_entry_resume.
+.macro roundtrip name, insn, align
+    .globl \name
+    .type \name, @function
+\name:
     mov [rdi + {SAVED}], rbx            # keep the callee-saved registers the test overwrites
     mov [rdi + {SAVED} + 8], rbp
     mov [rdi + {SAVED} + 16], r12
@@ -148,7 +159,9 @@ guest_roundtrip:
     mov [rdi + {SAVED} + 32], r14
     mov [rdi + {SAVED} + 40], r15
     mov [rip + guest_state], rdi        # every register is a test value after the syscall: find the state here
+    mov [rdi + {ENTRY_RSP}], rsp        # to come back to
     sub rsp, [rdi + {SHIFT}]            # this run's stack alignment
+    \align
     mov rax, [rdi + {WIDTH}]            # which vector registers to load
     cmp rax, 3
     je 3f
@@ -189,7 +202,7 @@ guest_roundtrip:
     mov r14, [rdi + {IN} + {R14}]
     mov r15, [rdi + {IN} + {R15}]
     mov rdi, [rdi + {IN} + {RDI}]       # last: it held the state pointer
-    syscall                             # the guest syscall under test
+    \insn                               # the guest syscall under test
     pushfq                              # RFLAGS first: nothing below changes the flags until it is saved
     push rax
     mov rax, [rip + guest_state]
@@ -242,9 +255,24 @@ guest_roundtrip:
     mov r13, [rdi + {SAVED} + 24]
     mov r14, [rdi + {SAVED} + 32]
     mov r15, [rdi + {SAVED} + 40]
-    add rsp, [rdi + {SHIFT}]
+    mov rsp, [rdi + {ENTRY_RSP}]
     ret
-    .size guest_roundtrip, . - guest_roundtrip
+    .size \name, . - \name
+.endm
+
+.macro align16
+    and rsp, -16                        # sud_entry wants a 16-byte aligned stack at the call
+.endm
+
+.macro call_entry
+    call sud_entry
+    .globl guest_roundtrip_entry_resume
+guest_roundtrip_entry_resume:
+.endm
+
+    roundtrip guest_roundtrip, syscall, nop
+    roundtrip guest_roundtrip_entry, call_entry, align16
+
 
     .globl clobber_vectors
     .type clobber_vectors, @function
@@ -308,6 +336,7 @@ guest_red_zone:
     SAVED = const offset_of!(State, callee_saved),
     WIDTH = const offset_of!(State, width),
     SHIFT = const offset_of!(State, stack_shift),
+    ENTRY_RSP = const offset_of!(State, entry_rsp),
     VIN = const offset_of!(State, vectors_in),
     VOUT = const offset_of!(State, vectors_out),
     KOFF = const K_OFFSET,
@@ -335,6 +364,8 @@ guest_red_zone:
 
 unsafe extern "C" {
     fn guest_roundtrip(state: *mut State);
+    fn guest_roundtrip_entry(state: *mut State);
+    static guest_roundtrip_entry_resume: u8;
     fn clobber_vectors(width: u64);
     fn guest_red_zone(nr: u64, shift: u64) -> RedZone;
 }
@@ -370,6 +401,7 @@ fn patterned_state(nr: u32, stack_shift: u64) -> State {
         callee_saved: [0; 6],
         width: Width::detect() as u64,
         stack_shift,
+        entry_rsp: 0,
         vectors_in: [0; VECTOR_BYTES],
         vectors_out: [0; VECTOR_BYTES],
     };
@@ -515,6 +547,87 @@ fn reissue_leaves_red_zone() {
     }
     let pid = guest_red_zone_native_pid();
     check_red_zone(handler, __NR_getpid, RedZone { result: pid, changed_qwords: 0 });
+}
+
+/// The redirect function of these tests: ordinary code that clobbers every
+/// vector register and makes its own syscall natively.
+fn redirect_getpid(call: &mut Syscall) -> usize {
+    check_eq!(call.number(), __NR_getpid);
+    check!(call.siginfo().is_none(), "a redirect function runs outside signal context");
+    check!(!SELECTOR.is_blocked(), "a redirect function runs under ALLOW");
+    // SAFETY: clobbers only caller-saved vector and mask registers.
+    unsafe { clobber_vectors(Width::detect() as u64) };
+    // SAFETY: getpid, natively: the selector says ALLOW.
+    unsafe { guest::syscall0(__NR_getpid) }.unwrap()
+}
+
+fn redirect_preserves_registers() {
+    fn handler(call: &mut Syscall) -> Action {
+        check_eq!(call.number(), __NR_getpid);
+        clobbering_callback(Action::Redirect)
+    }
+    sud::install_redirect(redirect_getpid);
+    check_dispatched(__NR_getpid, handler);
+}
+
+fn redirect_leaves_red_zone() {
+    fn handler(_: &mut Syscall) -> Action {
+        Action::Redirect
+    }
+    sud::install_redirect(redirect_getpid);
+    let pid = guest_red_zone_native_pid();
+    check_red_zone(handler, __NR_getpid, RedZone { result: pid, changed_qwords: 0 });
+}
+
+/// Runs syscall `nr` through `call sud_entry` with `handler` deciding, at
+/// every stack shift, and compares with the native syscall: the same
+/// registers, but RCX = the address after the `call`.
+fn check_entry(nr: u32, handler: sud::Handler) {
+    let mut want = native(nr);
+    // SAFETY: the label is code, only its address is taken.
+    want.output.rcx = (&raw const guest_roundtrip_entry_resume) as u64;
+    check_eq!(sud::install(handler), Ok(()));
+    // Armed and blocked, as generated code would call it: sud_entry makes the
+    // callback's syscalls run under ALLOW all the same.
+    check_eq!(sud::arm(), Ok(()));
+    for shift in SHIFTS {
+        let mut state = patterned_state(nr, shift * 8);
+        state.input.r11 = 0; // the global selector
+        // SAFETY: only the guest round trip runs until allow().
+        unsafe {
+            SELECTOR.block();
+            guest_roundtrip_entry(&mut state);
+        }
+        let still_blocked = SELECTOR.is_blocked();
+        SELECTOR.allow();
+        check!(still_blocked, "sud_entry left the selector at ALLOW");
+        // The input R11 was the selector, not a pattern: compare the rest.
+        check_same(&state, &want, shift * 8);
+    }
+    check_eq!(sud::disarm(), Ok(()));
+}
+
+fn entry_emulate_preserves_registers() {
+    fn handler(call: &mut Syscall) -> Action {
+        check!(call.siginfo().is_none());
+        clobbering_callback(Action::Emulate(getppid_value()))
+    }
+    check_entry(__NR_getppid, handler);
+}
+
+fn entry_reissue_preserves_registers() {
+    fn handler(_: &mut Syscall) -> Action {
+        clobbering_callback(Action::Reissue)
+    }
+    check_entry(__NR_getpid, handler);
+}
+
+fn entry_redirect_preserves_registers() {
+    fn handler(_: &mut Syscall) -> Action {
+        clobbering_callback(Action::Redirect)
+    }
+    sud::install_redirect(redirect_getpid);
+    check_entry(__NR_getpid, handler);
 }
 
 fn guest_red_zone_native_pid() -> u64 {
