@@ -89,6 +89,11 @@ fn registers() {
             "deny_preserves_registers",
             "emulate_leaves_red_zone",
             "reissue_leaves_red_zone",
+            "redirect_preserves_registers",
+            "redirect_leaves_red_zone",
+            "entry_emulate_preserves_registers",
+            "entry_reissue_preserves_registers",
+            "entry_redirect_preserves_registers",
         ],
     );
 }

@@ -584,7 +584,7 @@ fn redirect_leaves_red_zone() {
 /// registers, but RCX = the address after the `call`.
 fn check_entry(nr: u32, handler: sud::Handler) {
     let mut want = native(nr);
-    // SAFETY: the label is code, only its address is taken.
+    // After `call sud_entry`, RCX is the address after the call, as after a syscall.
     want.output.rcx = (&raw const guest_roundtrip_entry_resume) as u64;
     check_eq!(sud::install(handler), Ok(()));
     // Armed and blocked, as generated code would call it: sud_entry makes the
