@@ -31,7 +31,10 @@
 //! - `emulate`: an inline `syscall` armed under BLOCK, the callback answers
 //!   `Action::Emulate`;
 //! - `reissue`: the same, the callback answers `Action::Reissue`;
-//! - `redirect`, `entry_call`: not in the crate yet (shown as n/a);
+//! - `redirect`: the same, the callback answers `Action::Redirect` and the
+//!   redirect function (ordinary code after rt_sigreturn) answers;
+//! - `entry_call`: `call sud_entry` in place of the `syscall`, armed under
+//!   BLOCK, the callback answers `Action::Emulate`: no signal at all;
 //! - `peer_glibc_sud`: SUD the way the kernel selftests use it: a glibc
 //!   `sigaction` SA_SIGINFO handler, `prctl` over an empty range with a
 //!   selector of its own; the handler writes RAX in the ucontext and sets
@@ -105,27 +108,26 @@ struct Batches {
     ns_per_call: Vec<f64>,
 }
 
-/// A row of the table.  A case that the crate does not offer yet has no
-/// `run`; adding it is writing that one function.
+/// A row of the table: a name and the function that measures it.
 struct Case {
     name: &'static str,
-    run: Option<fn() -> Batches>,
+    run: fn() -> Batches,
 }
 
 const CASES: &[Case] = &[
-    Case { name: "raw_syscall", run: Some(raw_syscall) },
-    Case { name: "trampoline_blocked", run: Some(trampoline_blocked) },
-    Case { name: "armed_allow", run: Some(armed_allow) },
-    Case { name: "selector_flip", run: Some(selector_flip) },
-    Case { name: "emulate", run: Some(emulate) },
-    Case { name: "reissue", run: Some(reissue) },
-    Case { name: "redirect", run: None },
-    Case { name: "entry_call", run: None },
-    Case { name: "peer_glibc_sud", run: Some(peer_glibc_sud) },
-    Case { name: "peer_seccomp_trap", run: Some(peer_seccomp_trap) },
-    Case { name: "peer_seccomp_notif", run: Some(peer_seccomp_notif) },
-    Case { name: "peer_ptrace", run: Some(peer_ptrace) },
-    Case { name: "peer_prctl_toggle", run: Some(peer_prctl_toggle) },
+    Case { name: "raw_syscall", run: raw_syscall },
+    Case { name: "trampoline_blocked", run: trampoline_blocked },
+    Case { name: "armed_allow", run: armed_allow },
+    Case { name: "selector_flip", run: selector_flip },
+    Case { name: "emulate", run: emulate },
+    Case { name: "reissue", run: reissue },
+    Case { name: "redirect", run: redirect },
+    Case { name: "entry_call", run: entry_call },
+    Case { name: "peer_glibc_sud", run: peer_glibc_sud },
+    Case { name: "peer_seccomp_trap", run: peer_seccomp_trap },
+    Case { name: "peer_seccomp_notif", run: peer_seccomp_notif },
+    Case { name: "peer_ptrace", run: peer_ptrace },
+    Case { name: "peer_prctl_toggle", run: peer_prctl_toggle },
 ];
 
 fn main() {
@@ -160,7 +162,7 @@ fn run_all() {
         CASES.iter().map(|case| Row { case, ns_per_call: Vec::new(), iters: 0 }).collect();
     for round in 1..=ROUNDS {
         print!("round {round}/{ROUNDS}:");
-        for row in rows.iter_mut().filter(|row| row.case.run.is_some()) {
+        for row in rows.iter_mut() {
             print!(" {}", row.case.name);
             std::io::stdout().flush().expect("flush stdout");
             let batches = run_in_child(row.case.name);
@@ -182,13 +184,9 @@ fn run_all() {
     let mut jsonl = String::new();
     for row in &rows {
         let name = row.case.name;
-        match row.median() {
-            Some(ns) => {
-                println!("{name:<20} {ns:>12.1} {:>12.2} {:>16.2}", ns / raw, ns / glibc_sud);
-                jsonl += &format!("{{\"case\": \"{name}\", \"ns\": {ns:.1}, \"iters\": {}}}\n", row.iters);
-            }
-            None => println!("{name:<20} {:>12}", "n/a (not implemented yet)"),
-        }
+        let ns = row.median().expect("every case measured");
+        println!("{name:<20} {ns:>12.1} {:>12.2} {:>16.2}", ns / raw, ns / glibc_sud);
+        jsonl += &format!("{{\"case\": \"{name}\", \"ns\": {ns:.1}, \"iters\": {}}}\n", row.iters);
     }
     println!(
         "\nns: median of ns/call over {} batches per case ({ROUNDS} child processes of {} \
@@ -233,7 +231,7 @@ fn run_in_child(name: &str) -> Batches {
 
 fn run_child(name: &str) {
     let case = CASES.iter().find(|case| case.name == name).expect("known case");
-    let batches = (case.run.expect("a measurable case"))();
+    let batches = (case.run)();
     let mut line = batches.per_batch.to_string();
     for ns in batches.ns_per_call {
         line += &format!(" {ns}");
@@ -373,6 +371,51 @@ fn emulate() -> Batches {
 
 fn reissue() -> Batches {
     trapped(reissue_getppid, real_ppid())
+}
+
+fn redirect_getppid(call: &mut Syscall) -> Action {
+    if call.number() == __NR_getppid { Action::Redirect } else { Action::default() }
+}
+
+fn redirect() -> Batches {
+    sud::install_redirect(|_| EMULATED);
+    trapped(redirect_getppid, EMULATED)
+}
+
+/// getppid through `call sud_entry`, with R11 = 0: the global selector.
+#[inline(always)]
+fn entry_getppid(entry: usize) -> Result<usize, Errno> {
+    let result: usize;
+    // SAFETY: sud_entry takes the syscall's registers and R11, and clobbers
+    // RCX and R11 only; it writes below RSP, so the asm may not promise
+    // `nostack`, and the compiler keeps the red zone free and RSP aligned.
+    unsafe {
+        core::arch::asm!(
+            "call {entry}",
+            entry = in(reg) entry,
+            inlateout("rax") __NR_getppid as usize => result,
+            inlateout("r11") 0usize => _,
+            lateout("rcx") _,
+        );
+    }
+    Errno::result(result)
+}
+
+fn entry_call() -> Batches {
+    sud::install(emulate_getppid).expect("install");
+    sud::arm().expect("arm");
+    let entry = sud::region_symbols().entry;
+    let batches = measure(FAST, |n| {
+        // SAFETY: until allow(), the loop makes no syscall of its own: every
+        // getppid goes through sud_entry, answered by the callback.
+        unsafe { sud::SELECTOR.block() };
+        for _ in 0..n {
+            check(entry_getppid(entry), EMULATED);
+        }
+        sud::SELECTOR.allow();
+    });
+    sud::disarm().expect("disarm");
+    batches
 }
 
 fn peer_prctl_toggle() -> Batches {

@@ -75,6 +75,7 @@ global_asm!(
 global_asm!(
     include_str!("../asm/x86_64/sigsys_entry.s"),
     DISPATCH = sym crate::sigsys::dispatch,
+    RESTORER = sym sud_restorer,
 );
 
 unsafe extern "C" {

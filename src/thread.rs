@@ -129,7 +129,10 @@ const PAGE: usize = 4096;
 pub(crate) const ALTSTACK_SIZE: usize = SLOT_SIZE - 2 * PAGE;
 
 static ARENA: AtomicUsize = AtomicUsize::new(0);
+/// Slots handed out at least once.
 static SLOT_TAKEN: [AtomicU64; SLOTS / 64] = [const { AtomicU64::new(0) }; SLOTS / 64];
+/// Slots whose memory is usable and whose state is initialised: only these
+/// are looked at for reuse.
 static SLOT_USABLE: [AtomicU64; SLOTS / 64] = [const { AtomicU64::new(0) }; SLOTS / 64];
 
 fn arena() -> Result<usize, Errno> {
@@ -181,65 +184,70 @@ fn reusable(state: &ThreadState) -> bool {
 
 /// A slot for a new thread, its memory usable and its state fresh: a
 /// reusable one if there is one, else a never-used one.  Callable in signal
-/// context.
+/// context and from any number of threads at once: a slot's state is only
+/// looked at once its memory is usable, and claimed by compare-and-swap.
 pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
     let arena = arena()?;
-    let mut free = None;
-    for (word_index, word) in SLOT_TAKEN.iter().enumerate() {
-        let taken = word.load(Ordering::Acquire);
-        for bit in 0..64 {
-            let index = word_index * 64 + bit;
-            if taken & (1 << bit) == 0 {
-                free.get_or_insert(index);
-                continue;
-            }
-            let state = state_of_slot(slot_base(arena, index));
+    for (word_index, word) in SLOT_USABLE.iter().enumerate() {
+        let usable = word.load(Ordering::Acquire);
+        for bit in (0..64).filter(|bit| usable & (1 << bit) != 0) {
+            let base = slot_base(arena, word_index * 64 + bit);
+            let state = state_of_slot(base);
             let was = state.state.load(Ordering::Acquire);
             if was != CLAIMED
                 && reusable(state)
                 && state.state.compare_exchange(was, CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_ok()
             {
-                return Ok(prepare(state, slot_base(arena, index)));
+                return Ok(prepare(state, base));
             }
         }
     }
-    let mut index = free.ok_or(Errno::EAGAIN)?;
-    loop {
-        let (word, bit) = (&SLOT_TAKEN[index / 64], 1u64 << (index % 64));
-        if word.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
-            break;
+    for index in 0..SLOTS {
+        let (word, bit) = (index / 64, 1u64 << (index % 64));
+        if SLOT_TAKEN[word].fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+            continue;
         }
-        index += 1;
-        if index == SLOTS {
-            return Err(Errno::EAGAIN);
-        }
-    }
-    let base = slot_base(arena, index);
-    let (usable, bit) = (&SLOT_USABLE[index / 64], 1u64 << (index % 64));
-    if usable.load(Ordering::Acquire) & bit == 0 {
+        let base = slot_base(arena, index);
         // SAFETY: the slot is ours; its guard page stays PROT_NONE.
         let made = unsafe {
             host::syscall3(__NR_mprotect, base + PAGE, SLOT_SIZE - PAGE, (PROT_READ | PROT_WRITE) as usize)
         };
         if let Err(errno) = made {
-            SLOT_TAKEN[index / 64].fetch_and(!bit, Ordering::AcqRel);
+            SLOT_TAKEN[word].fetch_and(!bit, Ordering::AcqRel);
             return Err(errno);
         }
-        usable.fetch_or(bit, Ordering::AcqRel);
+        let state = prepare(state_of_slot(base), base);
+        // Only now may other threads look at the slot.
+        SLOT_USABLE[word].fetch_or(bit, Ordering::AcqRel);
+        return Ok(state);
     }
-    Ok(prepare(state_of_slot(base), base))
+    Err(Errno::EAGAIN)
 }
 
-/// Resets a slot's state for a new thread (state LIVE, own selector at ALLOW).
+/// Resets a slot's state for a new thread: LIVE, its own selector at
+/// ALLOW, its alternate stack the slot's.  Field by field, atomically: other
+/// threads may be looking at the state while they search for a free slot.
 fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
-    let ptr = state as *const ThreadState as *mut ThreadState;
-    // SAFETY: nobody else uses the slot: it was free, or its thread is gone.
-    unsafe {
-        ptr.write(ThreadState::new(null_mut()));
-        (*ptr).selector.store(&(*ptr).own_selector as *const Selector as *mut Selector, Ordering::Relaxed);
-    }
+    let zero = |fields: &[AtomicU64]| fields.iter().for_each(|f| f.store(0, Ordering::Relaxed));
+    zero(&state.arm);
+    zero(&state.altstack);
+    zero(&state.sigsys_action);
+    zero(&state.guest_altstack);
+    zero(&state.pending_altstack);
+    zero(&state.scratch_pselect);
+    zero(&state.redirect_stack);
+    state.resume.store(0, Ordering::Relaxed);
+    state.clone_result.store(0, Ordering::Relaxed);
+    state.scratch_mask.store(0, Ordering::Relaxed);
+    state.tid.store(0, Ordering::Relaxed);
+    state.guest_blocks_sigsys.store(false, Ordering::Relaxed);
+    state.parent_releases.store(false, Ordering::Relaxed);
+    state.data.store(null_mut(), Ordering::Relaxed);
+    state.own_selector.allow();
+    state.selector.store(&state.own_selector as *const Selector as *mut Selector, Ordering::Relaxed);
     state.altstack[0].store((base + PAGE) as u64, Ordering::Relaxed);
     state.altstack[2].store(ALTSTACK_SIZE as u64, Ordering::Relaxed);
+    state.state.store(LIVE, Ordering::Release);
     state
 }
 

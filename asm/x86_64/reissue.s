@@ -3,8 +3,20 @@
 # A syscall run here can block, be interrupted (EINTR) and be restarted
 # (SA_RESTART sends the kernel back to this very `syscall`), and it runs under
 # the guest's signal mask, exactly as the guest's own `syscall` would have.
+# The task stubs (tasks.s) follow, and use back_to_guest too.
 
     .pushsection sud_allowed, "axR", @progbits
+
+# The way back to the guest from a stub whose [rsp] is the guest's return
+# address, just below the red zone: rcx = the return address, as a native
+# syscall leaves it, RSP the guest's again, then a jump (not `ret`, which is
+# mispredicted right after a syscall where the kernel refills the
+# return-stack buffer).  Once rcx holds it, the slot may be overwritten.
+.macro back_to_guest
+    mov rcx, [rsp]                      # mov and lea keep the flags the kernel restored
+    lea rsp, [rsp + 8 + {RED_ZONE}]
+    jmp rcx
+.endm
 
 # sud_reissue: entered with every register as the guest had it at its
 # `syscall`, except RCX = the guest's return address (the address after its
@@ -21,8 +33,7 @@ sud_reissue:
     lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone; lea keeps the flags
     push rcx                            # the return address, across the syscall that overwrites rcx
     syscall                             # the guest's syscall, with the guest's arguments
-    mov rcx, [rsp]                      # rcx = the return address, as a native syscall leaves it; mov keeps the flags
-    ret {RED_ZONE}                      # back to the guest, and RSP back over the slot and the red zone in the same instruction
+    back_to_guest
     .size sud_reissue, . - sud_reissue
 
 # sud_reissue_keep_REG: as sud_reissue, for a syscall whose argument in REG
@@ -38,8 +49,7 @@ sud_reissue_keep_\reg:
     push r11                            # the guest's own value of the replaced argument
     syscall                             # the syscall, with the sanitised argument
     pop \reg                            # the guest's value back; pop keeps the flags
-    mov rcx, [rsp]                      # rcx = the return address
-    ret {RED_ZONE}                      # back to the guest, RSP back in the same instruction
+    back_to_guest
     .size sud_reissue_keep_\reg, . - sud_reissue_keep_\reg
 .endm
 
@@ -69,8 +79,7 @@ sud_reissue_set_altstack:
     pop rax
     pop rsi
     pop rdi
-    mov rcx, [rsp]                      # rcx = the return address, as after a native syscall
-    ret {RED_ZONE}
+    back_to_guest
     .size sud_reissue_set_altstack, . - sud_reissue_set_altstack
 
 # sud_reissue_sigreturn: a guest's own rt_sigreturn (the restorer of a handler

@@ -72,8 +72,7 @@ sud_reissue_fork:
     mov r11, [rsp]                      # r11 = RFLAGS, as after a native syscall
     popfq                               # and the flags themselves
     lea rsp, [rsp + 8]                  # over the state pointer
-    mov rcx, [rsp]                      # rcx = the return address
-    ret {RED_ZONE}                      # back to the guest; RSP back over the slot and the red zone
+    back_to_guest
     .size sud_reissue_fork, . - sud_reissue_fork
 
 # sud_reissue_vfork: vfork, or a CLONE_VFORK clone without a new stack.
@@ -107,8 +106,7 @@ sud_reissue_vfork:
     mov r11, [rsp]                      # r11 = RFLAGS
     popfq
     lea rsp, [rsp + 8]                  # over the state pointer
-    mov rcx, [rsp]                      # the return address the child read before running guest code
-    ret {RED_ZONE}
+    back_to_guest                       # to the return address the child read before running guest code
 2:
     push rax                            # the child's pid, or -errno
     mov eax, {NR_GETTID}
@@ -151,8 +149,7 @@ sud_reissue_thread:
     mov r11, [rsp]                      # r11 = RFLAGS
     popfq
     lea rsp, [rsp + 8]                  # over the state pointer
-    mov rcx, [rsp]                      # the return address
-    ret {RED_ZONE}
+    back_to_guest
 5:
     mov r11, [rsp - 8]                  # the child, on its new stack: its state, at top - 16
     push rdi                            # keep the guest registers the setup uses

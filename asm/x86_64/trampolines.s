@@ -11,6 +11,12 @@
 #   rax = number; rdi, rsi, rdx, r10, r8, r9 = arguments 1 to 6; rax = result;
 #   it clobbers rcx and r11 only, as `syscall` does, so generated code can
 #   replace a `syscall` by `call sud_syscall` when it needs a native call.
+#
+# None of them returns with `ret`: a `ret` right after a syscall is
+# mispredicted wherever the kernel refills the return-stack buffer on its
+# way back to user space (SRSO and Spectre-v2 mitigations), which costs
+# about as much as the syscall itself.  They keep the return address in a
+# register the syscall leaves alone and jump to it.
 
     .pushsection sud_allowed, "axR", @progbits
 
@@ -36,11 +42,20 @@
 .if \nargs >= 5
     mov r8, r9                  # argument 5
 .endif
-.if \nargs >= 6
-    mov r9, [rsp + 8]           # argument 6, the caller's first stack argument
-.endif
+.if \nargs <= 5
+    pop r9                      # the return address, in a register this syscall leaves alone
     syscall                     # inside the allowed region: never dispatched
-    ret                         # result in rax; the region goes on past the syscall
+    jmp r9                      # back to the caller, result in rax
+.else
+    mov r9, [rsp + 8]           # argument 6, the caller's first stack argument
+    push rbx                    # no argument register is free: borrow rbx (callee-saved)
+    mov rbx, [rsp + 8]          # the return address
+    syscall                     # inside the allowed region: never dispatched
+    mov rcx, rbx                # the return address, in rcx as the syscall left it clobbered
+    pop rbx
+    lea rsp, [rsp + 8]          # drop the return address, as `ret` would
+    jmp rcx                     # back to the caller, result in rax
+.endif
     .size \name, . - \name
 .endm
 
@@ -56,8 +71,13 @@
     .type sud_syscall, @function
     .p2align 4
 sud_syscall:
+    push rbx                    # every register but rcx and r11 is kept: borrow rbx
+    mov rbx, [rsp + 8]          # the return address
     syscall                     # the caller already loaded the kernel's registers
-    ret                         # result in rax; rcx and r11 are clobbered, as by `syscall`
+    mov rcx, rbx                # rcx = the return address, as a `syscall` leaves it
+    pop rbx
+    lea rsp, [rsp + 8]          # drop the return address; lea keeps the flags
+    jmp rcx                     # result in rax, r11 = RFLAGS, as after a `syscall`
     .size sud_syscall, . - sud_syscall
 
     .popsection
