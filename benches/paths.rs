@@ -24,8 +24,9 @@
 //!
 //! The cases (the selector is set once per batch unless said otherwise):
 //! - `raw_syscall`: an inline `syscall`, thread not armed;
-//! - `trampoline_blocked`: `sud::host::syscall0`, a call to the trampoline
-//!   in the allowed region, armed with the selector at BLOCK;
+//! - `trampoline_unarmed`: `sud::host::syscall0`, a call to the trampoline
+//!   in the allowed region, thread not armed: the trampoline's own cost;
+//! - `trampoline_blocked`: the same, armed with the selector at BLOCK;
 //! - `armed_allow`: an inline `syscall`, armed with the selector at ALLOW;
 //! - `selector_flip`: one `block()` + `allow()` pair, no syscall;
 //! - `emulate`: an inline `syscall` armed under BLOCK, the callback answers
@@ -116,6 +117,7 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case { name: "raw_syscall", run: raw_syscall },
+    Case { name: "trampoline_unarmed", run: trampoline_unarmed },
     Case { name: "trampoline_blocked", run: trampoline_blocked },
     Case { name: "armed_allow", run: armed_allow },
     Case { name: "selector_flip", run: selector_flip },
@@ -286,6 +288,16 @@ fn raw_syscall() -> Batches {
     measure(FAST, |n| {
         for _ in 0..n {
             check(guest_getppid(), ppid);
+        }
+    })
+}
+
+fn trampoline_unarmed() -> Batches {
+    let ppid = real_ppid();
+    measure(FAST, |n| {
+        for _ in 0..n {
+            // SAFETY: getppid has no arguments and no effect.
+            check(unsafe { sud::host::syscall0(__NR_getppid) }, ppid);
         }
     })
 }

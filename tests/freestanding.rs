@@ -98,6 +98,14 @@ fn registers() {
     );
 }
 
+/// The smallest program on sud runs, trapped.
+#[test]
+fn minimal() {
+    let out = Command::new(this_run_bins().join("minimal")).output().expect("run minimal");
+    assert!(out.status.success(), "minimal ended {}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "minimal: getppid emulated, write reissued\n");
+}
+
 const REGION_CASES: [&str; 7] = [
     "region_found_and_page_aligned",
     "region_holds_every_entry_point",
