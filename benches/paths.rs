@@ -36,6 +36,11 @@
 //!   redirect function (ordinary code after rt_sigreturn) answers;
 //! - `entry_call`: `call sud_entry` in place of the `syscall`, armed under
 //!   BLOCK, the callback answers `Action::Emulate`: no signal at all;
+//! - two rows that explain others, not paths of sud: `xsave_restore`, the
+//!   XSAVEC (or XSAVE) + XRSTOR of the thread's live extended state that
+//!   `redirect` and `entry_call` pay to keep the guest's vector registers;
+//!   `ret_after_syscall`, a call to a conventional `syscall; ret` function,
+//!   unarmed: the `ret` that sud's stubs avoid (they return with a jump);
 //! - `peer_glibc_sud`: SUD the way the kernel selftests use it: a glibc
 //!   `sigaction` SA_SIGINFO handler, `prctl` over an empty range with a
 //!   selector of its own; the handler writes RAX in the ucontext and sets
@@ -125,6 +130,8 @@ const CASES: &[Case] = &[
     Case { name: "reissue", run: reissue },
     Case { name: "redirect", run: redirect },
     Case { name: "entry_call", run: entry_call },
+    Case { name: "xsave_restore", run: xsave_restore },
+    Case { name: "ret_after_syscall", run: ret_after_syscall },
     Case { name: "peer_glibc_sud", run: peer_glibc_sud },
     Case { name: "peer_seccomp_trap", run: peer_seccomp_trap },
     Case { name: "peer_seccomp_notif", run: peer_seccomp_notif },
@@ -428,6 +435,59 @@ fn entry_call() -> Batches {
     });
     sud::disarm().expect("disarm");
     batches
+}
+
+core::arch::global_asm!(
+    ".text",
+    ".globl bench_syscall_then_ret",
+    "bench_syscall_then_ret:",
+    "    mov rax, rdi",
+    "    syscall",
+    "    ret",
+);
+
+unsafe extern "C" {
+    /// `syscall(nr)` returning with a plain `ret`.
+    fn bench_syscall_then_ret(nr: usize) -> usize;
+}
+
+fn ret_after_syscall() -> Batches {
+    let ppid = real_ppid();
+    measure(FAST, |n| {
+        for _ in 0..n {
+            // SAFETY: getppid has no arguments and no effect.
+            check(Errno::result(unsafe { bench_syscall_then_ret(__NR_getppid as usize) }), ppid);
+        }
+    })
+}
+
+/// XSAVEC (or XSAVE) and XRSTOR of every enabled component, as sud's direct
+/// paths do it, into a 64-byte aligned area with a zeroed header.
+fn xsave_restore() -> Batches {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    assert!(__cpuid(1).ecx & (1 << 27) != 0, "no OSXSAVE");
+    let size = __cpuid_count(0xd, 0).ebx as usize;
+    let compacted = __cpuid_count(0xd, 1).eax & (1 << 1) != 0;
+    let mut area = vec![0u8; size + 64];
+    let offset = area.as_ptr().align_offset(64);
+    let area = &mut area[offset..offset + size];
+    measure(FAST, |n| {
+        for _ in 0..n {
+            area[512..576].fill(0);
+            // SAFETY: a 64-byte aligned area of the size CPUID gives, its
+            // header zeroed; XRSTOR puts back exactly what XSAVE(C) saved.
+            unsafe {
+                if compacted {
+                    core::arch::asm!("xsavec64 [{0}]", "xrstor64 [{0}]", in(reg) area.as_mut_ptr(),
+                        in("eax") -1, in("edx") -1, options(nostack));
+                } else {
+                    core::arch::asm!("xsave64 [{0}]", "xrstor64 [{0}]", in(reg) area.as_mut_ptr(),
+                        in("eax") -1, in("edx") -1, options(nostack));
+                }
+            }
+            black_box(&area);
+        }
+    })
 }
 
 fn peer_prctl_toggle() -> Batches {

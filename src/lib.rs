@@ -30,12 +30,69 @@
 //! # Ok::<(), sud::Error>(())
 //! ```
 //!
-//! For several guest threads, give each a selector of its own with
-//! [`Thread`]; the tasks guest code creates (clone, clone3, fork, vfork) are
-//! armed again before they run a guest instruction.  While armed, SIGSYS
+//! **Redirect**: a syscall that may block, or needs locks and allocation, is
+//! better handled by ordinary code than in a signal handler:
+//!
+//! ```no_run
+//! # use linux_raw_sys::general::__NR_read;
+//! # use sud::{Action, Syscall};
+//! fn on_syscall(call: &mut Syscall) -> Action {
+//!     if call.number() == __NR_read { Action::Redirect } else { Action::Reissue }
+//! }
+//! // Runs after rt_sigreturn, selector at ALLOW; its result is the syscall's.
+//! fn read_from_my_vfs(call: &mut Syscall) -> usize {
+//!     let [_fd, _buf, _len, ..] = call.args();
+//!     0 // end of file
+//! }
+//! sud::install(on_syscall)?;
+//! sud::install_redirect(read_from_my_vfs);
+//! # Ok::<(), sud::Error>(())
+//! ```
+//!
+//! **Threads**: for several guest threads, give each a selector of its own
+//! with [`Thread`]; the tasks guest code creates (clone, clone3, fork, vfork)
+//! are armed again before they run a guest instruction.  While armed, SIGSYS
 //! stays deliverable whatever the guest does with masks and dispositions
 //! (see `src/signals.rs`), and [`install_host_handler`] runs host signal
 //! handlers under ALLOW.
+//!
+//! ```no_run
+//! let thread = sud::Thread::new()?;
+//! thread.arm()?;
+//! let selector_for_generated_code: *mut u8 = thread.selector().as_ptr();
+//! # let _ = selector_for_generated_code;
+//! # Ok::<(), sud::Error>(())
+//! ```
+//!
+//! **Inclusive mode** (Linux 6.17): only a given range is trapped, say a
+//! JIT's code cache; everything else runs natively.
+//!
+//! ```no_run
+//! # let code_cache = 0x7000_0000usize..0x7100_0000;
+//! match sud::arm_inclusive(code_cache) {
+//!     Err(sud::Error::NoInclusiveMode) => sud::arm()?, // fall back: exclusive mode
+//!     other => other?,
+//! }
+//! # Ok::<(), sud::Error>(())
+//! ```
+//!
+//! **The signal-free entry**: generated code can `call sud_entry` in place of
+//! `syscall`, with R11 = its thread's selector (0: the global one); the same
+//! callback decides, with no signal.  RAX = the result, RCX and R11 as after
+//! a `syscall`, everything else kept; the caller's red zone is not.
+//!
+//! ```no_run
+//! # unsafe {
+//! let result: usize;
+//! core::arch::asm!(
+//!     "call {entry}",
+//!     entry = in(reg) sud::region_symbols().entry,
+//!     inlateout("rax") 110usize => result, // getppid
+//!     inlateout("r11") 0usize => _,        // the global selector
+//!     lateout("rcx") _,
+//! );
+//! # }
+//! ```
 //!
 //! Where things are:
 //! - the allowed region and its symbols: [`allowed_region`] (`src/region.rs`,
