@@ -4,7 +4,7 @@
 //! The allowed-region files go into a single `global_asm!` so they land in
 //! one object file, in this order, as one input section `sud_allowed`.
 
-use crate::kernel::{RED_ZONE, Registers};
+use crate::kernel::{RED_ZONE, Registers, SIGSET_SIZE};
 use crate::sigsys::{DirectFrame, entry_dispatch, redirect_run, xsave};
 use crate::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN};
 use crate::thread::{DEAD, ThreadState};
@@ -14,7 +14,13 @@ use linux_raw_sys::general::{
     __NR_exit, __NR_gettid, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask,
     __NR_rt_sigreturn, __NR_sigaltstack, SIG_SETMASK, SIGSYS, SS_DISABLE,
 };
-use linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH;
+use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF};
+use core::sync::atomic::AtomicU64;
+
+/// A signal set with every signal, for the exit stub's rt_sigprocmask.
+static ALL_SIGNALS: u64 = !0;
+/// A `stack_t` (sp, flags, size) that disables the alternate signal stack.
+static NO_ALTSTACK: [u64; 3] = [0, SS_DISABLE as u64, 0];
 
 // The allowed region: trampolines, reissue and task stubs, restorer.
 global_asm!(
@@ -33,9 +39,11 @@ global_asm!(
     PR_SET_SYSCALL_USER_DISPATCH = const PR_SET_SYSCALL_USER_DISPATCH,
     SIGSYS = const SIGSYS,
     SIG_SETMASK = const SIG_SETMASK,
-    SS_DISABLE = const SS_DISABLE,
     RED_ZONE = const RED_ZONE,
-    STATE_ARM = const offset_of!(ThreadState, arm),
+    STATE_ARM_OP = const offset_of!(ThreadState, arm),
+    STATE_ARM_OFFSET = const offset_of!(ThreadState, arm) + 8,
+    STATE_ARM_LEN = const offset_of!(ThreadState, arm) + 16,
+    STATE_ARM_SELECTOR = const offset_of!(ThreadState, arm) + 24,
     STATE_RESUME = const offset_of!(ThreadState, resume),
     STATE_ALTSTACK = const offset_of!(ThreadState, altstack),
     STATE_CLONE_RESULT = const offset_of!(ThreadState, clone_result),
@@ -45,6 +53,19 @@ global_asm!(
     STATE_DEAD = const DEAD,
     VFORK_PARENTS = sym VFORK_PARENTS,
     VFORK_PARENTS_LEN = const VFORK_PARENTS_LEN,
+    VFORK_TID = const 0,
+    VFORK_RETURN = const size_of::<AtomicU64>(),
+    VFORK_ENTRY_SIZE = const size_of::<[AtomicU64; 2]>(),
+    SIGSET_SIZE = const SIGSET_SIZE,
+    ALL_SIGNALS = sym ALL_SIGNALS,
+    NO_ALTSTACK = sym NO_ALTSTACK,
+    PR_SYS_DISPATCH_OFF = const PR_SYS_DISPATCH_OFF,
+    XSAVE_HEADER = const xsave::HEADER_OFFSET,
+    XSAVE_HEADER_QWORDS = const xsave::HEADER_SIZE / 8,
+    XSAVE_MODE_FXSAVE = const xsave::FXSAVE,
+    XSAVE_MODE_XSAVE = const xsave::XSAVE,
+    XSAVE_MODE_XSAVEC = const xsave::XSAVEC,
+    DEFAULT_MXCSR = sym xsave::DEFAULT_MXCSR,
     FRAME_SIZE = const size_of::<DirectFrame>(),
     FRAME_WORD = const offset_of!(DirectFrame, word),
     REGS_RAX = const offset_of!(Registers, rax),
@@ -118,7 +139,6 @@ unsafe extern "C" {
     static sud_reissue_set_altstack: u8;
     /// Reissue stubs restoring one replaced argument register.
     static sud_reissue_keep_rdi: u8;
-    static sud_reissue_keep_rsi: u8;
     static sud_reissue_keep_r10: u8;
     static sud_reissue_keep_r8: u8;
     static sud_reissue_keep_r9: u8;
@@ -157,7 +177,6 @@ pub(crate) mod addr {
         sud_reissue_sigreturn,
         sud_reissue_set_altstack,
         sud_reissue_keep_rdi,
-        sud_reissue_keep_rsi,
         sud_reissue_keep_r10,
         sud_reissue_keep_r8,
         sud_reissue_keep_r9,

@@ -3,11 +3,12 @@
 //! - **SIGSYS stays deliverable.**  While a thread is armed, a SIGSYS that
 //!   finds it blocked or ignored kills the process.  So when the callback
 //!   reissues a syscall that would block or ignore it (rt_sigprocmask,
-//!   rt_sigaction, rt_sigsuspend, ppoll, pselect6, epoll_pwait(2),
-//!   signalfd(4), rt_sigtimedwait, sigaltstack, and a guest's own
-//!   rt_sigreturn, whose frame carries a mask), the runtime carries it out
-//!   with SIGSYS left out, and keeps what the guest asked for as virtual
-//!   state that it reports back: the guest sees exactly the values it set.
+//!   rt_sigaction, the syscalls that wait under a mask of their own —
+//!   rt_sigsuspend, ppoll, pselect6, epoll_pwait(2), io_pgetevents,
+//!   io_uring_enter — and a guest's own rt_sigreturn, whose frame carries a
+//!   mask), the runtime carries it out with SIGSYS left out, and keeps what
+//!   the guest asked for as virtual state that it reports back: the guest
+//!   sees exactly the values it set.  Its sigaltstack is kept too (below).
 //!   Its own SIGSYS disposition is virtual too, and receives the SIGSYS that
 //!   are not dispatch.
 //! - **Guest handlers** (installed by trapped rt_sigaction) are entered
@@ -22,18 +23,17 @@
 
 use crate::asm::addr;
 use crate::error::{Errno, Error};
-use crate::kernel::{
-    KernelSigaction, Registers, SIG_IGN, SigInfo, UContext, sigmask,
-};
+use crate::kernel::{KernelSigaction, Registers, SIG_IGN, SIGSET_SIZE, SigInfo, UContext, sigmask};
 use crate::sigsys::{Interrupted, Reissue, sigaction};
 use crate::syscalls::{guest_memory, host};
 use crate::thread::{self, ThreadState};
+use linux_raw_sys::io_uring::{IORING_ENTER_EXT_ARG, IORING_ENTER_EXT_ARG_REG, IORING_ENTER_GETEVENTS};
 use core::mem::offset_of;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use linux_raw_sys::general::{
-    __NR_close, __NR_epoll_pwait, __NR_epoll_pwait2, __NR_openat, __NR_ppoll, __NR_pselect6,
-    __NR_read, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigsuspend, __NR_rt_sigtimedwait,
-    __NR_sigaltstack, __NR_signalfd, __NR_signalfd4, AT_FDCWD, MINSIGSTKSZ, O_RDONLY, SA_ONSTACK,
+    __NR_close, __NR_epoll_pwait, __NR_epoll_pwait2, __NR_io_pgetevents, __NR_io_uring_enter,
+    __NR_openat, __NR_ppoll, __NR_pselect6, __NR_read, __NR_rt_sigaction, __NR_rt_sigprocmask,
+    __NR_rt_sigsuspend, __NR_sigaltstack, AT_FDCWD, MINSIGSTKSZ, O_RDONLY, SA_ONSTACK,
     SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK, SIGKILL, SIGSTOP,
     SIGSYS, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
 };
@@ -42,8 +42,11 @@ use linux_raw_sys::general::{
 const NSIG: usize = 65;
 const SIGSYS_BIT: u64 = sigmask(SIGSYS);
 
-/// A kernel_sigaction in atomics, for tables read in signal context.
+/// A kernel_sigaction in atomics, for tables read in signal context: a
+/// sequence count makes every read see one whole action, never half of two.
 struct ActionCell {
+    /// Odd while a write is under way.
+    sequence: AtomicU64,
     handler: AtomicUsize,
     flags: AtomicU64,
     restorer: AtomicUsize,
@@ -55,6 +58,7 @@ struct ActionCell {
 impl ActionCell {
     const fn new() -> ActionCell {
         ActionCell {
+            sequence: AtomicU64::new(0),
             handler: AtomicUsize::new(0),
             flags: AtomicU64::new(0),
             restorer: AtomicUsize::new(0),
@@ -64,25 +68,75 @@ impl ActionCell {
     }
 
     fn get(&self) -> Option<KernelSigaction> {
-        (self.set.load(Ordering::Acquire) != 0).then(|| KernelSigaction {
-            handler: self.handler.load(Ordering::Relaxed),
-            flags: self.flags.load(Ordering::Relaxed),
-            restorer: self.restorer.load(Ordering::Relaxed),
-            mask: self.mask.load(Ordering::Relaxed),
-        })
+        loop {
+            let before = self.sequence.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                let set = self.set.load(Ordering::Relaxed) != 0;
+                let action = KernelSigaction {
+                    handler: self.handler.load(Ordering::Relaxed),
+                    flags: self.flags.load(Ordering::Relaxed),
+                    restorer: self.restorer.load(Ordering::Relaxed),
+                    mask: self.mask.load(Ordering::Relaxed),
+                };
+                fence(Ordering::Acquire);
+                if self.sequence.load(Ordering::Relaxed) == before {
+                    return set.then_some(action);
+                }
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Writes `action` (or clears the cell), with every signal blocked, so
+    /// that no handler on this thread waits for a write it interrupted.
+    fn write(&self, action: Option<&KernelSigaction>) {
+        let saved = block_all_signals();
+        let before = loop {
+            let sequence = self.sequence.load(Ordering::Relaxed);
+            if sequence & 1 == 0
+                && self
+                    .sequence
+                    .compare_exchange(sequence, sequence + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                break sequence;
+            }
+            core::hint::spin_loop();
+        };
+        fence(Ordering::Release);
+        if let Some(action) = action {
+            self.handler.store(action.handler, Ordering::Relaxed);
+            self.flags.store(action.flags, Ordering::Relaxed);
+            self.restorer.store(action.restorer, Ordering::Relaxed);
+            self.mask.store(action.mask, Ordering::Relaxed);
+        }
+        self.set.store(action.is_some() as u64, Ordering::Relaxed);
+        self.sequence.store(before + 2, Ordering::Release);
+        restore_signals(saved);
     }
 
     fn put(&self, action: &KernelSigaction) {
-        self.handler.store(action.handler, Ordering::Relaxed);
-        self.flags.store(action.flags, Ordering::Relaxed);
-        self.restorer.store(action.restorer, Ordering::Relaxed);
-        self.mask.store(action.mask, Ordering::Relaxed);
-        self.set.store(1, Ordering::Release);
+        self.write(Some(action));
     }
 
     fn clear(&self) {
-        self.set.store(0, Ordering::Release);
+        self.write(None);
     }
+}
+
+/// Blocks every signal on this thread; returns the mask to restore.
+fn block_all_signals() -> u64 {
+    let (all, mut old) = (!0u64, 0u64);
+    // SAFETY: valid sigsets in and out.
+    let _ = unsafe {
+        host::syscall4(__NR_rt_sigprocmask, SIG_SETMASK as usize, &all as *const u64 as usize, &mut old as *mut u64 as usize, SIGSET_SIZE)
+    };
+    old
+}
+
+fn restore_signals(mask: u64) {
+    // SAFETY: a valid sigset, no old one wanted.
+    let _ = unsafe { host::syscall4(__NR_rt_sigprocmask, SIG_SETMASK as usize, &mask as *const u64 as usize, 0, SIGSET_SIZE) };
 }
 
 /// The guest's dispositions, as it set them (SIGSYS's is never installed).
@@ -171,6 +225,10 @@ fn real_action(action: &KernelSigaction) -> KernelSigaction {
 
 /// The entry of every handler sud installs but SIGSYS's: host handlers and
 /// guest handlers.
+///
+/// # Safety
+/// Only the kernel calls it, as an SA_SIGINFO handler: `info` and `uc`
+/// point into the live signal frame.
 unsafe extern "C" fn signal_entry(signal: i32, info: *mut SigInfo, uc: *mut UContext) {
     // SAFETY: the kernel passes the live frame's siginfo and ucontext.
     let uc_ref = unsafe { &mut *uc };
@@ -255,11 +313,14 @@ pub(crate) fn reissue(state: &'static ThreadState, at: &mut Interrupted<'_>) -> 
         __NR_rt_sigprocmask => Reissue::Done(result(rt_sigprocmask(state, at))),
         __NR_rt_sigaction => Reissue::Done(result(rt_sigaction(at.regs))),
         __NR_sigaltstack if !state.is_global() => sigaltstack(state, at),
-        __NR_rt_sigsuspend | __NR_rt_sigtimedwait => sanitise_mask(state, at.regs, Arg::Rdi),
-        __NR_signalfd | __NR_signalfd4 => sanitise_mask(state, at.regs, Arg::Rsi),
+        // The syscalls that wait under a mask of their own.
+        __NR_rt_sigsuspend => sanitise_mask(state, at.regs, Arg::Rdi),
         __NR_ppoll => sanitise_mask(state, at.regs, Arg::R10),
         __NR_epoll_pwait | __NR_epoll_pwait2 => sanitise_mask(state, at.regs, Arg::R8),
-        __NR_pselect6 => sanitise_pselect(state, at.regs),
+        // Their mask behind a (pointer, size) pair: pselect6's sixth argument,
+        // io_pgetevents' struct __aio_sigset.
+        __NR_pselect6 | __NR_io_pgetevents => sanitise_mask_pair(state, at.regs),
+        __NR_io_uring_enter => sanitise_io_uring_enter(state, at.regs),
         _ => Reissue::Plain,
     }
 }
@@ -325,6 +386,10 @@ fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
     };
     if let Some(mut new) = new {
         new.mask &= !(sigmask(SIGKILL) | sigmask(SIGSTOP));
+        let cell = &GUEST_ACTIONS[signal as usize];
+        let previous = cell.get();
+        // Recorded first: the signal may come the moment it is installed.
+        cell.put(&new);
         let keep_to_ourselves = signal == SIGSYS || HOST_ACTIONS[signal as usize].get().is_some();
         if !keep_to_ourselves {
             let real = if new.handler <= SIG_IGN {
@@ -332,9 +397,11 @@ fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
             } else {
                 real_action(&KernelSigaction { flags: new.flags & !(SA_RESTORER as u64), ..new })
             };
-            sigaction(signal, Some(&real))?;
+            if let Err(errno) = sigaction(signal, Some(&real)) {
+                cell.write(previous.as_ref());
+                return Err(errno);
+            }
         }
-        GUEST_ACTIONS[signal as usize].put(&new);
     }
     if oldact != 0 {
         guest_memory::write(oldact, &old)?;
@@ -431,16 +498,18 @@ fn sigaltstack(state: &ThreadState, at: &mut Interrupted<'_>) -> Reissue {
         return Reissue::Done(0);
     };
     let real = if new.flags & !(SS_AUTODISARM as i32) == SS_DISABLE as i32 {
-        thread::forget_guest_altstack(state);
+        // The guest's stack stays on record until a later one replaces it:
+        // a frame may still land on it before the stub switches.
         for field in &state.guest_altstack {
             field.store(0, Ordering::Relaxed);
         }
         [0, 1, 2].map(|i| state.altstack[i].load(Ordering::Relaxed))
     } else {
-        if !thread::remember_guest_altstack(state, new.sp as usize) {
+        if !thread::remember_guest_altstack(state, new.sp as usize, (new.sp + new.size) as usize) {
             return Reissue::Done(Errno::ENOMEM.to_syscall_result());
         }
         let flags = (new.flags & SS_AUTODISARM as i32) as u64;
+        state.guest_altstack[0].store(new.sp, Ordering::Relaxed);
         state.guest_altstack[1].store(new.size, Ordering::Relaxed);
         state.guest_altstack[2].store(flags, Ordering::Relaxed);
         [new.sp, flags, new.size]
@@ -456,7 +525,6 @@ fn sigaltstack(state: &ThreadState, at: &mut Interrupted<'_>) -> Reissue {
 #[derive(Clone, Copy)]
 enum Arg {
     Rdi,
-    Rsi,
     R10,
     R8,
 }
@@ -467,7 +535,6 @@ enum Arg {
 fn sanitise_mask(state: &ThreadState, regs: &mut Registers, arg: Arg) -> Reissue {
     let (register, stub) = match arg {
         Arg::Rdi => (&mut regs.rdi, addr::sud_reissue_keep_rdi()),
-        Arg::Rsi => (&mut regs.rsi, addr::sud_reissue_keep_rsi()),
         Arg::R10 => (&mut regs.r10, addr::sud_reissue_keep_r10()),
         Arg::R8 => (&mut regs.r8, addr::sud_reissue_keep_r8()),
     };
@@ -484,8 +551,9 @@ fn sanitise_mask(state: &ThreadState, regs: &mut Registers, arg: Arg) -> Reissue
     Reissue::Stub { entry: stub, r11: pointer as u64 }
 }
 
-/// pselect6: its sixth argument points to a (mask pointer, size) pair.
-fn sanitise_pselect(state: &ThreadState, regs: &mut Registers) -> Reissue {
+/// pselect6 and io_pgetevents: their sixth argument points to a (mask
+/// pointer, size) pair.
+fn sanitise_mask_pair(state: &ThreadState, regs: &mut Registers) -> Reissue {
     let pair_pointer = regs.r9 as usize;
     let Ok([mask_pointer, size]) = guest_memory::read::<[u64; 2]>(pair_pointer) else {
         return Reissue::Plain;
@@ -501,6 +569,40 @@ fn sanitise_pselect(state: &ThreadState, regs: &mut Registers) -> Reissue {
     state.scratch_pselect[1].store(size, Ordering::Relaxed);
     regs.r9 = state.scratch_pselect.as_ptr() as u64;
     Reissue::Stub { entry: addr::sud_reissue_keep_r9(), r11: pair_pointer as u64 }
+}
+
+/// io_uring_enter(fd, to_submit, min_complete, flags, argp, argsz): while it
+/// waits for completions it applies a mask, given by `argp` (with
+/// IORING_ENTER_GETEVENTS): the mask itself, or with IORING_ENTER_EXT_ARG a
+/// `struct io_uring_getevents_arg` whose first field points to it.
+fn sanitise_io_uring_enter(state: &ThreadState, regs: &mut Registers) -> Reissue {
+    let flags = regs.r10 as u32;
+    // Without GETEVENTS it does not wait; with EXT_ARG_REG, argp is an
+    // offset into a registered region, which keeps no mask.
+    if flags & IORING_ENTER_GETEVENTS == 0 || flags & IORING_ENTER_EXT_ARG_REG != 0 {
+        return Reissue::Plain;
+    }
+    if flags & IORING_ENTER_EXT_ARG == 0 {
+        return sanitise_mask(state, regs, Arg::R8);
+    }
+    // struct io_uring_getevents_arg { u64 sigmask; u32 sigmask_sz; u32 min_wait_usec; u64 ts; }
+    let arg_pointer = regs.r8 as usize;
+    let Ok(arg) = guest_memory::read::<[u64; 3]>(arg_pointer) else {
+        return Reissue::Plain;
+    };
+    let Ok(mask) = guest_memory::read::<u64>(arg[0] as usize) else {
+        return Reissue::Plain;
+    };
+    if arg_pointer == 0 || arg[0] == 0 || mask & SIGSYS_BIT == 0 {
+        return Reissue::Plain;
+    }
+    state.scratch_mask.store(mask & !SIGSYS_BIT, Ordering::Relaxed);
+    let copy = [state.scratch_mask.as_ptr() as u64, arg[1], arg[2]];
+    for (field, value) in state.scratch_uring_arg.iter().zip(copy) {
+        field.store(value, Ordering::Relaxed);
+    }
+    regs.r8 = state.scratch_uring_arg.as_ptr() as u64;
+    Reissue::Stub { entry: addr::sud_reissue_keep_r8(), r11: arg_pointer as u64 }
 }
 
 /// A guest's own rt_sigreturn: its frame's mask is the one to reinstall,

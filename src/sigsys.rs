@@ -307,7 +307,7 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
         // SAFETY: the live frame, as above.
         return unsafe { forward(state, info, uc) };
     }
-    if uc_ref.uc_mcontext.regs.rax == __NR_rt_sigreturn as u64 {
+    if uc_ref.uc_mcontext.regs.rax as u32 == __NR_rt_sigreturn {
         // A guest's own restorer, outside the region: run it natively with
         // the guest's RSP, where its frame lies.  No callback can do better.
         signals::guest_sigreturn(state, &uc_ref.uc_mcontext.regs);
@@ -326,7 +326,8 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
         Action::Emulate(value) => regs.rax = value as u64,
         Action::Deny(errno) => regs.rax = errno.to_syscall_result() as u64,
         Action::Reissue => {
-            let how = plan_reissue(state, Interrupted { regs, sigmask: uc_sigmask, altstack: uc_stack });
+            let at = Interrupted { regs, sigmask: uc_sigmask, altstack: uc_stack, blocked: true };
+            let how = plan_reissue(state, at);
             continue_at_stub(regs, how);
         }
         Action::Redirect => {
@@ -359,11 +360,13 @@ fn decide(mut call: Syscall<'_>) -> (Action, bool) {
 }
 
 /// What a trapped syscall interrupted: the guest's registers, the signal
-/// mask the thread resumes with, and the alternate stack in use.
+/// mask the thread resumes with, the alternate stack in use, and whether
+/// the guest made the syscall under BLOCK.
 pub(crate) struct Interrupted<'a> {
     pub regs: &'a mut Registers,
     pub sigmask: &'a mut u64,
     pub altstack: &'a stack_t,
+    pub blocked: bool,
 }
 
 /// How a reissued syscall is carried out.
@@ -386,7 +389,7 @@ fn plan_reissue(state: &'static ThreadState, mut at: Interrupted<'_>) -> Reissue
             signals::guest_sigreturn(state, at.regs);
             Reissue::Stub { entry: addr::sud_reissue_sigreturn(), r11: at.regs.r11 }
         }
-        __NR_fork | __NR_vfork | __NR_clone | __NR_clone3 => tasks::clone(state, at.regs),
+        __NR_fork | __NR_vfork | __NR_clone | __NR_clone3 => tasks::clone(state, at.regs, at.blocked),
         __NR_exit => tasks::exit(state),
         _ => signals::reissue(state, &mut at),
     }
@@ -407,7 +410,13 @@ fn continue_at_stub(regs: &mut Registers, how: Reissue) {
             regs.r11 = r11;
             regs.rip = entry as u64;
         }
-        Reissue::Done(result) => regs.rax = result as u64,
+        Reissue::Done(result) => {
+            // As a native syscall leaves them (the SIGSYS frame has them so
+            // already; sud_entry's caller does not).
+            regs.rax = result as u64;
+            regs.rcx = regs.rip;
+            regs.r11 = regs.rflags;
+        }
     }
 }
 
@@ -502,7 +511,8 @@ pub(crate) extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
                 let _ = unsafe { host::syscall2(__NR_sigaltstack, 0, &mut altstack as *mut stack_t as usize) };
             }
             let before = sigmask;
-            let how = plan_reissue(state, Interrupted { regs, sigmask: &mut sigmask, altstack: &altstack });
+            let at = Interrupted { regs, sigmask: &mut sigmask, altstack: &altstack, blocked: was_blocked };
+            let how = plan_reissue(state, at);
             if needs_mask && sigmask != before {
                 set_thread_mask(sigmask);
             }
@@ -530,11 +540,21 @@ pub(crate) extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
 pub(crate) mod xsave {
     use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-    /// 0: FXSAVE, 1: XSAVE, 2: XSAVEC.
-    pub(crate) static XSAVE_MODE: AtomicU8 = AtomicU8::new(0);
-    /// Bytes for the save area: at least the 512-byte legacy area and the
-    /// 64-byte header.
-    pub(crate) static XSAVE_SIZE: AtomicUsize = AtomicUsize::new(576);
+    /// The save instructions, as `XSAVE_MODE` names them.
+    pub(crate) const FXSAVE: u8 = 0;
+    pub(crate) const XSAVE: u8 = 1;
+    pub(crate) const XSAVEC: u8 = 2;
+    /// The XSAVE header: after the 512-byte legacy area, 64 bytes.
+    pub(crate) const HEADER_OFFSET: usize = 512;
+    pub(crate) const HEADER_SIZE: usize = 64;
+    /// MXCSR as the ABI hands it to a function: round to nearest, every
+    /// exception masked.
+    pub(crate) static DEFAULT_MXCSR: u32 = 0x1f80;
+
+    /// Which save instruction the direct paths use.
+    pub(crate) static XSAVE_MODE: AtomicU8 = AtomicU8::new(FXSAVE);
+    /// Bytes for the save area: at least the legacy area and the header.
+    pub(crate) static XSAVE_SIZE: AtomicUsize = AtomicUsize::new(HEADER_OFFSET + HEADER_SIZE);
 
     /// Picks the best mode the CPU and kernel offer.  Before any direct
     /// path runs (from [`install`](crate::install) and
@@ -548,8 +568,9 @@ pub(crate) mod xsave {
         }
         let size = __cpuid_count(0xd, 0).ebx as usize;
         let compacted = __cpuid_count(0xd, 1).eax & (1 << 1) != 0;
-        XSAVE_SIZE.store(size.max(576).next_multiple_of(64), Ordering::Relaxed);
-        XSAVE_MODE.store(if compacted { 2 } else { 1 }, Ordering::Release);
+        let size = size.max(HEADER_OFFSET + HEADER_SIZE).next_multiple_of(64);
+        XSAVE_SIZE.store(size, Ordering::Relaxed);
+        XSAVE_MODE.store(if compacted { XSAVEC } else { XSAVE }, Ordering::Release);
     }
 }
 

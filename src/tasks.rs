@@ -49,15 +49,16 @@ fn clone_shape(nr: u32, regs: &Registers) -> Option<(u64, Option<u64>)> {
 }
 
 /// fork, vfork, clone, clone3: picks the stub, and for a new thread
-/// prepares its state.
-pub(crate) fn clone(state: &'static ThreadState, regs: &Registers) -> Reissue {
+/// prepares its state.  `blocked`: whether the guest made the syscall under
+/// BLOCK, as a new thread's own selector starts out.
+pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool) -> Reissue {
     let nr = regs.rax as u32;
     let Some((flags, new_stack)) = clone_shape(nr, regs) else {
         return Reissue::Plain;
     };
     let clear_sighand = flags & CLONE_CLEAR_SIGHAND != 0;
     if let Some(top) = new_stack {
-        return new_thread(state, regs, flags, top, clear_sighand);
+        return new_thread(state, regs, flags, top, clear_sighand, blocked);
     }
     // The child runs on this stack and is armed from this thread's state: a
     // fork child from its own copy, a vfork child from the state it shares
@@ -79,19 +80,28 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers) -> Reissue {
 
 /// A child on a stack of its own: a state of its own, found by the child
 /// 16 bytes below the top of its stack.
-fn new_thread(parent: &ThreadState, regs: &Registers, flags: u64, top: u64, clear_sighand: bool) -> Reissue {
+fn new_thread(
+    parent: &ThreadState,
+    regs: &Registers,
+    flags: u64,
+    top: u64,
+    clear_sighand: bool,
+    blocked: bool,
+) -> Reissue {
     let child = match thread::allocate() {
         Ok(child) => child,
         Err(errno) => return Reissue::Done(errno.to_syscall_result()),
     };
     if parent.is_global() {
-        // Children of threads on the global selector stay on it.
+        // Children of threads on the global selector stay on it, as it is.
         child.selector.store(&SELECTOR as *const _ as *mut _, Ordering::Relaxed);
+    } else if blocked {
+        // The child resumes guest code in the state its parent made the
+        // clone in (its own selector starts at ALLOW).
+        // SAFETY: that is the state the parent's guest code runs in.
+        unsafe { child.selector().block() };
     }
     let selector = child.selector();
-    // The child resumes guest code, as its parent was trapped in: BLOCK.
-    // SAFETY: that is the state the parent's guest code runs in.
-    unsafe { selector.block() };
     let arm: [u64; 4] = core::array::from_fn(|i| parent.arm[i].load(Ordering::Relaxed));
     child.set_arm(arm[0] as u32, arm[1] as usize, arm[2] as usize, selector.as_ptr());
     child.resume.store(regs.rip, Ordering::Relaxed);
@@ -138,6 +148,5 @@ pub(crate) fn exit(state: &'static ThreadState) -> Reissue {
     if state.tid.load(Ordering::Relaxed) != tid {
         return Reissue::Plain;
     }
-    thread::forget_guest_altstack(state);
     Reissue::Stub { entry: addr::sud_reissue_exit(), r11: state as *const ThreadState as u64 }
 }

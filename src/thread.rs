@@ -1,12 +1,13 @@
 //! Per-thread state, found without TLS: every thread sud manages gets a slot
 //! in one reserved arena, holding its alternate signal stack and, right above
-//! it, its [`ThreadState`] (selector, arming, virtual signal state).  The
-//! SIGSYS frame names the thread's alternate stack (`uc_stack`), so the
-//! dispatcher finds the state by arithmetic: no syscall, no FS or GS, no
-//! memory it does not own.  When a guest installs an alternate stack of its
-//! own, that stack is recorded against the thread's state in a small table.
-//! Threads sud does not manage share one process-wide state, [`GLOBAL`],
-//! whose selector is `sud_selector`.
+//! it, its [`ThreadState`] (selector, arming, virtual signal state).  Every
+//! handler sud installs runs on the alternate stack, so the signal frame
+//! itself lies in the thread's slot, and the dispatcher finds the state from
+//! the frame's address by arithmetic: no syscall, no FS or GS, no memory it
+//! does not own.  While a guest's own alternate stack is installed, frames
+//! land on it instead; its range is recorded against the thread's state in a
+//! small table.  Threads sud does not manage share one process-wide state,
+//! [`GLOBAL`], whose selector is `sud_selector`.
 
 use crate::arm::{SELECTOR, Selector};
 use crate::error::{Errno, Error};
@@ -18,12 +19,13 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use linux_raw_sys::general::{
     __NR_gettid, __NR_mmap, __NR_mprotect, __NR_sigaltstack, MAP_ANONYMOUS, MAP_NORESERVE,
-    MAP_PRIVATE, PROT_READ, PROT_WRITE, SS_DISABLE,
+    MAP_PRIVATE, PROT_READ, PROT_WRITE,
 };
 use linux_raw_sys::prctl::{PR_SYS_DISPATCH_EXCLUSIVE_ON, PR_SYS_DISPATCH_INCLUSIVE_ON};
 
-/// One thread's state.  The first fields are read by the task-creation stubs
-/// in `asm/x86_64/tasks.s`; their offsets are asserted below.
+/// One thread's state.  The task stubs (`asm/x86_64/tasks.s`) read some
+/// fields at offsets Rust gives them; the sizes they assume are asserted
+/// at the end of this file.
 #[repr(C, align(64))]
 pub(crate) struct ThreadState {
     /// The prctl arguments the thread was armed with (op, offset, len,
@@ -49,8 +51,8 @@ pub(crate) struct ThreadState {
     own_selector: Selector,
     /// The guest believes it blocked SIGSYS (it never really is).
     pub guest_blocks_sigsys: AtomicBool,
-    /// The guest's own alternate signal stack (ss_sp, ss_size, ss_flags),
-    /// installed for real; ss_size 0 when it has none.
+    /// The guest's own alternate signal stack (ss_sp, ss_size, ss_flags), as
+    /// it set it; ss_size 0 when it has none.
     pub guest_altstack: [AtomicU64; 3],
     /// Of no use to this process once the creating clone returned: a vfork
     /// child (it exec'd or exited by then) or one with a memory of its own.
@@ -61,6 +63,8 @@ pub(crate) struct ThreadState {
     /// mask, and pselect6's (mask pointer, size) pair.
     pub scratch_mask: AtomicU64,
     pub scratch_pselect: [AtomicU64; 2],
+    /// A copy of io_uring_enter's `struct io_uring_getevents_arg`.
+    pub scratch_uring_arg: [AtomicU64; 3],
     /// The user's per-thread pointer.
     pub data: AtomicPtr<()>,
     /// The stack redirect functions run on (low, high); 0, 0 for the guest's.
@@ -90,6 +94,7 @@ impl ThreadState {
             pending_altstack: [const { AtomicU64::new(0) }; 3],
             scratch_mask: AtomicU64::new(0),
             scratch_pselect: [const { AtomicU64::new(0) }; 2],
+            scratch_uring_arg: [const { AtomicU64::new(0) }; 3],
             data: AtomicPtr::new(null_mut()),
             redirect_stack: [const { AtomicU64::new(0) }; 2],
         }
@@ -172,14 +177,17 @@ fn state_of_slot(base: usize) -> &'static ThreadState {
     unsafe { &*((base + SLOT_SIZE - PAGE) as *const ThreadState) }
 }
 
-/// Whether a taken slot's thread is gone for good: it exited, or the clone
-/// that was to create it failed, or it never shared this memory (a vfork
-/// child, or one with a memory of its own) and the parent is back.
+/// Whether a taken slot's thread is gone for good.  Never before its
+/// creator is done with it (`clone_result` set: by the parent's stub for a
+/// guest's thread, at once by [`Thread::new`]); then if the thread exited,
+/// or the clone that was to create it failed, or it never used this memory
+/// after the clone returned (a vfork child, or one with a memory of its own).
 fn reusable(state: &ThreadState) -> bool {
     let result = state.clone_result.load(Ordering::Acquire);
-    state.state.load(Ordering::Acquire) == DEAD
-        || Errno::result(result as usize).is_err()
-        || (state.parent_releases.load(Ordering::Acquire) && result != 0)
+    result != 0
+        && (state.state.load(Ordering::Acquire) == DEAD
+            || Errno::result(result as usize).is_err()
+            || state.parent_releases.load(Ordering::Acquire))
 }
 
 /// A slot for a new thread, its memory usable and its state fresh: a
@@ -228,6 +236,7 @@ pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
 /// ALLOW, its alternate stack the slot's.  Field by field, atomically: other
 /// threads may be looking at the state while they search for a free slot.
 fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
+    forget_guest_altstacks(state);
     let zero = |fields: &[AtomicU64]| fields.iter().for_each(|f| f.store(0, Ordering::Relaxed));
     zero(&state.arm);
     zero(&state.altstack);
@@ -235,6 +244,7 @@ fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
     zero(&state.guest_altstack);
     zero(&state.pending_altstack);
     zero(&state.scratch_pselect);
+    zero(&state.scratch_uring_arg);
     zero(&state.redirect_stack);
     state.resume.store(0, Ordering::Relaxed);
     state.clone_result.store(0, Ordering::Relaxed);
@@ -253,7 +263,7 @@ fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
 
 /// Gives a slot back (its thread no longer uses it).
 pub(crate) fn release(state: &ThreadState) {
-    forget_guest_altstack(state);
+    forget_guest_altstacks(state);
     state.state.store(DEAD, Ordering::Release);
 }
 
@@ -264,54 +274,79 @@ fn arena_range() -> Range<usize> {
 }
 
 // Guest alternate stacks: while a guest's own alternate stack is installed,
-// the SIGSYS frame names it instead of the slot's; this table maps it back.
+// signal frames land on it; this table maps its range back to the thread's
+// state.  A thread keeps its two latest stacks here (the one it leaves may
+// still take a frame before the switch), until its state is released.
 const GUEST_ALTSTACKS: usize = 256;
-static GUEST_ALTSTACK_SP: [AtomicUsize; GUEST_ALTSTACKS] = [const { AtomicUsize::new(0) }; GUEST_ALTSTACKS];
-static GUEST_ALTSTACK_STATE: [AtomicPtr<ThreadState>; GUEST_ALTSTACKS] =
-    [const { AtomicPtr::new(null_mut()) }; GUEST_ALTSTACKS];
 
-fn guest_altstack_index(sp: usize) -> usize {
-    (sp >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - 8)
+struct GuestAltstack {
+    low: AtomicUsize,
+    high: AtomicUsize,
+    state: AtomicPtr<ThreadState>,
+    /// Which of the state's stacks it is: the larger, the later.
+    order: AtomicU64,
 }
 
-/// Records `sp`, a guest's alternate stack now installed for real, as
-/// `state`'s.  False if the table is full.
-pub(crate) fn remember_guest_altstack(state: &ThreadState, sp: usize) -> bool {
-    forget_guest_altstack(state);
-    let start = guest_altstack_index(sp);
-    for probe in 0..GUEST_ALTSTACKS {
-        let i = (start + probe) % GUEST_ALTSTACKS;
-        let key = &GUEST_ALTSTACK_SP[i];
-        let current = key.load(Ordering::Acquire);
-        let free = current == 0 || current == usize::MAX;
-        if (current == sp && GUEST_ALTSTACK_STATE[i].load(Ordering::Acquire).is_null())
-            || (free && key.compare_exchange(current, sp, Ordering::AcqRel, Ordering::Acquire).is_ok())
-        {
-            GUEST_ALTSTACK_STATE[i].store(state as *const ThreadState as *mut ThreadState, Ordering::Release);
-            state.guest_altstack[0].store(sp as u64, Ordering::Relaxed);
+static GUEST_ALTSTACK: [GuestAltstack; GUEST_ALTSTACKS] = [const {
+    GuestAltstack {
+        low: AtomicUsize::new(0),
+        high: AtomicUsize::new(0),
+        state: AtomicPtr::new(null_mut()),
+        order: AtomicU64::new(0),
+    }
+}; GUEST_ALTSTACKS];
+/// Entries ever used: lookups scan no further.
+static GUEST_ALTSTACKS_USED: AtomicUsize = AtomicUsize::new(0);
+static GUEST_ALTSTACK_ORDER: AtomicU64 = AtomicU64::new(1);
+
+/// Records `low..high`, a guest's alternate stack about to be installed for
+/// real, as `state`'s: it replaces the older of the state's two latest, and
+/// any other thread's record it overlaps (that memory is no longer theirs).
+/// False if the table is full.
+pub(crate) fn remember_guest_altstack(state: &ThreadState, low: usize, high: usize) -> bool {
+    let me = state as *const ThreadState as *mut ThreadState;
+    let used = GUEST_ALTSTACKS_USED.load(Ordering::Acquire);
+    let mut mine = 0;
+    let mut oldest: Option<(u64, usize)> = None;
+    for (i, entry) in GUEST_ALTSTACK.iter().enumerate().take(used) {
+        let owner = entry.state.load(Ordering::Acquire);
+        if owner.is_null() {
+            continue;
+        }
+        let (l, h) = (entry.low.load(Ordering::Relaxed), entry.high.load(Ordering::Relaxed));
+        if owner == me {
+            mine += 1;
+            let order = entry.order.load(Ordering::Relaxed);
+            if oldest.is_none_or(|(o, _)| order < o) {
+                oldest = Some((order, i));
+            }
+        } else if l < high && low < h {
+            entry.state.store(null_mut(), Ordering::Release);
+        }
+    }
+    if mine >= 2 {
+        if let Some((_, i)) = oldest {
+            GUEST_ALTSTACK[i].state.store(null_mut(), Ordering::Release);
+        }
+    }
+    // A free entry: one released, or one never used.
+    for (i, entry) in GUEST_ALTSTACK.iter().enumerate() {
+        if entry.state.compare_exchange(null_mut(), me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            entry.low.store(low, Ordering::Relaxed);
+            entry.high.store(high, Ordering::Relaxed);
+            entry.order.store(GUEST_ALTSTACK_ORDER.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            GUEST_ALTSTACKS_USED.fetch_max(i + 1, Ordering::AcqRel);
             return true;
         }
     }
     false
 }
 
-/// Drops the record of `state`'s guest alternate stack, if any.
-pub(crate) fn forget_guest_altstack(state: &ThreadState) {
-    let sp = state.guest_altstack[0].swap(0, Ordering::AcqRel) as usize;
-    if sp == 0 {
-        return;
-    }
-    let start = guest_altstack_index(sp);
-    for probe in 0..GUEST_ALTSTACKS {
-        let i = (start + probe) % GUEST_ALTSTACKS;
-        if GUEST_ALTSTACK_SP[i].load(Ordering::Acquire) == sp
-            && core::ptr::eq(GUEST_ALTSTACK_STATE[i].load(Ordering::Acquire), state)
-        {
-            GUEST_ALTSTACK_STATE[i].store(null_mut(), Ordering::Release);
-            // A tombstone, not 0, so that probing past it still works.
-            GUEST_ALTSTACK_SP[i].store(usize::MAX, Ordering::Release);
-            return;
-        }
+/// Drops every record of `state`'s guest alternate stacks.
+pub(crate) fn forget_guest_altstacks(state: &ThreadState) {
+    let me = state as *const ThreadState as *mut ThreadState;
+    for entry in GUEST_ALTSTACK.iter().take(GUEST_ALTSTACKS_USED.load(Ordering::Acquire)) {
+        let _ = entry.state.compare_exchange(me, null_mut(), Ordering::AcqRel, Ordering::Relaxed);
     }
 }
 
@@ -329,31 +364,22 @@ pub(crate) fn for_selector(selector: *const Selector) -> &'static ThreadState {
     &GLOBAL
 }
 
-/// The state of the thread that took the signal whose frame is `uc`.
+/// The state of the thread whose signal frame is `uc`: found from where
+/// the frame lies, the thread's alternate stack.
 #[inline]
 pub(crate) fn current(uc: &UContext) -> &'static ThreadState {
-    let stack = &uc.uc_stack;
-    if stack.ss_flags as u32 & SS_DISABLE != 0 {
-        return &GLOBAL;
-    }
-    let sp = stack.ss_sp as usize;
+    let frame = uc as *const UContext as usize;
     let arena = arena_range();
-    if arena.contains(&sp) {
-        return state_of_slot(arena.start + (sp - arena.start) / SLOT_SIZE * SLOT_SIZE);
+    if arena.contains(&frame) {
+        return state_of_slot(arena.start + (frame - arena.start) / SLOT_SIZE * SLOT_SIZE);
     }
-    let start = guest_altstack_index(sp);
-    for probe in 0..GUEST_ALTSTACKS {
-        let i = (start + probe) % GUEST_ALTSTACKS;
-        let key = GUEST_ALTSTACK_SP[i].load(Ordering::Acquire);
-        if key == 0 {
-            break;
-        }
-        if key == sp {
-            let state = GUEST_ALTSTACK_STATE[i].load(Ordering::Acquire);
-            if !state.is_null() {
-                // SAFETY: entries point at live slot states.
-                return unsafe { &*state };
-            }
+    for entry in GUEST_ALTSTACK.iter().take(GUEST_ALTSTACKS_USED.load(Ordering::Acquire)) {
+        let state = entry.state.load(Ordering::Acquire);
+        if !state.is_null()
+            && (entry.low.load(Ordering::Relaxed)..entry.high.load(Ordering::Relaxed)).contains(&frame)
+        {
+            // SAFETY: records point at slot states, which are never unmapped.
+            return unsafe { &*state };
         }
     }
     &GLOBAL
@@ -388,6 +414,8 @@ impl Thread {
         // SAFETY: gettid has no arguments.
         let tid = unsafe { host::syscall0(__NR_gettid) }? as i32;
         state.tid.store(tid, Ordering::Relaxed);
+        // Its creator (this very call) is done with it: once released, it may be reused.
+        state.clone_result.store(tid as u64, Ordering::Release);
         let mut previous = [0u64; 3];
         let ours = [state.altstack[0].load(Ordering::Relaxed), 0, ALTSTACK_SIZE as u64];
         // SAFETY: both are valid stack_t; the new one is the slot's stack.

@@ -13,9 +13,9 @@
 # mispredicted right after a syscall where the kernel refills the
 # return-stack buffer).  Once rcx holds it, the slot may be overwritten.
 .macro back_to_guest
-    mov rcx, [rsp]                      # mov and lea keep the flags the kernel restored
-    lea rsp, [rsp + 8 + {RED_ZONE}]
-    jmp rcx
+    mov rcx, [rsp]                      # rcx = the return address; mov keeps the flags the kernel restored
+    lea rsp, [rsp + 8 + {RED_ZONE}]     # over the slot and the red zone: the guest's RSP; lea keeps them too
+    jmp rcx                             # to the guest, after its syscall
 .endm
 
 # sud_reissue: entered with every register as the guest had it at its
@@ -33,7 +33,7 @@ sud_reissue:
     lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone; lea keeps the flags
     push rcx                            # the return address, across the syscall that overwrites rcx
     syscall                             # the guest's syscall, with the guest's arguments
-    back_to_guest
+    back_to_guest                       # rcx = return address, RSP the guest's
     .size sud_reissue, . - sud_reissue
 
 # sud_reissue_keep_REG: as sud_reissue, for a syscall whose argument in REG
@@ -49,12 +49,11 @@ sud_reissue_keep_\reg:
     push r11                            # the guest's own value of the replaced argument
     syscall                             # the syscall, with the sanitised argument
     pop \reg                            # the guest's value back; pop keeps the flags
-    back_to_guest
+    back_to_guest                       # rcx = return address, RSP the guest's
     .size sud_reissue_keep_\reg, . - sud_reissue_keep_\reg
 .endm
 
     reissue_keep rdi
-    reissue_keep rsi
     reissue_keep r10
     reissue_keep r8
     reissue_keep r9
@@ -70,16 +69,16 @@ sud_reissue_set_altstack:
     lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
     push rcx                            # the return address
     push rdi                            # the guest registers this syscall takes
-    push rsi
+    push rsi                            # (the second argument register)
     push rax                            # the guest's result
     mov rdi, r11                        # the new stack
     xor esi, esi                        # no old one wanted
-    mov eax, {NR_SIGALTSTACK}
+    mov eax, {NR_SIGALTSTACK}           # sigaltstack(stack, NULL)
     syscall                             # validated by the dispatcher: it succeeds
-    pop rax
-    pop rsi
-    pop rdi
-    back_to_guest
+    pop rax                             # the guest's result and registers back
+    pop rsi                             # the guest's rsi
+    pop rdi                             # the guest's rdi
+    back_to_guest                       # rcx = return address, RSP the guest's
     .size sud_reissue_set_altstack, . - sud_reissue_set_altstack
 
 # sud_reissue_sigreturn: a guest's own rt_sigreturn (the restorer of a handler

@@ -14,7 +14,7 @@ sud_sigsys_entry:
     mov rdi, rsi                # first argument: siginfo
     mov rsi, rdx                # second argument: ucontext
     lea rsp, [rsp - 8]          # 16-byte alignment for the call
-    call {DISPATCH}
+    call {DISPATCH}                     # the dispatcher: the callback decides
     lea rsp, [rsp + 16]         # the padding and the return address: RSP as `ret` would leave it
     jmp {RESTORER}              # rt_sigreturn, with RSP just above the frame's return address
     .size sud_sigsys_entry, . - sud_sigsys_entry

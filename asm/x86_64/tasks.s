@@ -1,8 +1,9 @@
-# Task stubs: rt_sigreturn returns into one of them to run a guest's fork,
-# vfork, clone, clone3 or exit natively, outside signal context, and to give
-# each task the guest creates what it needs before it runs a single guest
-# instruction: dispatch armed again (the kernel never passes it on) and, for
-# a new thread, its own state and alternate signal stack.
+# Task stubs: rt_sigreturn (or sud_entry) goes on into one of them to run a
+# guest's fork, vfork, clone, clone3 or exit natively, outside signal
+# context, and to give each task the guest creates what it needs before it
+# runs a single guest instruction: dispatch armed again as its creator was
+# (the kernel never passes it on) and, for a new thread, its own state and
+# alternate signal stack.
 #
 # Each is entered with every register as the guest had it at its `syscall`,
 # except RCX = the guest's return address and R11 = a ThreadState (offsets
@@ -13,38 +14,41 @@
 
 # Prepares a new task from the ThreadState in r11: puts sud's SIGSYS handler
 # back if the clone cleared every handler (CLONE_CLEAR_SIGHAND), then arms
-# dispatch as the state says.  Clobbers rax, rdi, rsi, rdx, r10, r8, rcx, r11
-# and the flags.  A task that cannot be armed must not run guest code: it
-# dies at sud_unarmed_child.
+# dispatch as the state says, unless its creator was not armed.  Clobbers
+# rax, rdi, rsi, rdx, r10, r8, rcx, r11 and the flags.  A task that cannot
+# be set up must not run guest code: it dies at sud_unarmed_child.
 .macro arm_child
-    push r11                            # the state, across the syscalls
-    cmp qword ptr [r11 + {STATE_SIGSYS_ACTION}], 0
-    je 71f                              # no action to put back
-    mov eax, {NR_RT_SIGACTION}
-    mov edi, {SIGSYS}
+    push r11                            # the state, across the syscalls below
+    cmp qword ptr [r11 + {STATE_SIGSYS_ACTION}], 0  # a handler address, or 0: nothing to put back
+    je 71f                              # none: go on to arming
+    mov eax, {NR_RT_SIGACTION}          # rt_sigaction(SIGSYS, &action, NULL, sigset size)
+    mov edi, {SIGSYS}                   # the signal
     lea rsi, [r11 + {STATE_SIGSYS_ACTION}]  # sud's SIGSYS action, copied there by the dispatcher
     xor edx, edx                        # no old action wanted
-    mov r10d, 8                         # the kernel's sigset size
-    syscall
-    test rax, rax
-    jnz sud_unarmed_child
+    mov r10d, {SIGSET_SIZE}             # the kernel's sigset size
+    syscall                             # sud's SIGSYS handler is back
+    test rax, rax                       # failed: the child would die of its first trap
+    jnz sud_unarmed_child               # the child could not be set up
 71:
-    mov r11, [rsp]
-    mov edi, {PR_SET_SYSCALL_USER_DISPATCH}
-    mov rsi, [r11 + {STATE_ARM}]        # op
-    mov rdx, [r11 + {STATE_ARM} + 8]    # offset
-    mov r10, [r11 + {STATE_ARM} + 16]   # len
-    mov r8, [r11 + {STATE_ARM} + 24]    # selector
-    mov eax, {NR_PRCTL}
-    syscall                             # arm: from here on the child's guest syscalls are dispatched
-    test rax, rax
-    jnz sud_unarmed_child
-    pop r11
+    mov r11, [rsp]                      # the state again (the syscall clobbered r11)
+    cmp qword ptr [r11 + {STATE_ARM_OP}], 0 # PR_SYS_DISPATCH_OFF: the creator was not armed
+    je 72f                              # nor is the child, as the kernel leaves it
+    mov edi, {PR_SET_SYSCALL_USER_DISPATCH}  # prctl(PR_SET_SYSCALL_USER_DISPATCH, op, offset, len, selector)
+    mov rsi, [r11 + {STATE_ARM_OP}]     # op: exclusive or inclusive
+    mov rdx, [r11 + {STATE_ARM_OFFSET}] # offset of the range
+    mov r10, [r11 + {STATE_ARM_LEN}]    # length of the range
+    mov r8, [r11 + {STATE_ARM_SELECTOR}] # the selector the child reads
+    mov eax, {NR_PRCTL}                 # prctl
+    syscall                             # armed: from here on the child's guest syscalls are dispatched
+    test rax, rax                       # failed: never run the guest unarmed
+    jnz sud_unarmed_child               # the child could not be armed
+72:
+    pop r11                             # the state
 .endm
 
-# sud_reissue_fork: fork, or a clone that keeps the caller's stack and
-# memory layout (no CLONE_VM, or no new stack).  R11 = the state the child is
-# armed from: the parent's, of which a fork child has its own copy.
+# sud_reissue_fork: fork, vfork, or a clone that keeps the caller's stack (no
+# new stack given).  R11 = the state the child is armed from: the parent's,
+# of which a fork child has its own copy and a vfork child the very one.
     .globl sud_reissue_fork
     .type sud_reissue_fork, @function
     .p2align 4
@@ -54,32 +58,34 @@ sud_reissue_fork:
     push r11                            # the state, for the child
     syscall                             # the guest's fork or clone
     push r11                            # RFLAGS as the kernel restored them (r11 holds them here)
-    test rax, rax
+    test rax, rax                       # 0 in the child
     jnz 1f                              # the parent: the child's pid, or -errno
-    push rdi                            # the child: keep the guest registers the arming uses
-    push rsi
-    push rdx
-    push r10
-    push r8
-    mov r11, [rsp + 48]                 # the state, above the five registers and the flags
-    arm_child
-    pop r8
-    pop r10
-    pop rdx
-    pop rsi
-    pop rdi                             # rax is prctl's 0: the child's result
+.Lfork_child:
+    push rdi                            # the child: keep the guest registers arm_child uses
+    push rsi                            # (argument registers the syscalls below take)
+    push rdx                            # the guest's rdx
+    push r10                            # the guest's r10
+    push r8                             # the guest's r8
+    mov r11, [rsp + 6 * 8]              # the state: above the five registers and the flags
+    arm_child                           # sud's SIGSYS handler back if need be, then armed
+    pop r8                              # the guest registers back
+    pop r10                             # (in the reverse order)
+    pop rdx                             # the guest's rdx
+    pop rsi                             # the guest's rsi
+    pop rdi                             # rax is prctl's 0 (or the clone's 0): the child's result
 1:
     mov r11, [rsp]                      # r11 = RFLAGS, as after a native syscall
     popfq                               # and the flags themselves
     lea rsp, [rsp + 8]                  # over the state pointer
-    back_to_guest
+    back_to_guest                       # rcx = return address, RSP the guest's
     .size sud_reissue_fork, . - sud_reissue_fork
 
-# sud_reissue_vfork: vfork, or a CLONE_VFORK clone without a new stack.
-# The child runs first, on this very stack, until it execs or exits; what
-# the parent left on the stack may be gone when it wakes.  So the parent
-# takes its return address from sud_vfork_parents, where the dispatcher
-# filed it under the parent's tid.  R11 = the state the child is armed from.
+# sud_reissue_vfork: vfork, or a CLONE_VFORK clone without a new stack.  The
+# child runs first, on this very stack, until it execs or exits, and may
+# overwrite what the parent left below the guest's stack pointer.  So the
+# parent takes its return address from sud_vfork_parents, where the
+# dispatcher filed it under the parent's tid.  R11 = the state the child is
+# armed from.
     .globl sud_reissue_vfork
     .type sud_reissue_vfork, @function
     .p2align 4
@@ -89,43 +95,26 @@ sud_reissue_vfork:
     push r11                            # the state, for the child
     syscall                             # the guest's vfork: the parent sleeps until the child execs or exits
     push r11                            # RFLAGS as the kernel restored them
-    test rax, rax
-    jnz 2f                              # the parent
-    push rdi                            # the child: as in sud_reissue_fork
-    push rsi
-    push rdx
-    push r10
-    push r8
-    mov r11, [rsp + 48]
-    arm_child
-    pop r8
-    pop r10
-    pop rdx
-    pop rsi
-    pop rdi
-    mov r11, [rsp]                      # r11 = RFLAGS
-    popfq
-    lea rsp, [rsp + 8]                  # over the state pointer
-    back_to_guest                       # to the return address the child read before running guest code
-2:
-    push rax                            # the child's pid, or -errno
-    mov eax, {NR_GETTID}
+    test rax, rax                       # 0 in the child
+    jz .Lfork_child                     # the child: the same stack layout as a fork child's
+    push rax                            # the parent: the child's pid, or -errno
+    mov eax, {NR_GETTID}                # gettid
     syscall                             # rax = this thread's tid; rcx and r11 are free
-    lea r11, [rip + {VFORK_PARENTS}]    # (tid, return address) pairs
-    mov ecx, {VFORK_PARENTS_LEN}
+    lea r11, [rip + {VFORK_PARENTS}]    # (tid, return address) entries
+    mov ecx, {VFORK_PARENTS_LEN}        # entries to look at
+2:
+    cmp [r11 + {VFORK_TID}], rax        # this thread's entry?
+    je 3f                               # found
+    add r11, {VFORK_ENTRY_SIZE}         # the next entry
+    dec ecx                             # one entry fewer to look at
+    jnz 2b                              # more to look at
+    ud2                                 # no entry: impossible, the dispatcher always files one
 3:
-    cmp [r11], rax
-    je 4f                               # our entry
-    add r11, 16
-    dec ecx
-    jnz 3b
-    ud2                                 # no entry: the dispatcher always files one
-4:
-    mov rcx, [r11 + 8]                  # rcx = the return address
-    mov qword ptr [r11], 0              # the entry is free again
+    mov rcx, [r11 + {VFORK_RETURN}]     # rcx = the return address, as after a native syscall
+    mov qword ptr [r11 + {VFORK_TID}], 0    # the entry is free again
     pop rax                             # the result
     mov r11, [rsp]                      # r11 = RFLAGS
-    popfq
+    popfq                               # and the flags themselves
     lea rsp, [rsp + 16 + {RED_ZONE}]    # over the two slots and the red zone: the guest's RSP
     jmp rcx                             # back to the guest
     .size sud_reissue_vfork, . - sud_reissue_vfork
@@ -142,44 +131,45 @@ sud_reissue_thread:
     push r11                            # the child's state, to report the result in
     syscall                             # the guest's clone
     push r11                            # RFLAGS (the child pushes onto its new stack: top - 8)
-    test rax, rax
-    jz 5f
+    test rax, rax                       # 0 in the child
+    jz 5f                               # the child
     mov r11, [rsp + 8]                  # the parent: the child's state
     mov [r11 + {STATE_CLONE_RESULT}], rax   # the child exists (its tid) or never will (-errno)
-    mov r11, [rsp]                      # r11 = RFLAGS
-    popfq
+    mov r11, [rsp]                      # r11 = RFLAGS, as after a native syscall
+    popfq                               # and the flags themselves
     lea rsp, [rsp + 8]                  # over the state pointer
-    back_to_guest
+    back_to_guest                       # rcx = return address, RSP the guest's
 5:
     mov r11, [rsp - 8]                  # the child, on its new stack: its state, at top - 16
     push rdi                            # keep the guest registers the setup uses
-    push rsi
-    push rdx
-    push r10
-    push r8
-    push r11
-    mov eax, {NR_GETTID}
-    syscall
-    mov r11, [rsp]
+    push rsi                            # (argument registers the syscalls below take)
+    push rdx                            # the guest's rdx
+    push r10                            # the guest's r10
+    push r8                             # the guest's r8
+    push r11                            # the state, across the syscalls
+    mov eax, {NR_GETTID}                # gettid
+    syscall                             # rax = the new thread's tid
+    mov r11, [rsp]                      # the state (the syscall clobbered r11)
     mov [r11 + {STATE_TID}], eax        # the state learns whose it is
-    lea rdi, [r11 + {STATE_ALTSTACK}]   # the thread's own alternate signal stack
-    xor esi, esi
-    mov eax, {NR_SIGALTSTACK}
-    syscall
-    test rax, rax
-    jnz sud_unarmed_child
-    mov r11, [rsp]
-    arm_child
+    lea rdi, [r11 + {STATE_ALTSTACK}]   # sigaltstack(&state.altstack, NULL): the thread's own
+    xor esi, esi                        # no old stack wanted
+    mov eax, {NR_SIGALTSTACK}           # sigaltstack
+    syscall                             # the thread's own alternate stack is installed
+    test rax, rax                       # without it sud could not find the state
+    jnz sud_unarmed_child               # no alternate stack, no state: cannot run
+    mov r11, [rsp]                      # the state
+    arm_child                           # sud's SIGSYS handler back if need be, then armed
     pop r11                             # the state
-    mov rcx, [r11 + {STATE_RESUME}]     # where the guest resumes: after its clone
-    pop r8
-    pop r10
-    pop rdx
-    pop rsi
-    pop rdi                             # rax is prctl's 0: the child's result
+    mov rcx, [r11 + {STATE_RESUME}]     # rcx = where the guest resumes: after its clone
+    pop r8                              # the guest registers back
+    pop r10                             # (in the reverse order)
+    pop rdx                             # the guest's rdx
+    pop rsi                             # the guest's rsi
+    pop rdi                             # the guest's rdi
+    xor eax, eax                        # rax = 0, the child's clone result (popfq below restores the flags)
     mov r11, [rsp]                      # r11 = RFLAGS, as after a native syscall
     popfq                               # RSP = the top of the new stack, as the guest asked
-    jmp rcx
+    jmp rcx                             # into the guest's child code
     .size sud_reissue_thread, . - sud_reissue_thread
 
 # sud_reissue_exit: a managed thread's exit.  R11 = its state, RDI = the
@@ -192,31 +182,26 @@ sud_reissue_thread:
 sud_reissue_exit:
     mov r12, rdi                        # the status; the thread ends, so its registers no longer matter
     mov r13, r11                        # the state
-    lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
-    push -1                             # a signal set holding every signal
-    mov eax, {NR_RT_SIGPROCMASK}
-    mov edi, {SIG_SETMASK}
-    mov rsi, rsp
-    xor edx, edx
-    mov r10d, 8
+    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(SIG_SETMASK, &every signal, NULL, size)
+    mov edi, {SIG_SETMASK}              # replace the whole mask
+    lea rsi, [rip + {ALL_SIGNALS}]      # with every signal
+    xor edx, edx                        # no old mask wanted
+    mov r10d, {SIGSET_SIZE}             # the kernel's sigset size
     syscall                             # no signal from here on: its stack is going away
-    mov eax, {NR_PRCTL}
-    mov edi, {PR_SET_SYSCALL_USER_DISPATCH}
-    xor esi, esi                        # PR_SYS_DISPATCH_OFF
-    xor edx, edx
-    xor r10d, r10d
-    xor r8d, r8d
-    syscall                             # disarm: the selector is going away
-    push 0                              # stack_t.ss_size
-    push {SS_DISABLE}                   # stack_t.ss_flags
-    push 0                              # stack_t.ss_sp
-    mov rdi, rsp
-    xor esi, esi
-    mov eax, {NR_SIGALTSTACK}
-    syscall                             # no alternate stack
+    mov eax, {NR_PRCTL}                 # prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0)
+    mov edi, {PR_SET_SYSCALL_USER_DISPATCH} # the option
+    mov esi, {PR_SYS_DISPATCH_OFF}      # off
+    xor edx, edx                        # offset 0
+    xor r10d, r10d                      # length 0
+    xor r8d, r8d                        # no selector
+    syscall                             # disarmed: the selector is going away
+    mov eax, {NR_SIGALTSTACK}           # sigaltstack(&disabled, NULL)
+    lea rdi, [rip + {NO_ALTSTACK}]      # a stack_t saying SS_DISABLE
+    xor esi, esi                        # no old stack wanted
+    syscall                             # no alternate stack: it is going away
     mov qword ptr [r13 + {STATE_STATE}], {STATE_DEAD}   # the state is free from here on
-    mov rdi, r12
-    mov eax, {NR_EXIT}
+    mov rdi, r12                        # the status
+    mov eax, {NR_EXIT}                  # exit (this thread only)
     syscall                             # the guest's exit
     ud2                                 # never reached; keeps the region going past the syscall
     .size sud_reissue_exit, . - sud_reissue_exit

@@ -22,7 +22,7 @@
 
 # One C-convention trampoline taking `nargs` arguments after the number.
 .macro sud_trampoline name, nargs
-    .globl \name
+    .globl \name                        # exported: generated code calls it by name
     .type \name, @function
     .p2align 4
 \name:
@@ -52,7 +52,7 @@
     mov rbx, [rsp + 8]          # the return address
     syscall                     # inside the allowed region: never dispatched
     mov rcx, rbx                # the return address, in rcx as the syscall left it clobbered
-    pop rbx
+    pop rbx                             # the caller's rbx back
     lea rsp, [rsp + 8]          # drop the return address, as `ret` would
     jmp rcx                     # back to the caller, result in rax
 .endif
@@ -75,7 +75,7 @@ sud_syscall:
     mov rbx, [rsp + 8]          # the return address
     syscall                     # the caller already loaded the kernel's registers
     mov rcx, rbx                # rcx = the return address, as a `syscall` leaves it
-    pop rbx
+    pop rbx                             # the caller's rbx back
     lea rsp, [rsp + 8]          # drop the return address; lea keeps the flags
     jmp rcx                     # result in rax, r11 = RFLAGS, as after a `syscall`
     .size sud_syscall, . - sud_syscall
