@@ -77,7 +77,18 @@ struct State {
     entry_rsp: u64,
     vectors_in: [u8; VECTOR_BYTES],
     vectors_out: [u8; VECTOR_BYTES],
+    /// x87 registers st0-7 (loaded as integers), control word, MXCSR.
+    x87_in: [u64; 8],
+    x87_out: [u64; 8],
+    fcw_in: u16,
+    fcw_out: u16,
+    mxcsr_in: u32,
+    mxcsr_out: u32,
 }
+
+/// The ABI's x87 control word and MXCSR, which the round trip puts back.
+static DEFAULT_FCW: u16 = 0x37f;
+static DEFAULT_MXCSR: u32 = 0x1f80;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Width {
@@ -184,6 +195,11 @@ guest_state:
     kmovq k\n, [rdi + {VIN} + {KOFF} + \n * 8] # and the mask registers k1-7
     .endr
 9:
+    fldcw [rdi + {FCW_IN}]              # x87: a control word of the test's (53-bit precision)
+    .irp n, 0,1,2,3,4,5,6,7
+    fild qword ptr [rdi + {X87_IN} + \n * 8]   # and eight values on its stack: st7..st0
+    .endr
+    ldmxcsr [rdi + {MXCSR_IN}]          # SSE control of the test's (round toward zero)
     push qword ptr [rdi + {IN} + {RFLAGS}]  # RFLAGS from the test pattern
     popfq
     mov [rdi + {RSP_BEFORE}], rsp
@@ -225,6 +241,13 @@ guest_state:
     mov [rax + {RSP_AFTER}], rsp
     mov rdi, rax
     cld                                 # the test pattern may set DF; the ABI wants it clear
+    .irp n, 7,6,5,4,3,2,1,0
+    fistp qword ptr [rdi + {X87_OUT} + \n * 8]  # the x87 stack, emptied again: st0 was loaded last
+    .endr
+    fnstcw [rdi + {FCW_OUT}]
+    stmxcsr [rdi + {MXCSR_OUT}]
+    fldcw [rip + {DEFAULT_FCW}]         # the ABI's control word and MXCSR back for Rust code
+    ldmxcsr [rip + {DEFAULT_MXCSR}]
     mov rax, [rdi + {WIDTH}]
     cmp rax, 3
     je 3f
@@ -276,9 +299,17 @@ guest_roundtrip_entry_resume:
 
     .globl clobber_vectors
     .type clobber_vectors, @function
-# extern "C" fn clobber_vectors(width: u64): sets every vector and mask
-# register of that width to all ones, as a careless callback might.
+# extern "C" fn clobber_vectors(width: u64): overwrites the x87 registers
+# and sets every vector and mask register of that width to all ones, as
+# ordinary code may (its x87 control word and MXCSR are the ABI's).
 clobber_vectors:
+    fninit                              # x87: the ABI's state (the guest's differs), then
+    .irp n, 0,1,2,3,4,5,6,7
+    fldpi                               # junk in every register
+    .endr
+    .irp n, 0,1,2,3,4,5,6,7
+    fstp st(0)                          # and the stack empty again, as the ABI wants it
+    .endr
     pcmpeqd xmm0, xmm0                  # all ones
     cmp rdi, 3
     je 3f
@@ -336,6 +367,14 @@ guest_red_zone:
     SAVED = const offset_of!(State, callee_saved),
     WIDTH = const offset_of!(State, width),
     SHIFT = const offset_of!(State, stack_shift),
+    X87_IN = const offset_of!(State, x87_in),
+    X87_OUT = const offset_of!(State, x87_out),
+    FCW_IN = const offset_of!(State, fcw_in),
+    FCW_OUT = const offset_of!(State, fcw_out),
+    MXCSR_IN = const offset_of!(State, mxcsr_in),
+    MXCSR_OUT = const offset_of!(State, mxcsr_out),
+    DEFAULT_FCW = sym DEFAULT_FCW,
+    DEFAULT_MXCSR = sym DEFAULT_MXCSR,
     ENTRY_RSP = const offset_of!(State, entry_rsp),
     VIN = const offset_of!(State, vectors_in),
     VOUT = const offset_of!(State, vectors_out),
@@ -404,6 +443,12 @@ fn patterned_state(nr: u32, stack_shift: u64) -> State {
         entry_rsp: 0,
         vectors_in: [0; VECTOR_BYTES],
         vectors_out: [0; VECTOR_BYTES],
+        x87_in: core::array::from_fn(|i| 0x1234_5678_9abc + i as u64 * 1_000_003),
+        x87_out: [0; 8],
+        fcw_in: 0x27f,
+        fcw_out: 0,
+        mxcsr_in: 0x7f80,
+        mxcsr_out: 0,
     };
     for (i, byte) in state.vectors_in.iter_mut().enumerate() {
         *byte = (i as u8).wrapping_mul(37).wrapping_add(11);
@@ -451,6 +496,9 @@ fn check_dispatched(nr: u32, handler: sud::Handler) {
 fn check_same(got: &State, want: &State, shift: u64) {
     check!(got.output == want.output, "stack shift {shift}: {:x?} != {:x?}", got.output, want.output);
     check!(got.rsp_after == got.rsp_before, "stack shift {shift}: RSP moved");
+    check!(got.x87_out == got.x87_in, "stack shift {shift}: x87 {:x?} != {:x?}", got.x87_out, got.x87_in);
+    check!(got.fcw_out == got.fcw_in, "stack shift {shift}: FCW {:#x} != {:#x}", got.fcw_out, got.fcw_in);
+    check!(got.mxcsr_out == got.mxcsr_in, "stack shift {shift}: MXCSR {:#x} != {:#x}", got.mxcsr_out, got.mxcsr_in);
     let width = Width::detect();
     let mut bad = 0;
     for i in 0..VECTOR_BYTES {
@@ -466,6 +514,7 @@ fn check_same(got: &State, want: &State, shift: u64) {
 }
 
 fn clobbering_callback(action: Action) -> Action {
+    check_abi_state();
     // SAFETY: clobbers only caller-saved vector and mask registers.
     unsafe { clobber_vectors(Width::detect() as u64) };
     action
@@ -549,9 +598,27 @@ fn reissue_leaves_red_zone() {
     check_red_zone(handler, __NR_getpid, RedZone { result: pid, changed_qwords: 0 });
 }
 
+/// What Rust code may assume on entry: DF clear, and the ABI's x87 control
+/// word and MXCSR, whatever the guest had.
+fn check_abi_state() {
+    let (rflags, fcw, mxcsr): (u64, u16, u32);
+    // SAFETY: reads RFLAGS, the x87 control word and MXCSR into locals.
+    unsafe {
+        let mut fcw_slot = 0u16;
+        let mut mxcsr_slot = 0u32;
+        core::arch::asm!("pushfq", "pop {}", "fnstcw [{}]", "stmxcsr [{}]", out(reg) rflags,
+            in(reg) &mut fcw_slot, in(reg) &mut mxcsr_slot);
+        (fcw, mxcsr) = (fcw_slot, mxcsr_slot);
+    }
+    check_eq!(rflags & 0x400, 0);
+    check_eq!(fcw, DEFAULT_FCW);
+    check_eq!(mxcsr, DEFAULT_MXCSR);
+}
+
 /// The redirect function of these tests: ordinary code that clobbers every
 /// vector register and makes its own syscall natively.
 fn redirect_getpid(call: &mut Syscall) -> usize {
+    check_abi_state();
     check_eq!(call.number(), __NR_getpid);
     check!(call.siginfo().is_none(), "a redirect function runs outside signal context");
     check!(!SELECTOR.is_blocked(), "a redirect function runs under ALLOW");
