@@ -337,3 +337,70 @@ fn entry_reissue_of_fork_arms_the_child() {
         let _ = __NR_getpid;
     });
 }
+
+// Guest code that creates a thread through sud_entry rather than `syscall`.
+core::arch::global_asm!(
+    r#"
+    .text
+# extern "C" fn entry_clone(flags, stack_top, child_tid, marker) -> i64:
+# clone(flags, stack_top, 0, child_tid, 0) through `call sud_entry` with
+# R11 = 0 (the global selector).  The child, on its new stack, sets *marker
+# and exits with a raw `syscall` (it is not armed, as its creator was not).
+    .globl entry_clone
+entry_clone:
+    push r15
+    mov r15, rcx                        # the marker pointer, in a register the child keeps
+    mov r10, rdx                        # child_tid (the kernel's fourth argument)
+    xor edx, edx                        # no parent_tid
+    mov eax, {NR_CLONE}
+    xor r8d, r8d                        # no tls
+    xor r11d, r11d                      # the global selector
+    call {ENTRY}
+    test rax, rax
+    jz 1f
+    pop r15                             # the parent
+    ret
+1:
+    mov qword ptr [r15], 1              # the child ran guest code
+    mov eax, {NR_EXIT}
+    xor edi, edi
+    syscall
+    ud2
+"#,
+    NR_CLONE = const linux_raw_sys::general::__NR_clone,
+    NR_EXIT = const linux_raw_sys::general::__NR_exit,
+    ENTRY = sym sud_entry,
+);
+
+unsafe extern "C" {
+    fn entry_clone(flags: u64, stack_top: u64, child_tid: *mut u32, marker: *mut u64) -> i64;
+    fn sud_entry();
+}
+
+/// A thread created through sud_entry by an unarmed thread: the child runs
+/// (unarmed, as its creator), and the global selector, ALLOW when the call
+/// was made, is ALLOW after it.
+#[test]
+fn entry_clone_from_an_unarmed_thread() {
+    isolated("entry_clone_from_an_unarmed_thread", Ends::Passing, || {
+        sud::install(|_| Action::Reissue).unwrap();
+        let mut stack = vec![0u8; 64 * 1024];
+        let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
+        let child_tid = std::sync::atomic::AtomicU32::new(u32::MAX);
+        let mut marker = 0u64;
+        let flags = (libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD | libc::CLONE_SYSVSEM | libc::CLONE_CHILD_CLEARTID) as u64;
+        // SAFETY: the child runs on `stack`, which outlives it (we wait for
+        // its exit), and writes only `marker`.
+        let tid = unsafe { entry_clone(flags, top, child_tid.as_ptr(), &mut marker) };
+        assert!(tid > 0, "clone through sud_entry failed: {tid}");
+        while child_tid.load(Ordering::SeqCst) != 0 {
+            // SAFETY: a futex wait on a live u32.
+            unsafe { libc::syscall(libc::SYS_futex, child_tid.as_ptr(), libc::FUTEX_WAIT, tid as u32, 0) };
+        }
+        // SAFETY: the child is gone.
+        assert_eq!(unsafe { std::ptr::read_volatile(&marker) }, 1, "the child never ran");
+        assert!(!sud::SELECTOR.is_blocked(), "sud_entry left the global selector at BLOCK");
+        drop(stack);
+    });
+}

@@ -10,10 +10,12 @@ mod common;
 
 use common::{Ends, isolated};
 use linux_raw_sys::general::{
-    __NR_exit, __NR_getpid, __NR_getppid, __NR_gettid, __NR_ppoll, __NR_rt_sigaction,
+    __NR_clone, __NR_clone3, __NR_exit, __NR_fork, __NR_getpid, __NR_getppid, __NR_gettid,
+    __NR_epoll_pwait, __NR_epoll_pwait2, __NR_io_pgetevents, __NR_io_uring_enter, __NR_ppoll,
+    __NR_pselect6, __NR_rt_sigaction, __NR_rt_sigsuspend,
     __NR_rt_sigprocmask, __NR_sigaltstack, __NR_tgkill, CLONE_CHILD_CLEARTID, CLONE_FILES,
     CLONE_FS, CLONE_PARENT_SETTID, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_VM,
-    SA_ONSTACK, SA_RESTORER, SA_SIGINFO, SIGCHLD, SIGSYS, SIGUSR1, SS_DISABLE,
+    CLONE_VFORK, SA_ONSTACK, SA_RESTORER, SA_SIGINFO, SIGCHLD, SIGSYS, SIGUSR1, SS_DISABLE,
 };
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use sud::{Action, Errno, Syscall, Thread, guest};
@@ -21,9 +23,17 @@ use sud::{Action, Errno, Syscall, Thread, guest};
 /// What emulated getppid answers: a trapped call is told this.
 const FAKE_PPID: usize = 7777;
 
+/// The selector of the thread whose getppid was last trapped.
+static LAST_GETPPID_SELECTOR: AtomicU64 = AtomicU64::new(0);
+
 /// The tests' policy: getppid emulated, everything else run natively.
 fn emulate_getppid(call: &mut Syscall) -> Action {
-    if call.number() == __NR_getppid { Action::Emulate(FAKE_PPID) } else { Action::Reissue }
+    if call.number() == __NR_getppid {
+        LAST_GETPPID_SELECTOR.store(call.selector().as_ptr() as u64, Ordering::SeqCst);
+        Action::Emulate(FAKE_PPID)
+    } else {
+        Action::Reissue
+    }
 }
 
 /// Sets up this thread with its own selector and arms it.
@@ -54,39 +64,46 @@ core::arch::global_asm!(
     .text
 # extern "C" fn guest_clone(t: *mut CloneTest) -> i64: clone(2) or clone3(2)
 # (t.clone3 != 0) with t's arguments.  The child records its registers,
-# RSP and a trapped getppid in t, then exits with the thread exit syscall.
+# RFLAGS, RSP and a trapped getppid in t, then exits with the thread exit
+# syscall.  The parent records its RFLAGS as the syscall left them.
     .globl guest_clone
 guest_clone:
-    push rbx
+    push rbx                            # callee-saved registers the test overwrites
     push rbp
     push r12
     push r13
     push r14
     push r15
-    mov r15, rdi
+    mov r15, rdi                        # the test, in a register the child keeps
     mov rbx, 0x1111111111111111         # callee-saved values the child must see
     mov rbp, 0x2222222222222222
     mov r12, 0x3333333333333333
     mov r13, 0x4444444444444444
     mov r14, 0x5555555555555555
-    cmp qword ptr [r15 + 48], 0
+    cmp qword ptr [r15 + {T_CLONE3}], 0 # which syscall
     jne 1f
     mov eax, {NR_CLONE}                 # clone(flags, stack, parent_tid, child_tid, tls)
-    mov rdi, [r15 + 0]
-    mov rsi, [r15 + 8]
-    mov rdx, [r15 + 16]
-    mov r10, [r15 + 24]
+    mov rdi, [r15 + {T_FLAGS}]
+    mov rsi, [r15 + {T_STACK}]
+    mov rdx, [r15 + {T_PARENT_TID}]
+    mov r10, [r15 + {T_CHILD_TID}]
     xor r8d, r8d
     jmp 2f
 1:
     mov eax, {NR_CLONE3}                # clone3(args, size)
-    lea rdi, [r15 + 56]
-    mov esi, 88
+    lea rdi, [r15 + {T_ARGS}]
+    mov esi, {CLONE_ARGS_SIZE}
+    xor edx, edx                        # defined values in the other argument registers
+    xor r10d, r10d
+    xor r8d, r8d
 2:
+    stc                                 # a carry flag both sides must see
     syscall
+    pushfq                              # RFLAGS first, before anything changes them
     test rax, rax
     jz 3f
-    pop r15                             # the parent
+    pop qword ptr [r15 + {T_PARENT_FLAGS}]  # the parent
+    pop r15
     pop r14
     pop r13
     pop r12
@@ -94,101 +111,181 @@ guest_clone:
     pop rbx
     ret
 3:
-    mov [r15 + 144], rbx                # the child: its registers, as native
-    mov [r15 + 152], rbp
-    mov [r15 + 160], r12
-    mov [r15 + 168], r13
-    mov [r15 + 176], r14
-    mov [r15 + 184], rsp
+    pop qword ptr [r15 + {T_CHILD_FLAGS}]   # the child: its RFLAGS and registers, as native
+    mov [r15 + {T_CHILD_REGS}], rbx
+    mov [r15 + {T_CHILD_REGS} + 8], rbp
+    mov [r15 + {T_CHILD_REGS} + 16], r12
+    mov [r15 + {T_CHILD_REGS} + 24], r13
+    mov [r15 + {T_CHILD_REGS} + 32], r14
+    mov [r15 + {T_CHILD_ARGS}], rdi
+    mov [r15 + {T_CHILD_ARGS} + 8], rsi
+    mov [r15 + {T_CHILD_ARGS} + 16], rdx
+    mov [r15 + {T_CHILD_ARGS} + 24], r10
+    mov [r15 + {T_CHILD_ARGS} + 32], r8
+    mov [r15 + {T_CHILD_RSP}], rsp
     mov eax, {NR_GETPPID}
     syscall                             # trapped if and only if the child is armed
-    mov [r15 + 192], rax
+    mov [r15 + {T_CHILD_GETPPID}], rax
     mov eax, {NR_EXIT}
     xor edi, edi
     syscall                             # the thread ends
     ud2
 
-# extern "C" fn guest_fork() -> i64: fork; the child exits 0 if its own
-# getppid is trapped (answered 7777), 1 if not.
+# extern "C" fn guest_fork(nr, a1, a2) -> i64: fork, or clone(a1, 0, ...) or
+# clone3(a1, a2): a child in a memory of its own, on this stack.  The child
+# exits 0 if its own getppid is trapped (answered 7777), 1 if not.
     .globl guest_fork
 guest_fork:
-    mov eax, {NR_FORK}
+    mov rax, rdi                        # the syscall
+    mov rdi, rsi                        # its arguments: clone's flags, or clone3's struct
+    mov rsi, rdx                        # clone's stack (0), or clone3's size
+    xor edx, edx
+    xor r10d, r10d
+    xor r8d, r8d
     syscall
     test rax, rax
     jz 1f
-    ret
+    ret                                 # the parent: the child's pid
 1:
     mov eax, {NR_GETPPID}
     syscall
     xor edi, edi
     cmp rax, {FAKE_PPID}
-    setne dil
+    setne dil                           # 0 if trapped
     mov eax, {NR_EXIT_GROUP}
     syscall
     ud2
 
-# extern "C" fn guest_vfork_exec(path, argv, envp) -> i64: vfork; the child
-# checks that it is trapped (else exits 99), then execs path, and if that
-# fails exits with the errno.
+# extern "C" fn guest_vfork_exec(t: *const VforkTest) -> i64: vfork (or
+# clone(CLONE_VM | CLONE_VFORK | SIGCHLD) with no new stack); the child
+# checks that it is trapped (else exits 99), sets t.marker (memory it shares
+# with its parent), sleeps t.sleep, then execs (execve, or execveat from
+# AT_FDCWD) t.path, and if that fails exits with the errno.
     .globl guest_vfork_exec
 guest_vfork_exec:
-    mov r8, rdi                         # keep the arguments across the syscalls
-    mov r9, rsi
-    mov r10, rdx
+    push r15
+    mov r15, rdi                        # the test, in a register the child keeps
+    cmp qword ptr [r15 + {V_USE_CLONE}], 0
+    jne 1f
     mov eax, {NR_VFORK}
+    jmp 2f
+1:
+    mov eax, {NR_CLONE}
+    mov edi, {VFORK_CLONE_FLAGS}
+    xor esi, esi                        # no new stack: the child runs on this one
+    xor edx, edx
+    xor r10d, r10d
+    xor r8d, r8d
+2:
     syscall
     test rax, rax
-    jz 1f
+    jz 3f
+    pop r15                             # the parent, woken when the child is gone
     ret
-1:
+3:
     mov eax, {NR_GETPPID}
     syscall
     mov edi, 99
     cmp rax, {FAKE_PPID}
-    jne 2f
-    mov rdi, r8
-    mov rsi, r9
-    mov rdx, r10
+    jne 5f
+    mov rax, [r15 + {V_MARKER}]
+    mov qword ptr [rax], 1              # seen by the parent only if memory is shared
+    mov eax, {NR_NANOSLEEP}
+    lea rdi, [r15 + {V_SLEEP}]
+    xor esi, esi
+    syscall                             # the parent must still be asleep after this
+    cmp qword ptr [r15 + {V_USE_EXECVEAT}], 0
+    jne 4f
     mov eax, {NR_EXECVE}
+    mov rdi, [r15 + {V_PATH}]
+    mov rsi, [r15 + {V_ARGV}]
+    mov rdx, [r15 + {V_ENVP}]
     syscall                             # only returns on failure
+    jmp 6f
+4:
+    mov eax, {NR_EXECVEAT}
+    mov rdi, {AT_FDCWD}
+    mov rsi, [r15 + {V_PATH}]
+    mov rdx, [r15 + {V_ARGV}]
+    mov r10, [r15 + {V_ENVP}]
+    xor r8d, r8d
+    syscall                             # only returns on failure
+6:
     mov rdi, rax
-    neg rdi
-2:
+    neg rdi                             # the errno as the exit status
+5:
     mov eax, {NR_EXIT_GROUP}
     syscall
     ud2
 "#,
     NR_CLONE = const linux_raw_sys::general::__NR_clone,
     NR_CLONE3 = const linux_raw_sys::general::__NR_clone3,
-    NR_FORK = const linux_raw_sys::general::__NR_fork,
     NR_VFORK = const linux_raw_sys::general::__NR_vfork,
     NR_EXECVE = const linux_raw_sys::general::__NR_execve,
+    NR_EXECVEAT = const linux_raw_sys::general::__NR_execveat,
+    NR_NANOSLEEP = const linux_raw_sys::general::__NR_nanosleep,
     NR_GETPPID = const __NR_getppid,
     NR_EXIT = const __NR_exit,
     NR_EXIT_GROUP = const linux_raw_sys::general::__NR_exit_group,
     FAKE_PPID = const FAKE_PPID,
+    AT_FDCWD = const linux_raw_sys::general::AT_FDCWD,
+    VFORK_CLONE_FLAGS = const CLONE_VM | CLONE_VFORK | SIGCHLD,
+    CLONE_ARGS_SIZE = const std::mem::size_of::<linux_raw_sys::general::clone_args>(),
+    T_FLAGS = const std::mem::offset_of!(CloneTest, flags),
+    T_STACK = const std::mem::offset_of!(CloneTest, stack_top),
+    T_PARENT_TID = const std::mem::offset_of!(CloneTest, parent_tid),
+    T_CHILD_TID = const std::mem::offset_of!(CloneTest, child_tid),
+    T_CLONE3 = const std::mem::offset_of!(CloneTest, clone3),
+    T_ARGS = const std::mem::offset_of!(CloneTest, args),
+    T_PARENT_FLAGS = const std::mem::offset_of!(CloneTest, parent_flags),
+    T_CHILD_FLAGS = const std::mem::offset_of!(CloneTest, child_flags),
+    T_CHILD_REGS = const std::mem::offset_of!(CloneTest, child_regs),
+    T_CHILD_ARGS = const std::mem::offset_of!(CloneTest, child_args),
+    T_CHILD_RSP = const std::mem::offset_of!(CloneTest, child_rsp),
+    T_CHILD_GETPPID = const std::mem::offset_of!(CloneTest, child_getppid),
+    V_USE_CLONE = const std::mem::offset_of!(VforkTest, use_clone),
+    V_USE_EXECVEAT = const std::mem::offset_of!(VforkTest, use_execveat),
+    V_MARKER = const std::mem::offset_of!(VforkTest, marker),
+    V_SLEEP = const std::mem::offset_of!(VforkTest, sleep),
+    V_PATH = const std::mem::offset_of!(VforkTest, path),
+    V_ARGV = const std::mem::offset_of!(VforkTest, argv),
+    V_ENVP = const std::mem::offset_of!(VforkTest, envp),
 );
 
 unsafe extern "C" {
     fn guest_clone(test: *mut CloneTest) -> i64;
-    fn guest_fork() -> i64;
-    fn guest_vfork_exec(path: *const u8, argv: *const *const u8, envp: *const *const u8) -> i64;
+    fn guest_fork(nr: u64, a1: u64, a2: u64) -> i64;
+    fn guest_vfork_exec(test: *const VforkTest) -> i64;
 }
 
-/// guest_clone's arguments and the child's report (offsets fixed by the asm).
+/// guest_clone's arguments and the child's report.
 #[repr(C)]
 #[derive(Default)]
 struct CloneTest {
-    flags: u64,          // 0
-    stack_top: u64,      // 8
-    parent_tid: u64,     // 16: pointer
-    child_tid: u64,      // 24: pointer
-    _unused: [u64; 2],   // 32
-    clone3: u64,         // 48
-    args: [u64; 11],     // 56: struct clone_args (88 bytes)
-    child_regs: [u64; 5], // 144: rbx, rbp, r12, r13, r14
-    child_rsp: u64,      // 184
-    child_getppid: u64,  // 192
+    flags: u64,
+    stack_top: u64,
+    parent_tid: u64,
+    child_tid: u64,
+    clone3: u64,
+    args: [u64; 11],
+    parent_flags: u64,
+    child_flags: u64,
+    child_regs: [u64; 5],
+    child_args: [u64; 5],
+    child_rsp: u64,
+    child_getppid: u64,
+}
+
+/// guest_vfork_exec's arguments.
+#[repr(C)]
+struct VforkTest {
+    use_clone: u64,
+    use_execveat: u64,
+    marker: *mut u64,
+    sleep: libc::timespec,
+    path: *const u8,
+    argv: *const *const u8,
+    envp: *const *const u8,
 }
 
 const THREAD_FLAGS: u64 = (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD
@@ -228,8 +325,20 @@ fn run_guest_thread(thread: &Thread, use_clone3: bool) {
         test.child_regs,
         [0x1111111111111111, 0x2222222222222222, 0x3333333333333333, 0x4444444444444444, 0x5555555555555555]
     );
+    // Every other register as native: the syscall's arguments, RFLAGS.
+    let args = if use_clone3 {
+        [test.args.as_ptr() as u64, std::mem::size_of::<linux_raw_sys::general::clone_args>() as u64, 0, 0, 0]
+    } else {
+        [THREAD_FLAGS, top, test.parent_tid, test.child_tid, 0]
+    };
+    assert_eq!(test.child_args, args);
+    assert_eq!(test.child_flags, test.parent_flags, "RFLAGS differ between parent and child");
+    assert_eq!(test.parent_flags & 1, 1, "the carry flag set before the syscall was lost");
     assert_eq!(test.child_rsp, top, "the child started on its own stack");
     assert_eq!(test.child_getppid, FAKE_PPID as u64, "the child's syscalls were not trapped");
+    let child_selector = LAST_GETPPID_SELECTOR.load(Ordering::SeqCst);
+    assert_ne!(child_selector, thread.selector().as_ptr() as u64, "the child shares its parent's selector");
+    assert_ne!(child_selector, sud::SELECTOR.as_ptr() as u64, "the child is on the global selector");
 }
 
 #[test]
@@ -246,6 +355,21 @@ fn guest_clone3_thread_is_armed_from_its_first_instruction() {
     isolated("guest_clone3_thread_is_armed_from_its_first_instruction", Ends::Passing, || {
         sud::install(emulate_getppid).unwrap();
         let thread = armed_thread();
+        run_guest_thread(&thread, true);
+    });
+}
+
+/// A child of a thread armed in inclusive mode is armed in inclusive mode:
+/// the guest code's range is trapped in it too.
+#[test]
+fn guest_clone_thread_keeps_inclusive_mode() {
+    isolated("guest_clone_thread_keeps_inclusive_mode", Ends::Passing, || {
+        sud::install(emulate_getppid).unwrap();
+        let thread = Thread::new().unwrap();
+        // The guest: guest_clone's code, up to the next function.
+        let range = guest_clone as *const () as usize..guest_fork as *const () as usize;
+        thread.arm_inclusive(range).unwrap();
+        run_guest_thread(&thread, false);
         run_guest_thread(&thread, true);
     });
 }
@@ -298,29 +422,84 @@ fn wait_status(pid: i64) -> i32 {
     status
 }
 
+/// A child in a memory of its own, created from guest code by `nr` with
+/// arguments (a1, a2), must have its syscalls trapped.
+fn check_fork_like(thread: &Thread, nr: u32, a1: u64, a2: u64) {
+    // SAFETY: the child only makes syscalls and exits.
+    let pid = blocked(thread, || unsafe { guest_fork(nr as u64, a1, a2) });
+    assert!(pid > 0, "syscall {nr} failed: {pid}");
+    let status = wait_status(pid);
+    assert!(libc::WIFEXITED(status), "child ended {status:#x}");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "the child's getppid (syscall {nr}) was not trapped");
+    // And the parent is still trapped, with its state intact.
+    assert_eq!(blocked(thread, trapped_getppid), Ok(FAKE_PPID));
+}
+
 #[test]
 fn guest_fork_child_is_trapped() {
     isolated("guest_fork_child_is_trapped", Ends::Passing, || {
         sud::install(emulate_getppid).unwrap();
         let thread = armed_thread();
-        // SAFETY: the child only makes syscalls and exits.
-        let pid = blocked(&thread, || unsafe { guest_fork() });
-        assert!(pid > 0, "fork failed: {pid}");
-        let status = wait_status(pid);
-        assert!(libc::WIFEXITED(status), "child ended {status:#x}");
-        assert_eq!(libc::WEXITSTATUS(status), 0, "the fork child's getppid was not trapped");
-        // And the parent is still trapped, with its state intact.
-        assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+        check_fork_like(&thread, __NR_fork, 0, 0);
     });
 }
 
-fn vfork_exec(thread: &Thread, path: &std::ffi::CStr) -> i32 {
+/// clone without CLONE_VM and without a new stack, and clone3 likewise:
+/// fork children, armed again.
+#[test]
+fn guest_clone_and_clone3_fork_children_are_trapped() {
+    isolated("guest_clone_and_clone3_fork_children_are_trapped", Ends::Passing, || {
+        sud::install(emulate_getppid).unwrap();
+        let thread = armed_thread();
+        check_fork_like(&thread, __NR_clone, SIGCHLD as u64, 0);
+        let mut args = linux_raw_sys::general::clone_args {
+            flags: 0,
+            pidfd: 0,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: SIGCHLD as u64,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+            set_tid: 0,
+            set_tid_size: 0,
+            cgroup: 0,
+        };
+        let size = std::mem::size_of_val(&args) as u64;
+        check_fork_like(&thread, __NR_clone3, &mut args as *mut _ as u64, size);
+    });
+}
+
+/// How a guest's vfork-and-exec went.
+struct VforkOutcome {
+    status: i32,
+    /// Whether the parent saw the child's write: memory shared.
+    shared: bool,
+    /// How long the parent was gone: it sleeps until the child execs or exits.
+    waited: std::time::Duration,
+}
+
+fn vfork_exec(thread: &Thread, path: &std::ffi::CStr, use_clone: bool, use_execveat: bool) -> VforkOutcome {
     let argv = [path.as_ptr() as *const u8, std::ptr::null()];
     let envp = [std::ptr::null::<u8>()];
-    // SAFETY: the vfork child only makes syscalls, execs or exits.
-    let pid = blocked(thread, || unsafe { guest_vfork_exec(path.as_ptr().cast(), argv.as_ptr(), envp.as_ptr()) });
+    let mut marker = 0u64;
+    let test = VforkTest {
+        use_clone: use_clone as u64,
+        use_execveat: use_execveat as u64,
+        marker: &mut marker,
+        sleep: libc::timespec { tv_sec: 0, tv_nsec: 150_000_000 },
+        path: path.as_ptr().cast(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+    };
+    let start = std::time::Instant::now();
+    // SAFETY: the vfork child only makes syscalls, writes `marker`, execs or exits.
+    let pid = blocked(thread, || unsafe { guest_vfork_exec(&test) });
+    let waited = start.elapsed();
     assert!(pid > 0, "vfork failed: {pid}");
-    wait_status(pid)
+    // SAFETY: the child wrote it before the parent woke.
+    let shared = unsafe { std::ptr::read_volatile(&marker) } == 1;
+    VforkOutcome { status: wait_status(pid), shared, waited }
 }
 
 #[test]
@@ -328,13 +507,19 @@ fn guest_vfork_execve_true_and_missing() {
     isolated("guest_vfork_execve_true_and_missing", Ends::Passing, || {
         sud::install(emulate_getppid).unwrap();
         let thread = armed_thread();
-        let status = vfork_exec(&thread, c"/bin/true");
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "/bin/true ended {status:#x}");
-        let status = vfork_exec(&thread, c"/nonexistent/program");
-        assert!(libc::WIFEXITED(status), "ended {status:#x}");
-        assert_eq!(libc::WEXITSTATUS(status), libc::ENOENT, "the child did not get ENOENT");
-        // The parent came back to the right place, still trapped.
-        assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+        for (use_clone, use_execveat) in [(false, false), (true, false), (false, true)] {
+            let how = format!("clone {use_clone}, execveat {use_execveat}");
+            let outcome = vfork_exec(&thread, c"/bin/true", use_clone, use_execveat);
+            let status = outcome.status;
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{how}: /bin/true ended {status:#x}");
+            assert!(outcome.shared, "{how}: the child did not share its parent's memory");
+            assert!(outcome.waited >= std::time::Duration::from_millis(150), "{how}: the parent did not wait ({:?})", outcome.waited);
+            let outcome = vfork_exec(&thread, c"/nonexistent/program", use_clone, use_execveat);
+            assert!(libc::WIFEXITED(outcome.status), "{how}: ended {:#x}", outcome.status);
+            assert_eq!(libc::WEXITSTATUS(outcome.status), libc::ENOENT, "{how}: the child did not get ENOENT");
+            // The parent came back to the right place, still trapped.
+            assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+        }
     });
 }
 
@@ -450,24 +635,114 @@ fn ppoll_with_sigsys_in_its_mask() {
     });
 }
 
+/// Makes syscall `nr` with `args`, trapped and reissued on this armed
+/// thread, while another thread checks, as it waits, that the guest's mask
+/// (every signal but SIGUSR2) is applied without SIGSYS; with `wake`, it
+/// then sends SIGUSR2.  The argument registers must come back as given.
+fn masked_wait(thread: &Thread, nr: u32, args: [usize; 6], wake: bool) -> usize {
+    extern "C" fn ignore(_: i32) {}
+    common::libc_handler(libc::SIGUSR2, ignore, 0);
+    let tid = common::gettid();
+    let watcher = std::thread::spawn(move || {
+        common::wait_blocked_in(tid, nr as i64);
+        let during = common::sigblk(tid);
+        if wake {
+            // SAFETY: a signal to the waiting thread.
+            unsafe { libc::syscall(libc::SYS_tgkill, std::process::id(), tid, libc::SIGUSR2) };
+        }
+        during
+    });
+    let (result, after) = blocked(thread, || {
+        let (result, a0, a1, a2, a3, a4, a5): (usize, usize, usize, usize, usize, usize, usize);
+        // SAFETY: the caller passes valid arguments for `nr`.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") nr as usize => result,
+                inlateout("rdi") args[0] => a0, inlateout("rsi") args[1] => a1, inlateout("rdx") args[2] => a2,
+                inlateout("r10") args[3] => a3, inlateout("r8") args[4] => a4, inlateout("r9") args[5] => a5,
+                lateout("rcx") _, lateout("r11") _,
+            );
+        }
+        (result, [a0, a1, a2, a3, a4, a5])
+    });
+    let during = watcher.join().unwrap();
+    assert_eq!(after, args, "syscall {nr}: the argument registers changed");
+    assert_eq!(during & common::bit(libc::SIGSYS), 0, "syscall {nr}: SIGSYS blocked while waiting");
+    assert_ne!(during & common::bit(libc::SIGUSR1), 0, "syscall {nr}: the guest's mask was not applied");
+    result
+}
+
+/// Every syscall that waits under a mask of its own, given a mask with
+/// SIGSYS: SIGSYS stays deliverable while it waits, the rest applies, and
+/// the guest's registers and memory are as it left them.
+#[test]
+fn masked_waits_keep_sigsys_deliverable() {
+    isolated("masked_waits_keep_sigsys_deliverable", Ends::Passing, || {
+        sud::install(emulate_getppid).unwrap();
+        let thread = armed_thread();
+        let mask = !common::bit(libc::SIGUSR2);
+        let mask_at = &mask as *const u64 as usize;
+        // A timeout of 200 ms for each call (pselect6 writes back what is left of its own).
+        let timeouts = [libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 }; 3];
+        let short_at = |i: usize| &timeouts[i] as *const libc::timespec as usize;
+        let etime = Errno::from_raw(libc::ETIME).unwrap().to_syscall_result();
+
+        // rt_sigsuspend(mask, size): until SIGUSR2 comes.
+        let r = masked_wait(&thread, __NR_rt_sigsuspend, [mask_at, 8, 0, 0, 0, 0], true);
+        assert_eq!(r, Errno::EINTR.to_syscall_result());
+
+        // pselect6(0, NULL, NULL, NULL, timeout, &{mask, size}).
+        let pair = [mask_at, 8];
+        let r = masked_wait(&thread, __NR_pselect6, [0, 0, 0, 0, short_at(0), pair.as_ptr() as usize], false);
+        assert_eq!(r, 0);
+
+        // epoll_pwait(epfd, events, 1, 200 ms, mask, size), and epoll_pwait2.
+        // SAFETY: a fresh epoll instance.
+        let epfd = unsafe { libc::epoll_create1(0) } as usize;
+        let mut events = [0u64; 4];
+        let events_at = events.as_mut_ptr() as usize;
+        let r = masked_wait(&thread, __NR_epoll_pwait, [epfd, events_at, 1, 200, mask_at, 8], false);
+        assert_eq!(r, 0);
+        let r = masked_wait(&thread, __NR_epoll_pwait2, [epfd, events_at, 1, short_at(1), mask_at, 8], false);
+        assert_eq!(r, 0);
+
+        // io_pgetevents(ctx, 1, 1, events, timeout, &{mask, size}).
+        let mut ctx = 0u64;
+        // SAFETY: io_setup writes the context into a live u64.
+        assert_eq!(unsafe { libc::syscall(libc::SYS_io_setup, 1, &mut ctx) }, 0);
+        let r = masked_wait(&thread, __NR_io_pgetevents, [ctx as usize, 1, 1, events_at, short_at(2), pair.as_ptr() as usize], false);
+        assert_eq!(r, 0);
+
+        // io_uring_enter(fd, 0, 1, GETEVENTS | EXT_ARG, &getevents_arg, size).
+        let mut params = [0u64; 15];
+        // SAFETY: io_uring_setup fills a 120-byte struct io_uring_params.
+        let ring = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) };
+        assert!(ring >= 0, "io_uring_setup: {}", std::io::Error::last_os_error());
+        let kernel_timespec = [0i64, 200_000_000];
+        let getevents_arg = [mask_at as u64, 8, kernel_timespec.as_ptr() as u64];
+        let flags = (linux_raw_sys::io_uring::IORING_ENTER_GETEVENTS | linux_raw_sys::io_uring::IORING_ENTER_EXT_ARG) as usize;
+        let r = masked_wait(&thread, __NR_io_uring_enter, [ring as usize, 0, 1, flags, getevents_arg.as_ptr() as usize, 24], false);
+        assert_eq!(r, etime);
+        assert_eq!(getevents_arg[0], mask_at as u64, "the guest's io_uring_getevents_arg changed");
+
+        assert_eq!(mask, !common::bit(libc::SIGUSR2), "the guest's mask changed");
+    });
+}
+
 static GUEST_HANDLED: AtomicUsize = AtomicUsize::new(0);
 static GUEST_HANDLER_RESULT: AtomicU64 = AtomicU64::new(0);
-static GUEST_HANDLER_SELECTOR_BLOCKED: AtomicBool = AtomicBool::new(false);
 static GUEST_HANDLER_RSP: AtomicU64 = AtomicU64::new(0);
 
 /// A guest signal handler: guest code, so its own syscall is trapped.
 extern "C" fn guest_handler(_: i32, _: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    let rsp: u64;
-    // SAFETY: reads the stack pointer.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp) };
-    GUEST_HANDLER_RSP.store(rsp, Ordering::SeqCst);
+    GUEST_HANDLER_RSP.store(stack_pointer(), Ordering::SeqCst);
     GUEST_HANDLER_RESULT.store(trapped_getppid().unwrap_or(0) as u64, Ordering::SeqCst);
     GUEST_HANDLED.fetch_add(1, Ordering::SeqCst);
     // The guest also asks, through its frame, for SIGSYS to be blocked after
     // it returns: the runtime must keep it virtual.
     // SAFETY: the kernel's ucontext.
     unsafe { (*(uc as *mut libc::ucontext_t)).uc_sigmask = std::mem::transmute::<[u64; 16], libc::sigset_t>([1 << (libc::SIGSYS - 1); 16]) };
-    let _ = GUEST_HANDLER_SELECTOR_BLOCKED.load(Ordering::SeqCst);
 }
 
 /// `struct kernel_sigaction`.
@@ -582,17 +857,41 @@ fn guest_sigsys_disposition_is_virtual() {
 }
 
 static HOST_RUNS: AtomicUsize = AtomicUsize::new(0);
-static HOST_SAW_BLOCKED: AtomicBool = AtomicBool::new(false);
 static HOST_SYSCALL_OK: AtomicBool = AtomicBool::new(false);
+static HOST_RSP: AtomicU64 = AtomicU64::new(0);
+static HOST_SAW_ALLOW: AtomicBool = AtomicBool::new(false);
+static SPIN_FLAG: AtomicU64 = AtomicU64::new(0);
+static THREAD_SELECTOR: AtomicU64 = AtomicU64::new(0);
 
 unsafe extern "C" fn host_handler(_: i32, _: *mut sud::SigInfo, _: *mut sud::UContext) {
     HOST_RUNS.fetch_add(1, Ordering::SeqCst);
+    HOST_RSP.store(stack_pointer(), Ordering::SeqCst);
+    let selector = THREAD_SELECTOR.load(Ordering::SeqCst) as *const u8;
+    // SAFETY: the armed thread's selector byte, alive for the test.
+    HOST_SAW_ALLOW.store(unsafe { selector.read_volatile() } == 0, Ordering::SeqCst);
     // Under ALLOW: an ordinary syscall runs natively.
     HOST_SYSCALL_OK.store(trapped_getppid() != Ok(FAKE_PPID), Ordering::SeqCst);
+    SPIN_FLAG.store(1, Ordering::SeqCst);
+}
+
+fn stack_pointer() -> u64 {
+    let rsp: u64;
+    // SAFETY: reads RSP.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp) };
+    rsp
+}
+
+/// Guest code that spins, making no syscall, until `flag` is set.
+fn spin_until(flag: &AtomicU64) {
+    // SAFETY: reads the flag in a loop; no syscall, no stack.
+    unsafe {
+        core::arch::asm!("2:", "cmp qword ptr [{0}], 0", "je 2b", in(reg) flag.as_ptr(), options(nostack));
+    }
 }
 
 /// Host handlers run under ALLOW, whatever the interrupted thread's
-/// selector said, and the selector is put back on return.
+/// selector said, on the thread's alternate stack, and the selector is put
+/// back on return: here the signal lands while guest code spins under BLOCK.
 #[test]
 fn host_handlers_run_under_allow() {
     isolated("host_handlers_run_under_allow", Ends::Passing, || {
@@ -604,19 +903,92 @@ fn host_handlers_run_under_allow() {
         .unwrap();
         sud::install_host_handler(SIGUSR1, host_handler, 0, 0).unwrap();
         let thread = armed_thread();
-        let pid = std::process::id() as usize;
-        let tid = common::gettid() as usize;
-        let (r, still_blocked) = blocked(&thread, || {
-            // SAFETY: a signal to ourselves, reissued: delivered as it returns.
-            let r = unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize) };
-            (r, thread.selector().is_blocked())
+        THREAD_SELECTOR.store(thread.selector().as_ptr() as u64, Ordering::SeqCst);
+        let tid = common::gettid();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            // SAFETY: a signal to the spinning thread.
+            unsafe { libc::syscall(libc::SYS_tgkill, std::process::id(), tid, libc::SIGUSR1) };
         });
-        assert_eq!(r, Ok(0));
+        let still_blocked = blocked(&thread, || {
+            spin_until(&SPIN_FLAG);
+            thread.selector().is_blocked()
+        });
+        sender.join().unwrap();
         assert!(still_blocked, "the selector was not put back");
         assert_eq!(HOST_RUNS.load(Ordering::SeqCst), 1);
+        assert!(HOST_SAW_ALLOW.load(Ordering::SeqCst), "the host handler ran under BLOCK");
         assert!(HOST_SYSCALL_OK.load(Ordering::SeqCst), "the host handler's syscall was trapped");
-        assert_eq!(TRAPS.load(Ordering::SeqCst), 1, "only the guest's tgkill was trapped");
-        let _ = HOST_SAW_BLOCKED.load(Ordering::SeqCst);
+        assert_eq!(TRAPS.load(Ordering::SeqCst), 0, "something was trapped");
+        // On the thread's alternate stack.
+        let mut altstack = Stack::default();
+        // SAFETY: queries the alternate stack.
+        unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut altstack as *mut Stack) };
+        let rsp = HOST_RSP.load(Ordering::SeqCst);
+        assert!((altstack.sp..altstack.sp + altstack.size).contains(&rsp), "the host handler ran at {rsp:#x}, off {altstack:x?}");
+    });
+}
+
+/// A guest's rt_sigaction for a signal with a host handler is recorded,
+/// not installed: the host handler keeps the signal, and guest_action()
+/// tells it what the guest asked for.
+#[test]
+fn guest_action_for_a_host_signal_is_kept_aside() {
+    isolated("guest_action_for_a_host_signal_is_kept_aside", Ends::Passing, || {
+        sud::install(emulate_getppid).unwrap();
+        sud::install_host_handler(SIGUSR1, host_handler, 0, 0).unwrap();
+        let thread = armed_thread();
+        THREAD_SELECTOR.store(thread.selector().as_ptr() as u64, Ordering::SeqCst);
+        assert_eq!(sud::guest_action(SIGUSR1), None);
+        let action = KernelSigaction {
+            handler: guest_handler as *const () as usize,
+            flags: (SA_SIGINFO | SA_RESTORER) as u64,
+            restorer: 0x1234,
+            mask: 1 << 3,
+        };
+        assert_eq!(blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action))).0, Ok(0));
+        assert_eq!(sud::guest_action(SIGUSR1), Some((action.handler, action.flags, action.mask)));
+        let pid = std::process::id() as usize;
+        let tid = common::gettid() as usize;
+        // SAFETY: a signal to ourselves.
+        let r = blocked(&thread, || unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize) });
+        assert_eq!(r, Ok(0));
+        assert_eq!(HOST_RUNS.load(Ordering::SeqCst), 1, "the host handler lost its signal");
+        assert_eq!(GUEST_HANDLED.load(Ordering::SeqCst), 0, "the guest's handler was installed");
+    });
+}
+
+/// The callback may change the saved registers: what is reissued, and
+/// what the guest resumes with, is what it leaves there.
+#[test]
+fn callback_changes_to_registers_take_effect() {
+    isolated("callback_changes_to_registers_take_effect", Ends::Passing, || {
+        fn handler(call: &mut Syscall) -> Action {
+            match call.number() {
+                // Reissue something else: getpid instead of getppid.
+                __NR_getppid => {
+                    call.regs_mut().rax = __NR_getpid as u64;
+                    Action::Reissue
+                }
+                // Emulate, and hand the guest a register of our choosing.
+                _ => {
+                    call.regs_mut().r12 = 0xfeed_f00d;
+                    Action::Emulate(5)
+                }
+            }
+        }
+        sud::install(handler).unwrap();
+        let thread = armed_thread();
+        let pid = std::process::id() as usize;
+        assert_eq!(blocked(&thread, trapped_getppid), Ok(pid), "the changed syscall number was not reissued");
+        // SAFETY: a trapped syscall 500, r12 given and read back.
+        let (result, r12) = blocked(&thread, || unsafe {
+            let (result, r12): (usize, u64);
+            core::arch::asm!("syscall", inlateout("rax") 500usize => result, inlateout("r12") 1u64 => r12,
+                lateout("rcx") _, lateout("r11") _);
+            (result, r12)
+        });
+        assert_eq!((result, r12), (5, 0xfeed_f00d));
     });
 }
 
@@ -739,7 +1111,49 @@ fn guest_sigaltstack_is_honoured() {
     });
 }
 
-/// Dropping a Thread disarms it and puts back the alternate stack it had.
+/// With SS_AUTODISARM, the kernel disarms a guest's alternate stack while a
+/// handler runs on it: a syscall trapped in that handler still reaches the
+/// thread's own state (its selector, flipped to ALLOW for a callback that
+/// prints and allocates).
+#[test]
+fn guest_autodisarm_altstack_keeps_the_threads_state() {
+    isolated("guest_autodisarm_altstack_keeps_the_threads_state", Ends::Passing, || {
+        fn talkative(call: &mut Syscall) -> Action {
+            if call.number() == __NR_getppid {
+                // Ordinary syscalls in the callback: they must run under ALLOW.
+                eprintln!("{}", format!("callback: getppid on selector {:p}", call.selector().as_ptr()));
+            }
+            emulate_getppid(call)
+        }
+        sud::install(talkative).unwrap();
+        let thread = armed_thread();
+        let mut memory = vec![0u8; 64 * 1024];
+        let theirs = Stack { sp: memory.as_mut_ptr() as u64, flags: linux_raw_sys::general::SS_AUTODISARM as i32, size: memory.len() as u64 };
+        assert_eq!(blocked(&thread, || guest_sigaltstack(Some(&theirs))).0, Ok(0));
+        assert_eq!(blocked(&thread, || guest_sigaltstack(None)).1, theirs);
+        let action = KernelSigaction {
+            handler: guest_handler as *const () as usize,
+            flags: (SA_SIGINFO | SA_RESTORER | SA_ONSTACK) as u64,
+            restorer: 0,
+            mask: 0,
+        };
+        assert_eq!(blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action))).0, Ok(0));
+        let pid = std::process::id() as usize;
+        let tid = common::gettid() as usize;
+        // SAFETY: a signal to ourselves.
+        let r = blocked(&thread, || unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize) });
+        assert_eq!(r, Ok(0));
+        let rsp = GUEST_HANDLER_RSP.load(Ordering::SeqCst);
+        assert!((theirs.sp..theirs.sp + theirs.size).contains(&rsp), "the handler ran at {rsp:#x}");
+        assert_eq!(GUEST_HANDLER_RESULT.load(Ordering::SeqCst), FAKE_PPID as u64);
+        assert_eq!(LAST_GETPPID_SELECTOR.load(Ordering::SeqCst), thread.selector().as_ptr() as u64, "the trap in the handler went to another state");
+        assert!(!sud::SELECTOR.is_blocked(), "the global selector was left at BLOCK");
+        drop(memory);
+    });
+}
+
+/// Dropping a Thread disarms it and puts back the alternate stack it had,
+/// and its slot is reused: far more Threads come and go than there are slots.
 #[test]
 fn thread_teardown_restores_and_disarms() {
     isolated("thread_teardown_restores_and_disarms", Ends::Passing, || {
@@ -747,16 +1161,24 @@ fn thread_teardown_restores_and_disarms() {
         let mut before = Stack::default();
         // SAFETY: queries the current alternate stack.
         unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut before as *mut Stack) };
+        let mut last_selector = std::ptr::null_mut();
         for _ in 0..10_000 {
             let thread = armed_thread();
             assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+            last_selector = thread.selector().as_ptr();
         }
         let mut after = Stack::default();
         // SAFETY: as above.
         unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut after as *mut Stack) };
         assert_eq!(after, before);
-        // Disarmed: even with some selector at BLOCK, nothing is trapped.
-        assert_ne!(trapped_getppid(), Ok(FAKE_PPID));
+        // Disarmed: with the selector it was armed with at BLOCK, nothing is
+        // trapped.  (Its slot stays mapped, so the byte may be written.)
+        // SAFETY: writes the selector byte of a released slot.
+        unsafe { last_selector.write_volatile(1) };
+        let r = trapped_getppid();
+        // SAFETY: as above.
+        unsafe { last_selector.write_volatile(0) };
+        assert_ne!(r, Ok(FAKE_PPID), "the dropped Thread was still armed");
     });
 }
 
