@@ -96,11 +96,23 @@ impl Plan {
 }
 
 /// Calls that stay in the kernel or in user space: ~0.1 us.
-const FAST: Plan = Plan { warmup: 50_000, batches: 21, per_batch: 100_000 };
+const FAST: Plan = Plan {
+    warmup: 50_000,
+    batches: 21,
+    per_batch: 100_000,
+};
 /// Calls that take a SIGSYS round trip: ~2-3 us.
-const TRAPPED: Plan = Plan { warmup: 5_000, batches: 21, per_batch: 5_000 };
+const TRAPPED: Plan = Plan {
+    warmup: 5_000,
+    batches: 21,
+    per_batch: 5_000,
+};
 /// Calls answered by another thread or process: ~10-60 us.
-const SLOW: Plan = Plan { warmup: 500, batches: 21, per_batch: 1_000 };
+const SLOW: Plan = Plan {
+    warmup: 500,
+    batches: 21,
+    per_batch: 1_000,
+};
 
 /// How many child processes each case gets, one per round: a case's
 /// batches come from moments spread over the whole run.
@@ -121,22 +133,70 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "raw_syscall", run: raw_syscall },
-    Case { name: "trampoline_unarmed", run: trampoline_unarmed },
-    Case { name: "trampoline_blocked", run: trampoline_blocked },
-    Case { name: "armed_allow", run: armed_allow },
-    Case { name: "selector_flip", run: selector_flip },
-    Case { name: "emulate", run: emulate },
-    Case { name: "reissue", run: reissue },
-    Case { name: "redirect", run: redirect },
-    Case { name: "entry_call", run: entry_call },
-    Case { name: "xsave_restore", run: xsave_restore },
-    Case { name: "ret_after_syscall", run: ret_after_syscall },
-    Case { name: "peer_glibc_sud", run: peer_glibc_sud },
-    Case { name: "peer_seccomp_trap", run: peer_seccomp_trap },
-    Case { name: "peer_seccomp_notif", run: peer_seccomp_notif },
-    Case { name: "peer_ptrace", run: peer_ptrace },
-    Case { name: "peer_prctl_toggle", run: peer_prctl_toggle },
+    Case {
+        name: "raw_syscall",
+        run: raw_syscall,
+    },
+    Case {
+        name: "trampoline_unarmed",
+        run: trampoline_unarmed,
+    },
+    Case {
+        name: "trampoline_blocked",
+        run: trampoline_blocked,
+    },
+    Case {
+        name: "armed_allow",
+        run: armed_allow,
+    },
+    Case {
+        name: "selector_flip",
+        run: selector_flip,
+    },
+    Case {
+        name: "emulate",
+        run: emulate,
+    },
+    Case {
+        name: "reissue",
+        run: reissue,
+    },
+    Case {
+        name: "redirect",
+        run: redirect,
+    },
+    Case {
+        name: "entry_call",
+        run: entry_call,
+    },
+    Case {
+        name: "xsave_restore",
+        run: xsave_restore,
+    },
+    Case {
+        name: "ret_after_syscall",
+        run: ret_after_syscall,
+    },
+    Case {
+        name: "peer_glibc_sud",
+        run: peer_glibc_sud,
+    },
+    Case {
+        name: "peer_seccomp_trap",
+        run: peer_seccomp_trap,
+    },
+    Case {
+        name: "peer_seccomp_notif",
+        run: peer_seccomp_notif,
+    },
+    Case {
+        name: "peer_ptrace",
+        run: peer_ptrace,
+    },
+    Case {
+        name: "peer_prctl_toggle",
+        run: peer_prctl_toggle,
+    },
 ];
 
 fn main() {
@@ -167,8 +227,14 @@ impl Row {
 
 fn run_all() {
     let started = Instant::now();
-    let mut rows: Vec<Row> =
-        CASES.iter().map(|case| Row { case, ns_per_call: Vec::new(), iters: 0 }).collect();
+    let mut rows: Vec<Row> = CASES
+        .iter()
+        .map(|case| Row {
+            case,
+            ns_per_call: Vec::new(),
+            iters: 0,
+        })
+        .collect();
     for round in 1..=ROUNDS {
         print!("round {round}/{ROUNDS}:");
         for row in rows.iter_mut() {
@@ -189,13 +255,23 @@ fn run_all() {
     let raw = median_of("raw_syscall");
     let glibc_sud = median_of("peer_glibc_sud");
 
-    println!("\n{:<20} {:>12} {:>12} {:>16}", "case", "median ns", "x raw", "x glibc_sud");
+    println!(
+        "\n{:<20} {:>12} {:>12} {:>16}",
+        "case", "median ns", "x raw", "x glibc_sud"
+    );
     let mut jsonl = String::new();
     for row in &rows {
         let name = row.case.name;
         let ns = row.median().expect("every case measured");
-        println!("{name:<20} {ns:>12.1} {:>12.2} {:>16.2}", ns / raw, ns / glibc_sud);
-        jsonl += &format!("{{\"case\": \"{name}\", \"ns\": {ns:.1}, \"iters\": {}}}\n", row.iters);
+        println!(
+            "{name:<20} {ns:>12.1} {:>12.2} {:>16.2}",
+            ns / raw,
+            ns / glibc_sud
+        );
+        jsonl += &format!(
+            "{{\"case\": \"{name}\", \"ns\": {ns:.1}, \"iters\": {}}}\n",
+            row.iters
+        );
     }
     println!(
         "\nns: median of ns/call over {} batches per case ({ROUNDS} child processes of {} \
@@ -210,7 +286,10 @@ fn run_all() {
     std::fs::create_dir_all(target).expect("create target/");
     let path = format!("{target}/sud-bench.jsonl");
     std::fs::write(&path, jsonl).expect("write target/sud-bench.jsonl");
-    println!("wrote {path}; whole run {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "wrote {path}; whole run {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Runs one case in a fresh copy of this binary and reads what it measured:
@@ -223,23 +302,37 @@ fn run_in_child(name: &str) -> Batches {
         .expect("start a child process");
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        eprintln!("\ncase {name} failed ({}), its output:\n{stdout}", output.status);
+        eprintln!(
+            "\ncase {name} failed ({}), its output:\n{stdout}",
+            output.status
+        );
         std::process::exit(1);
     }
     let bad_output = || -> ! { panic!("case {name}: bad output {stdout:?}") };
     let mut fields = stdout.split_whitespace();
-    let per_batch = fields.next().and_then(|f| f.parse().ok()).unwrap_or_else(|| bad_output());
-    let ns_per_call: Vec<f64> = fields.map(|f| f.parse().unwrap_or_else(|_| bad_output())).collect();
+    let per_batch = fields
+        .next()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| bad_output());
+    let ns_per_call: Vec<f64> = fields
+        .map(|f| f.parse().unwrap_or_else(|_| bad_output()))
+        .collect();
     if ns_per_call.is_empty() {
         bad_output();
     }
-    Batches { per_batch, ns_per_call }
+    Batches {
+        per_batch,
+        ns_per_call,
+    }
 }
 
 // ----------------------------------------------------------------- child --
 
 fn run_child(name: &str) {
-    let case = CASES.iter().find(|case| case.name == name).expect("known case");
+    let case = CASES
+        .iter()
+        .find(|case| case.name == name)
+        .expect("known case");
     let batches = (case.run)();
     let mut line = batches.per_batch.to_string();
     for ns in batches.ns_per_call {
@@ -258,7 +351,10 @@ fn measure(plan: Plan, mut batch: impl FnMut(u64)) -> Batches {
         batch(plan.per_batch);
         ns_per_call.push(start.elapsed().as_nanos() as f64 / plan.per_batch as f64);
     }
-    Batches { per_batch: plan.per_batch, ns_per_call }
+    Batches {
+        per_batch: plan.per_batch,
+        ns_per_call,
+    }
 }
 
 /// Checks one answer; inlined so that the check costs a compare and a branch.
@@ -360,11 +456,19 @@ fn selector_flip() -> Batches {
 }
 
 fn emulate_getppid(call: &mut Syscall) -> Action {
-    if call.number() == __NR_getppid { Action::Emulate(EMULATED) } else { Action::default() }
+    if call.number() == __NR_getppid {
+        Action::Emulate(EMULATED)
+    } else {
+        Action::default()
+    }
 }
 
 fn reissue_getppid(call: &mut Syscall) -> Action {
-    if call.number() == __NR_getppid { Action::Reissue } else { Action::default() }
+    if call.number() == __NR_getppid {
+        Action::Reissue
+    } else {
+        Action::default()
+    }
 }
 
 /// Guest getppid calls, armed under BLOCK, answered by `handler`.
@@ -393,7 +497,11 @@ fn reissue() -> Batches {
 }
 
 fn redirect_getppid(call: &mut Syscall) -> Action {
-    if call.number() == __NR_getppid { Action::Redirect } else { Action::default() }
+    if call.number() == __NR_getppid {
+        Action::Redirect
+    } else {
+        Action::default()
+    }
 }
 
 fn redirect() -> Batches {
@@ -456,7 +564,10 @@ fn ret_after_syscall() -> Batches {
     measure(FAST, |n| {
         for _ in 0..n {
             // SAFETY: getppid has no arguments and no effect.
-            check(Errno::result(unsafe { bench_syscall_then_ret(__NR_getppid as usize) }), ppid);
+            check(
+                Errno::result(unsafe { bench_syscall_then_ret(__NR_getppid as usize) }),
+                ppid,
+            );
         }
     })
 }
@@ -518,25 +629,39 @@ unsafe fn answer_in_ucontext(context: *mut libc::c_void) {
     // handler runs.
     let gregs = unsafe { &mut (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
     let rax = &mut gregs[libc::REG_RAX as usize];
-    *rax = if *rax == __NR_getppid as i64 { EMULATED as i64 } else { -(libc::ENOSYS as i64) };
+    *rax = if *rax == __NR_getppid as i64 {
+        EMULATED as i64
+    } else {
+        -(libc::ENOSYS as i64)
+    };
 }
 
 /// Installs `handler` for SIGSYS with glibc's `sigaction`, SA_SIGINFO.
-fn install_glibc_sigsys(handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)) {
+fn install_glibc_sigsys(
+    handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
+) {
     // SAFETY: a zeroed sigaction is valid; the handler is async-signal-safe.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = handler as usize;
         action.sa_flags = libc::SA_SIGINFO;
         libc::sigemptyset(&mut action.sa_mask);
-        assert_eq!(libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()), 0, "sigaction");
+        assert_eq!(
+            libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()),
+            0,
+            "sigaction"
+        );
     }
 }
 
 /// peer_glibc_sud's selector: its own byte, as in the kernel selftests.
 static GLIBC_SELECTOR: AtomicU8 = AtomicU8::new(SYSCALL_DISPATCH_FILTER_ALLOW as u8);
 
-extern "C" fn glibc_sud_handler(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut libc::c_void) {
+extern "C" fn glibc_sud_handler(
+    _: libc::c_int,
+    _: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
     // SAFETY: the kernel passes this SIGSYS frame's ucontext_t.
     unsafe { answer_in_ucontext(context) };
     // glibc's restorer makes its rt_sigreturn outside any allowed range.
@@ -565,7 +690,15 @@ fn peer_glibc_sud() -> Batches {
         }
     });
     // SAFETY: turning dispatch off takes no memory; the selector says ALLOW.
-    let off = unsafe { libc::prctl(PR_SET_SYSCALL_USER_DISPATCH as libc::c_int, PR_SYS_DISPATCH_OFF, 0, 0, 0) };
+    let off = unsafe {
+        libc::prctl(
+            PR_SET_SYSCALL_USER_DISPATCH as libc::c_int,
+            PR_SYS_DISPATCH_OFF,
+            0,
+            0,
+            0,
+        )
+    };
     assert_eq!(off, 0, "prctl(PR_SET_SYSCALL_USER_DISPATCH, OFF)");
     batches
 }
@@ -589,19 +722,34 @@ fn install_seccomp_filter(action: u32, flags: libc::c_ulong) -> libc::c_long {
         insn(RET_K, 0, 0, action),
         insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
     ];
-    let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
     // SAFETY: prctl and seccomp only read `program`; the filter traps
     // nothing but getppid, which every seccomp case answers.
     unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0, "PR_SET_NO_NEW_PRIVS");
-        let answer =
-            libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &program);
+        assert_eq!(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            0,
+            "PR_SET_NO_NEW_PRIVS"
+        );
+        let answer = libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &program,
+        );
         assert!(answer >= 0, "seccomp: {}", std::io::Error::last_os_error());
         answer
     }
 }
 
-extern "C" fn seccomp_trap_handler(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut libc::c_void) {
+extern "C" fn seccomp_trap_handler(
+    _: libc::c_int,
+    _: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
     // SAFETY: the kernel passes this SIGSYS frame's ucontext_t.
     unsafe { answer_in_ucontext(context) };
 }
@@ -625,7 +773,9 @@ fn peer_seccomp_notif() -> Batches {
         libc::SECCOMP_RET_USER_NOTIF,
         libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
     );
-    send_fd.send(listener as libc::c_int).expect("hand the listener over");
+    send_fd
+        .send(listener as libc::c_int)
+        .expect("hand the listener over");
     measure(SLOW, |n| {
         for _ in 0..n {
             check(guest_getppid(), EMULATED);
@@ -644,8 +794,12 @@ fn supervise(listener: libc::c_int) {
             continue; // EINTR, or the guest's call went away
         }
         // The filter notifies getppid only.
-        let mut response =
-            libc::seccomp_notif_resp { id: notif.id, val: EMULATED as i64, error: 0, flags: 0 };
+        let mut response = libc::seccomp_notif_resp {
+            id: notif.id,
+            val: EMULATED as i64,
+            error: 0,
+            flags: 0,
+        };
         // SAFETY: `response` is a seccomp_notif_resp the kernel reads; an
         // ENOENT (the call went away) needs no handling.
         unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut response) };
@@ -692,37 +846,62 @@ fn tracer(pid: libc::pid_t) -> Batches {
         // SAFETY: waits for our own child.
         let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(waited, pid, "waitpid");
-        assert!(libc::WIFSTOPPED(status), "tracee ended early: status {status:#x}");
+        assert!(
+            libc::WIFSTOPPED(status),
+            "tracee ended early: status {status:#x}"
+        );
         libc::WSTOPSIG(status)
     };
     assert_eq!(wait_stop(), libc::SIGSTOP);
     // SAFETY: ptrace requests on our own stopped tracee; the register block
     // is a user_regs_struct, as GETREGS and SETREGS want.
     let resume_and_answer = || unsafe {
-        assert_eq!(libc::ptrace(libc::PTRACE_SYSEMU, pid, 0, 0), 0, "PTRACE_SYSEMU");
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_SYSEMU, pid, 0, 0),
+            0,
+            "PTRACE_SYSEMU"
+        );
         assert_eq!(wait_stop(), libc::SIGTRAP | 0x80, "not a syscall stop");
         let mut regs: libc::user_regs_struct = std::mem::zeroed();
-        assert_eq!(libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs), 0, "PTRACE_GETREGS");
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs),
+            0,
+            "PTRACE_GETREGS"
+        );
         if regs.orig_rax == __NR_getppid as u64 {
             regs.rax = EMULATED as u64;
-            assert_eq!(libc::ptrace(libc::PTRACE_SETREGS, pid, 0, &regs), 0, "PTRACE_SETREGS");
+            assert_eq!(
+                libc::ptrace(libc::PTRACE_SETREGS, pid, 0, &regs),
+                0,
+                "PTRACE_SETREGS"
+            );
         }
         regs
     };
     // SAFETY: as above; the tracee dies with us should we die first.
     let options = libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL;
-    assert_eq!(unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, options) }, 0, "PTRACE_SETOPTIONS");
+    assert_eq!(
+        unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, options) },
+        0,
+        "PTRACE_SETOPTIONS"
+    );
     let batches = measure(SLOW, |n| {
         for _ in 0..n {
             let regs = resume_and_answer();
             if regs.orig_rax != __NR_getppid as u64 {
-                panic!("tracee made syscall {} (status {}), not getppid", regs.orig_rax, regs.rdi);
+                panic!(
+                    "tracee made syscall {} (status {}), not getppid",
+                    regs.orig_rax, regs.rdi
+                );
             }
         }
     });
     // After its last call the tracee checks that answer and calls exit_group.
     let last = resume_and_answer();
-    assert_eq!(last.orig_rax, __NR_exit_group as u64, "tracee made more calls than planned");
+    assert_eq!(
+        last.orig_rax, __NR_exit_group as u64,
+        "tracee made more calls than planned"
+    );
     assert_eq!(last.rdi, 0, "the tracee saw a wrong answer");
     // SAFETY: ends our own tracee, stopped in its (emulated) exit_group.
     unsafe {

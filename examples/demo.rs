@@ -37,7 +37,10 @@ struct Log {
 // for the guest; the main code reads after the guest returned.
 unsafe impl Sync for Log {}
 
-static LOG: Log = Log { len: AtomicUsize::new(0), traps: [const { std::cell::Cell::new(None) }; 16] };
+static LOG: Log = Log {
+    len: AtomicUsize::new(0),
+    traps: [const { std::cell::Cell::new(None) }; 16],
+};
 static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The policy: emulate getppid, let write and getpid run, refuse file opens,
@@ -52,7 +55,12 @@ fn on_syscall(call: &mut Syscall) -> Action {
     if !COUNTING.load(Ordering::Relaxed) {
         let i = LOG.len.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = LOG.traps.get(i) {
-            slot.set(Some(Trap { number: call.number(), args: call.args(), call_addr: call.call_addr(), action }));
+            slot.set(Some(Trap {
+                number: call.number(),
+                args: call.args(),
+                call_addr: call.call_addr(),
+                action,
+            }));
         }
     }
     action
@@ -107,7 +115,13 @@ impl Page {
             )
             .expect("mmap") as *mut u8;
             page.copy_from_nonoverlapping(code.as_ptr(), code.len());
-            host::syscall3(__NR_mprotect, page as usize, 4096, (PROT_READ | PROT_EXEC) as usize).expect("mprotect");
+            host::syscall3(
+                __NR_mprotect,
+                page as usize,
+                4096,
+                (PROT_READ | PROT_EXEC) as usize,
+            )
+            .expect("mprotect");
             Page(page)
         }
     }
@@ -149,12 +163,19 @@ fn name(number: u32) -> &'static str {
 
 fn main() -> Result<(), sud::Error> {
     let support = sud::support();
-    println!("kernel: syscall user dispatch {}, inclusive mode {}",
+    println!(
+        "kernel: syscall user dispatch {}, inclusive mode {}",
         if support.exclusive { "yes" } else { "no" },
-        if support.inclusive { "yes" } else { "no" });
+        if support.inclusive { "yes" } else { "no" }
+    );
     let region = sud::allowed_region();
-    println!("allowed region: {:#x}..{:#x} ({} bytes); selector `sud_selector` at {:p}",
-        region.start, region.end, region.len(), sud::SELECTOR.as_ptr());
+    println!(
+        "allowed region: {:#x}..{:#x} ({} bytes); selector `sud_selector` at {:p}",
+        region.start,
+        region.end,
+        region.len(),
+        sud::SELECTOR.as_ptr()
+    );
 
     // The guest: five raw syscalls, each result kept in results[i].
     let message = b"  guest: hello from guest code (a reissued write)\n";
@@ -184,7 +205,11 @@ fn main() -> Result<(), sud::Error> {
     code.store_rax(4);
     code.epilogue();
     let guest = Page::new(&code.0);
-    println!("guest code: {} bytes at {:#x}", code.0.len(), guest.range().start);
+    println!(
+        "guest code: {} bytes at {:#x}",
+        code.0.len(),
+        guest.range().start
+    );
 
     sud::install(on_syscall)?;
     sud::arm()?;
@@ -192,7 +217,12 @@ fn main() -> Result<(), sud::Error> {
     guest.run_blocked(&mut results);
 
     println!("\ntrapped syscalls:");
-    for (i, slot) in LOG.traps.iter().take(LOG.len.load(Ordering::Relaxed)).enumerate() {
+    for (i, slot) in LOG
+        .traps
+        .iter()
+        .take(LOG.len.load(Ordering::Relaxed))
+        .enumerate()
+    {
         let trap = slot.get().expect("logged");
         let outcome = match trap.action {
             Action::Emulate(v) => format!("emulated -> {v}"),
@@ -200,23 +230,29 @@ fn main() -> Result<(), sud::Error> {
             Action::Deny(e) => format!("denied -> {e}"),
             _ => unreachable!(),
         };
+        let args = trap.args[..3]
+            .iter()
+            .map(|a| format!("{a:#x}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         println!(
-            "  {:<12} args {:x?} from {:#x} (guest+{:#x}): {outcome}",
+            "  {:<12} ({args}) from guest+{:#x}: {outcome}",
             name(trap.number),
-            &trap.args[..3],
-            trap.call_addr,
             trap.call_addr - guest.range().start,
         );
         assert!(guest.range().contains(&trap.call_addr));
     }
     let pid = std::process::id() as u64;
-    assert_eq!(results, [
-        FAKE_PPID as u64,
-        message.len() as u64,
-        pid,
-        Errno::EACCES.to_syscall_result() as u64,
-        Errno::ENOSYS.to_syscall_result() as u64,
-    ]);
+    assert_eq!(
+        results,
+        [
+            FAKE_PPID as u64,
+            message.len() as u64,
+            pid,
+            Errno::EACCES.to_syscall_result() as u64,
+            Errno::ENOSYS.to_syscall_result() as u64,
+        ]
+    );
 
     // Cost: a one-syscall guest, run many times, emulated vs. reissued, next
     // to the same syscall made natively with dispatch off.

@@ -38,7 +38,8 @@ impl Selector {
     /// Let syscalls run: one byte store.
     #[inline(always)]
     pub fn allow(&self) {
-        self.0.store(SYSCALL_DISPATCH_FILTER_ALLOW as u8, Ordering::Relaxed);
+        self.0
+            .store(SYSCALL_DISPATCH_FILTER_ALLOW as u8, Ordering::Relaxed);
     }
 
     /// Dispatch syscalls: one byte store.  From now until [`allow`](Self::allow),
@@ -52,7 +53,8 @@ impl Selector {
     /// for memory with `mmap` and gets an emulated answer is unsound.
     #[inline(always)]
     pub unsafe fn block(&self) {
-        self.0.store(SYSCALL_DISPATCH_FILTER_BLOCK as u8, Ordering::Relaxed);
+        self.0
+            .store(SYSCALL_DISPATCH_FILTER_BLOCK as u8, Ordering::Relaxed);
     }
 
     /// Whether the selector says BLOCK.
@@ -76,7 +78,11 @@ impl Default for Selector {
 
 impl core::fmt::Debug for Selector {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(if self.is_blocked() { "Selector(BLOCK)" } else { "Selector(ALLOW)" })
+        f.write_str(if self.is_blocked() {
+            "Selector(BLOCK)"
+        } else {
+            "Selector(ALLOW)"
+        })
     }
 }
 
@@ -119,7 +125,11 @@ pub fn support() -> Support {
 /// SIGSYS handler ([`install`](crate::install)) before the selector first
 /// says BLOCK.
 pub fn arm() -> Result<(), Error> {
-    arm_state(&GLOBAL, PR_SYS_DISPATCH_EXCLUSIVE_ON, crate::allowed_region())
+    arm_state(
+        &GLOBAL,
+        PR_SYS_DISPATCH_EXCLUSIVE_ON,
+        crate::allowed_region(),
+    )
 }
 
 /// Arms the calling thread in inclusive mode (Linux 6.17) with the global
@@ -205,7 +215,12 @@ pub unsafe fn set_syscall_user_dispatch(
 ///
 /// # Safety
 /// As for [`set_syscall_user_dispatch`].
-unsafe fn prctl_dispatch(op: usize, offset: usize, len: usize, selector: usize) -> Result<usize, Errno> {
+unsafe fn prctl_dispatch(
+    op: usize,
+    offset: usize,
+    len: usize,
+    selector: usize,
+) -> Result<usize, Errno> {
     // SAFETY: the caller answers for the configuration.
     unsafe {
         host::syscall5(

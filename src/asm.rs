@@ -10,12 +10,12 @@ use crate::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN};
 use crate::thread::{DEAD, ThreadState};
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
+use core::sync::atomic::AtomicU64;
 use linux_raw_sys::general::{
-    __NR_exit, __NR_gettid, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask,
-    __NR_rt_sigreturn, __NR_sigaltstack, SIG_SETMASK, SIGSYS, SS_DISABLE,
+    __NR_exit, __NR_gettid, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn,
+    __NR_sigaltstack, SIG_SETMASK, SIGSYS, SS_DISABLE,
 };
 use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF};
-use core::sync::atomic::AtomicU64;
 
 /// A signal set with every signal, for the exit stub's rt_sigprocmask.
 static ALL_SIGNALS: u64 = !0;

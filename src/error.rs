@@ -24,8 +24,8 @@ macro_rules! errno_consts {
 }
 
 errno_consts!(
-    EPERM, ENOENT, ESRCH, EINTR, EIO, EBADF, ECHILD, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY,
-    EEXIST, EINVAL, ENOSPC, EPIPE, ERANGE, ENOSYS, ETIMEDOUT,
+    EPERM, ENOENT, ESRCH, EINTR, EIO, EBADF, ECHILD, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST,
+    EINVAL, ENOSPC, EPIPE, ERANGE, ENOSYS, ETIMEDOUT,
 );
 
 impl Errno {
@@ -105,9 +105,9 @@ impl fmt::Display for Error {
             Error::NoSyscallUserDispatch => {
                 f.write_str("the kernel has no syscall user dispatch (Linux 5.11 or later needed)")
             }
-            Error::NoInclusiveMode => {
-                f.write_str("the kernel has no inclusive syscall user dispatch (Linux 6.17 or later needed)")
-            }
+            Error::NoInclusiveMode => f.write_str(
+                "the kernel has no inclusive syscall user dispatch (Linux 6.17 or later needed)",
+            ),
             Error::Os(errno) => write!(f, "the kernel refused: {errno}"),
         }
     }

@@ -134,7 +134,10 @@ const_assert_eq!(offset_of!(SigInfo, si_call_addr), 16);
 const_assert_eq!(offset_of!(SigInfo, si_syscall), 24);
 const_assert_eq!(offset_of!(SigInfo, si_arch), 28);
 // kernel_sigaction: the same layout as linux-raw-sys's.
-const_assert_eq!(size_of::<KernelSigaction>(), size_of::<sys::kernel_sigaction>());
+const_assert_eq!(
+    size_of::<KernelSigaction>(),
+    size_of::<sys::kernel_sigaction>()
+);
 const_assert_eq!(
     offset_of!(KernelSigaction, flags),
     offset_of!(sys::kernel_sigaction, sa_flags)

@@ -82,6 +82,7 @@
 //! a `syscall`, everything else kept; the caller's red zone is not.
 //!
 //! ```no_run
+//! # // SAFETY: sud_entry takes the syscall's registers and R11, clobbers RCX and R11.
 //! # unsafe {
 //! let result: usize;
 //! core::arch::asm!(

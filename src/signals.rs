@@ -27,7 +27,6 @@ use crate::kernel::{KernelSigaction, Registers, SIG_IGN, SIGSET_SIZE, SigInfo, U
 use crate::sigsys::{Interrupted, Reissue, sigaction};
 use crate::syscalls::{guest_memory, host};
 use crate::thread::{self, ThreadState};
-use linux_raw_sys::io_uring::{IORING_ENTER_EXT_ARG, IORING_ENTER_EXT_ARG_REG, IORING_ENTER_GETEVENTS};
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use linux_raw_sys::general::{
@@ -36,6 +35,9 @@ use linux_raw_sys::general::{
     __NR_rt_sigsuspend, __NR_sigaltstack, AT_FDCWD, MINSIGSTKSZ, O_RDONLY, SA_ONSTACK,
     SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK, SIGKILL, SIGSTOP,
     SIGSYS, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
+};
+use linux_raw_sys::io_uring::{
+    IORING_ENTER_EXT_ARG, IORING_ENTER_EXT_ARG_REG, IORING_ENTER_GETEVENTS,
 };
 
 /// Signals 1 to 64; index 0 unused.
@@ -129,14 +131,28 @@ fn block_all_signals() -> u64 {
     let (all, mut old) = (!0u64, 0u64);
     // SAFETY: valid sigsets in and out.
     let _ = unsafe {
-        host::syscall4(__NR_rt_sigprocmask, SIG_SETMASK as usize, &all as *const u64 as usize, &mut old as *mut u64 as usize, SIGSET_SIZE)
+        host::syscall4(
+            __NR_rt_sigprocmask,
+            SIG_SETMASK as usize,
+            &all as *const u64 as usize,
+            &mut old as *mut u64 as usize,
+            SIGSET_SIZE,
+        )
     };
     old
 }
 
 fn restore_signals(mask: u64) {
     // SAFETY: a valid sigset, no old one wanted.
-    let _ = unsafe { host::syscall4(__NR_rt_sigprocmask, SIG_SETMASK as usize, &mask as *const u64 as usize, 0, SIGSET_SIZE) };
+    let _ = unsafe {
+        host::syscall4(
+            __NR_rt_sigprocmask,
+            SIG_SETMASK as usize,
+            &mask as *const u64 as usize,
+            0,
+            SIGSET_SIZE,
+        )
+    };
 }
 
 /// The guest's dispositions, as it set them (SIGSYS's is never installed).
@@ -174,11 +190,26 @@ pub type HostHandler = unsafe extern "C" fn(i32, *mut SigInfo, *mut UContext);
 /// allowed restorer with the selector put back.  `mask` are the signals
 /// blocked while it runs (never SIGSYS); `flags` may add SA_RESTART,
 /// SA_NODEFER or SA_RESETHAND.
-pub fn install_host_handler(signal: u32, handler: HostHandler, mask: u64, flags: u64) -> Result<(), Error> {
-    if signal == SIGSYS || signal == SIGKILL || signal == SIGSTOP || signal == 0 || signal as usize >= NSIG {
+pub fn install_host_handler(
+    signal: u32,
+    handler: HostHandler,
+    mask: u64,
+    flags: u64,
+) -> Result<(), Error> {
+    if signal == SIGSYS
+        || signal == SIGKILL
+        || signal == SIGSTOP
+        || signal == 0
+        || signal as usize >= NSIG
+    {
         return Err(Error::Os(Errno::EINVAL));
     }
-    let action = KernelSigaction { handler: handler as usize, flags: flags | SA_SIGINFO as u64, restorer: 0, mask };
+    let action = KernelSigaction {
+        handler: handler as usize,
+        flags: flags | SA_SIGINFO as u64,
+        restorer: 0,
+        mask,
+    };
     HOST_ACTIONS[signal as usize].put(&action);
     let real = real_action(&action);
     if let Err(errno) = sigaction(signal, Some(&real)) {
@@ -204,7 +235,12 @@ pub fn adopt_signal(signal: u32) -> Result<(), Error> {
     // the two handler signatures; with SA_SIGINFO it takes all three
     // arguments, without it ignores the two it is not given.
     let handler: HostHandler = unsafe { core::mem::transmute(current.handler) };
-    install_host_handler(signal, handler, current.mask, current.flags & !(SA_RESTORER as u64))
+    install_host_handler(
+        signal,
+        handler,
+        current.mask,
+        current.flags & !(SA_RESTORER as u64),
+    )
 }
 
 fn entry() -> usize {
@@ -263,7 +299,12 @@ unsafe extern "C" fn signal_entry(signal: i32, info: *mut SigInfo, uc: *mut UCon
 ///
 /// # Safety
 /// `handler` is a signal handler; the pointers are the live frame's.
-pub(crate) unsafe fn call_handler(handler: usize, signal: i32, info: *mut SigInfo, uc: *mut UContext) {
+pub(crate) unsafe fn call_handler(
+    handler: usize,
+    signal: i32,
+    info: *mut SigInfo,
+    uc: *mut UContext,
+) {
     // SAFETY: with SA_SIGINFO the handler takes all three arguments; without
     // it takes one, and ignores the registers holding the other two, which
     // is how the kernel calls it too.
@@ -294,11 +335,15 @@ pub(crate) unsafe fn run_guest_handler(
         if before {
             (*uc).uc_sigmask |= SIGSYS_BIT;
         }
-        state.guest_blocks_sigsys.store(before || guest.mask & SIGSYS_BIT != 0, Ordering::Relaxed);
+        state
+            .guest_blocks_sigsys
+            .store(before || guest.mask & SIGSYS_BIT != 0, Ordering::Relaxed);
         // SAFETY: guest handlers are guest code.
         selector.block();
         call_handler(guest.handler, signal, info, uc);
-        state.guest_blocks_sigsys.store((*uc).uc_sigmask & SIGSYS_BIT != 0, Ordering::Relaxed);
+        state
+            .guest_blocks_sigsys
+            .store((*uc).uc_sigmask & SIGSYS_BIT != 0, Ordering::Relaxed);
         (*uc).uc_sigmask &= !SIGSYS_BIT;
     }
     if !was_blocked {
@@ -337,11 +382,20 @@ fn result(outcome: Result<(), Errno>) -> usize {
 /// SIGSYS kept out of it and in the virtual mask instead.
 fn rt_sigprocmask(state: &ThreadState, at: &mut Interrupted<'_>) -> Result<(), Errno> {
     let regs = &*at.regs;
-    let (how, set, oldset, size) = (regs.rdi as u32, regs.rsi as usize, regs.rdx as usize, regs.r10);
+    let (how, set, oldset, size) = (
+        regs.rdi as u32,
+        regs.rsi as usize,
+        regs.rdx as usize,
+        regs.r10,
+    );
     if size != 8 {
         return Err(Errno::EINVAL);
     }
-    let virtual_bit = if state.guest_blocks_sigsys.load(Ordering::Relaxed) { SIGSYS_BIT } else { 0 };
+    let virtual_bit = if state.guest_blocks_sigsys.load(Ordering::Relaxed) {
+        SIGSYS_BIT
+    } else {
+        0
+    };
     let old = *at.sigmask | virtual_bit;
     if set != 0 {
         let new: u64 = guest_memory::read(set)?;
@@ -351,7 +405,9 @@ fn rt_sigprocmask(state: &ThreadState, at: &mut Interrupted<'_>) -> Result<(), E
             SIG_SETMASK => new,
             _ => return Err(Errno::EINVAL),
         } & !(sigmask(SIGKILL) | sigmask(SIGSTOP));
-        state.guest_blocks_sigsys.store(mask & SIGSYS_BIT != 0, Ordering::Relaxed);
+        state
+            .guest_blocks_sigsys
+            .store(mask & SIGSYS_BIT != 0, Ordering::Relaxed);
         *at.sigmask = mask & !SIGSYS_BIT;
     }
     if oldset != 0 {
@@ -365,14 +421,23 @@ fn rt_sigprocmask(state: &ThreadState, at: &mut Interrupted<'_>) -> Result<(), E
 /// deliverable (SIGSYS's own disposition, and those of signals with a host
 /// handler, are not installed at all).
 fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
-    let (signal, act, oldact, size) = (regs.rdi as u32, regs.rsi as usize, regs.rdx as usize, regs.r10);
+    let (signal, act, oldact, size) = (
+        regs.rdi as u32,
+        regs.rsi as usize,
+        regs.rdx as usize,
+        regs.r10,
+    );
     if size != 8 || signal == 0 || signal as usize >= NSIG {
         return Err(Errno::EINVAL);
     }
     if act != 0 && (signal == SIGKILL || signal == SIGSTOP) {
         return Err(Errno::EINVAL);
     }
-    let new: Option<KernelSigaction> = if act != 0 { Some(guest_memory::read(act)?) } else { None };
+    let new: Option<KernelSigaction> = if act != 0 {
+        Some(guest_memory::read(act)?)
+    } else {
+        None
+    };
     let old = match GUEST_ACTIONS[signal as usize].get() {
         Some(old) => old,
         None => {
@@ -393,9 +458,15 @@ fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
         let keep_to_ourselves = signal == SIGSYS || HOST_ACTIONS[signal as usize].get().is_some();
         if !keep_to_ourselves {
             let real = if new.handler <= SIG_IGN {
-                KernelSigaction { mask: new.mask & !SIGSYS_BIT, ..new }
+                KernelSigaction {
+                    mask: new.mask & !SIGSYS_BIT,
+                    ..new
+                }
             } else {
-                real_action(&KernelSigaction { flags: new.flags & !(SA_RESTORER as u64), ..new })
+                real_action(&KernelSigaction {
+                    flags: new.flags & !(SA_RESTORER as u64),
+                    ..new
+                })
             };
             if let Err(errno) = sigaction(signal, Some(&real)) {
                 cell.write(previous.as_ref());
@@ -422,8 +493,19 @@ fn min_altstack_size() -> usize {
     let mut from_kernel = 0;
     // SAFETY: reads /proc/self/auxv into a local buffer.
     unsafe {
-        if let Ok(fd) = host::syscall4(__NR_openat, AT_FDCWD as usize, path.as_ptr() as usize, O_RDONLY as usize, 0) {
-            if let Ok(len) = host::syscall3(__NR_read, fd, auxv.as_mut_ptr() as usize, size_of_val(&auxv)) {
+        if let Ok(fd) = host::syscall4(
+            __NR_openat,
+            AT_FDCWD as usize,
+            path.as_ptr() as usize,
+            O_RDONLY as usize,
+            0,
+        ) {
+            if let Ok(len) = host::syscall3(
+                __NR_read,
+                fd,
+                auxv.as_mut_ptr() as usize,
+                size_of_val(&auxv),
+            ) {
                 for pair in auxv[..len / 8].chunks_exact(2) {
                     if pair[0] == linux_raw_sys::auxvec::AT_MINSIGSTKSZ as u64 {
                         from_kernel = pair[1] as usize;
@@ -447,8 +529,14 @@ struct Stack {
     _pad: i32,
     size: u64,
 }
-static_assertions::const_assert_eq!(size_of::<Stack>(), size_of::<linux_raw_sys::general::stack_t>());
-static_assertions::const_assert_eq!(offset_of!(Stack, size), offset_of!(linux_raw_sys::general::stack_t, ss_size));
+static_assertions::const_assert_eq!(
+    size_of::<Stack>(),
+    size_of::<linux_raw_sys::general::stack_t>()
+);
+static_assertions::const_assert_eq!(
+    offset_of!(Stack, size),
+    offset_of!(linux_raw_sys::general::stack_t, ss_size)
+);
 
 /// sigaltstack(ss, old_ss) for a managed thread.  The guest's own stack is
 /// honoured: installed for real, so its handlers and sud's run on it, and
@@ -464,10 +552,20 @@ fn sigaltstack(state: &ThreadState, at: &mut Interrupted<'_>) -> Reissue {
     let (guest_sp, guest_size, guest_flags) = (guest[0], guest[1], guest[2] as i32);
     let on_guest_stack = guest_size != 0 && rsp > guest_sp && rsp - guest_sp <= guest_size;
     let old = if guest_size == 0 {
-        Stack { sp: 0, flags: SS_DISABLE as i32, _pad: 0, size: 0 }
+        Stack {
+            sp: 0,
+            flags: SS_DISABLE as i32,
+            _pad: 0,
+            size: 0,
+        }
     } else {
         let onstack = if on_guest_stack { SS_ONSTACK as i32 } else { 0 };
-        Stack { sp: guest_sp, flags: onstack | (guest_flags & SS_AUTODISARM as i32), _pad: 0, size: guest_size }
+        Stack {
+            sp: guest_sp,
+            flags: onstack | (guest_flags & SS_AUTODISARM as i32),
+            _pad: 0,
+            size: guest_size,
+        }
     };
     let mut install = None;
     if ss != 0 {
@@ -518,7 +616,10 @@ fn sigaltstack(state: &ThreadState, at: &mut Interrupted<'_>) -> Reissue {
         field.store(value, Ordering::Relaxed);
     }
     at.regs.rax = 0;
-    Reissue::Stub { entry: addr::sud_reissue_set_altstack(), r11: state.pending_altstack.as_ptr() as u64 }
+    Reissue::Stub {
+        entry: addr::sud_reissue_set_altstack(),
+        r11: state.pending_altstack.as_ptr() as u64,
+    }
 }
 
 /// An argument register.
@@ -546,9 +647,14 @@ fn sanitise_mask(state: &ThreadState, regs: &mut Registers, arg: Arg) -> Reissue
     if pointer == 0 || mask & SIGSYS_BIT == 0 {
         return Reissue::Plain;
     }
-    state.scratch_mask.store(mask & !SIGSYS_BIT, Ordering::Relaxed);
+    state
+        .scratch_mask
+        .store(mask & !SIGSYS_BIT, Ordering::Relaxed);
     *register = state.scratch_mask.as_ptr() as u64;
-    Reissue::Stub { entry: stub, r11: pointer as u64 }
+    Reissue::Stub {
+        entry: stub,
+        r11: pointer as u64,
+    }
 }
 
 /// pselect6 and io_pgetevents: their sixth argument points to a (mask
@@ -564,11 +670,16 @@ fn sanitise_mask_pair(state: &ThreadState, regs: &mut Registers) -> Reissue {
     if pair_pointer == 0 || mask_pointer == 0 || mask & SIGSYS_BIT == 0 {
         return Reissue::Plain;
     }
-    state.scratch_mask.store(mask & !SIGSYS_BIT, Ordering::Relaxed);
+    state
+        .scratch_mask
+        .store(mask & !SIGSYS_BIT, Ordering::Relaxed);
     state.scratch_pselect[0].store(state.scratch_mask.as_ptr() as u64, Ordering::Relaxed);
     state.scratch_pselect[1].store(size, Ordering::Relaxed);
     regs.r9 = state.scratch_pselect.as_ptr() as u64;
-    Reissue::Stub { entry: addr::sud_reissue_keep_r9(), r11: pair_pointer as u64 }
+    Reissue::Stub {
+        entry: addr::sud_reissue_keep_r9(),
+        r11: pair_pointer as u64,
+    }
 }
 
 /// io_uring_enter(fd, to_submit, min_complete, flags, argp, argsz): while it
@@ -596,13 +707,18 @@ fn sanitise_io_uring_enter(state: &ThreadState, regs: &mut Registers) -> Reissue
     if arg_pointer == 0 || arg[0] == 0 || mask & SIGSYS_BIT == 0 {
         return Reissue::Plain;
     }
-    state.scratch_mask.store(mask & !SIGSYS_BIT, Ordering::Relaxed);
+    state
+        .scratch_mask
+        .store(mask & !SIGSYS_BIT, Ordering::Relaxed);
     let copy = [state.scratch_mask.as_ptr() as u64, arg[1], arg[2]];
     for (field, value) in state.scratch_uring_arg.iter().zip(copy) {
         field.store(value, Ordering::Relaxed);
     }
     regs.r8 = state.scratch_uring_arg.as_ptr() as u64;
-    Reissue::Stub { entry: addr::sud_reissue_keep_r8(), r11: arg_pointer as u64 }
+    Reissue::Stub {
+        entry: addr::sud_reissue_keep_r8(),
+        r11: arg_pointer as u64,
+    }
 }
 
 /// A guest's own rt_sigreturn: its frame's mask is the one to reinstall,
@@ -612,10 +728,11 @@ pub(crate) fn guest_sigreturn(state: &ThreadState, regs: &Registers) {
     let mask_at = regs.rsp as usize + offset_of!(UContext, uc_sigmask);
     // An unreadable frame is for rt_sigreturn itself to fail on.
     if let Ok(mask) = guest_memory::read::<u64>(mask_at) {
-        state.guest_blocks_sigsys.store(mask & SIGSYS_BIT != 0, Ordering::Relaxed);
+        state
+            .guest_blocks_sigsys
+            .store(mask & SIGSYS_BIT != 0, Ordering::Relaxed);
         if mask & SIGSYS_BIT != 0 {
             let _ = guest_memory::write(mask_at, &(mask & !SIGSYS_BIT));
         }
     }
 }
-

@@ -12,7 +12,6 @@ use crate::error::{Errno, Error};
 use crate::kernel::{
     KernelSigaction, RED_ZONE, Registers, SIG_DFL, SIG_IGN, SIGSET_SIZE, SigInfo, UContext, sigmask,
 };
-use linux_raw_sys::general::{__NR_sigaltstack, stack_t};
 use crate::syscalls::host;
 use crate::thread::{self, ThreadState};
 use crate::{signals, tasks};
@@ -24,6 +23,7 @@ use linux_raw_sys::general::{
     __NR_rt_sigprocmask, __NR_rt_sigreturn, __NR_rt_tgsigqueueinfo, __NR_vfork, SA_ONSTACK,
     SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIG_SETMASK, SIGSYS, SYS_USER_DISPATCH,
 };
+use linux_raw_sys::general::{__NR_sigaltstack, stack_t};
 
 /// The user's decision for one trapped syscall.  Called in signal context with
 /// every signal blocked and the thread's selector at ALLOW (so the callback
@@ -262,7 +262,6 @@ pub fn uninstall() -> Result<(), Error> {
     Ok(())
 }
 
-
 /// sud's SIGSYS disposition: the asm entry, every signal blocked while it
 /// runs, on the alternate signal stack, returning through sud's restorer.
 pub(crate) fn our_sigsys_action() -> KernelSigaction {
@@ -275,7 +274,10 @@ pub(crate) fn our_sigsys_action() -> KernelSigaction {
 }
 
 /// Raw `rt_sigaction(signal, new, &old)` through the allowed region.
-pub(crate) fn sigaction(signal: u32, new: Option<&KernelSigaction>) -> Result<KernelSigaction, Errno> {
+pub(crate) fn sigaction(
+    signal: u32,
+    new: Option<&KernelSigaction>,
+) -> Result<KernelSigaction, Errno> {
     let mut old = KernelSigaction::default();
     let new = new.map_or(0, |new| new as *const KernelSigaction as usize);
     // SAFETY: both pointers are valid kernel_sigaction structs (or null);
@@ -320,13 +322,23 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
     let (action, resume_allowed) = decide(Syscall::from_signal(uc_ref, info_ref, state));
     // SAFETY: the live frame, as above; the callback's view of it is gone.
     let uc_ref = unsafe { &mut *uc };
-    let UContext { uc_mcontext, uc_sigmask, uc_stack, .. } = uc_ref;
+    let UContext {
+        uc_mcontext,
+        uc_sigmask,
+        uc_stack,
+        ..
+    } = uc_ref;
     let regs = &mut uc_mcontext.regs;
     match action {
         Action::Emulate(value) => regs.rax = value as u64,
         Action::Deny(errno) => regs.rax = errno.to_syscall_result() as u64,
         Action::Reissue => {
-            let at = Interrupted { regs, sigmask: uc_sigmask, altstack: uc_stack, blocked: true };
+            let at = Interrupted {
+                regs,
+                sigmask: uc_sigmask,
+                altstack: uc_stack,
+                blocked: true,
+            };
             let how = plan_reissue(state, at);
             continue_at_stub(regs, how);
         }
@@ -387,9 +399,14 @@ fn plan_reissue(state: &'static ThreadState, mut at: Interrupted<'_>) -> Reissue
         __NR_rt_sigreturn => {
             // The callback turned this into an rt_sigreturn: it needs RSP as is.
             signals::guest_sigreturn(state, at.regs);
-            Reissue::Stub { entry: addr::sud_reissue_sigreturn(), r11: at.regs.r11 }
+            Reissue::Stub {
+                entry: addr::sud_reissue_sigreturn(),
+                r11: at.regs.r11,
+            }
         }
-        __NR_fork | __NR_vfork | __NR_clone | __NR_clone3 => tasks::clone(state, at.regs, at.blocked),
+        __NR_fork | __NR_vfork | __NR_clone | __NR_clone3 => {
+            tasks::clone(state, at.regs, at.blocked)
+        }
         __NR_exit => tasks::exit(state),
         _ => signals::reissue(state, &mut at),
     }
@@ -435,7 +452,10 @@ pub fn install_redirect(redirect: Redirect) {
 /// stack, unless the guest is already on it: a redirect interrupted by a
 /// signal whose handler's syscall is redirected again).
 fn redirect_after_sigreturn(state: &'static ThreadState, regs: &mut Registers) {
-    let (low, high) = (state.redirect_stack[0].load(Ordering::Relaxed), state.redirect_stack[1].load(Ordering::Relaxed));
+    let (low, high) = (
+        state.redirect_stack[0].load(Ordering::Relaxed),
+        state.redirect_stack[1].load(Ordering::Relaxed),
+    );
     regs.rcx = regs.rip;
     regs.r11 = state as *const ThreadState as u64;
     if high != 0 && !(low..high).contains(&regs.rsp) {
@@ -462,11 +482,17 @@ pub(crate) struct DirectFrame {
 /// Called by the redirect stubs with their frame: runs the redirect
 /// function as ordinary code, then lets the guest resume under BLOCK with
 /// RAX = its result and RCX, R11 as after a native syscall.
-pub(crate) extern "C" fn redirect_run(frame: &mut DirectFrame) {
+///
+/// # Safety
+/// Only `sud_redirect*` call it, with the frame they built: its word is the
+/// live ThreadState the dispatcher gave them, and a redirect function is
+/// installed (the dispatcher redirects only then).
+pub(crate) unsafe extern "C" fn redirect_run(frame: &mut DirectFrame) {
     // SAFETY: the dispatcher passed a live ThreadState.
     let state: &'static ThreadState = unsafe { &*(frame.word as *const ThreadState) };
     // SAFETY: REDIRECT holds a `Redirect`: the dispatcher only redirects then.
-    let redirect: Redirect = unsafe { core::mem::transmute::<usize, Redirect>(REDIRECT.load(Ordering::Acquire)) };
+    let redirect: Redirect =
+        unsafe { core::mem::transmute::<usize, Redirect>(REDIRECT.load(Ordering::Acquire)) };
     let result = redirect(&mut Syscall::direct(&mut frame.regs, state));
     let regs = &mut frame.regs;
     regs.rax = result as u64;
@@ -479,7 +505,11 @@ pub(crate) extern "C" fn redirect_run(frame: &mut DirectFrame) {
 /// Called by `sud_entry` with its frame: the callback decides, as for a
 /// trapped syscall, and `sud_entry` goes on at the address left just below
 /// `frame.regs.rsp`: the return address, or the stub that reissues.
-pub(crate) extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
+///
+/// # Safety
+/// Only `sud_entry` calls it, with the frame it built: the word below
+/// `frame.regs.rsp` is its caller's return-address slot.
+pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
     let state = thread::for_selector(frame.word as *const Selector);
     let selector = state.selector();
     let was_blocked = selector.is_blocked();
@@ -493,7 +523,9 @@ pub(crate) extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
         Action::Deny(errno) => regs.rax = errno.to_syscall_result() as u64,
         Action::Redirect => {
             // SAFETY: as in redirect_run.
-            let redirect: Redirect = unsafe { core::mem::transmute::<usize, Redirect>(REDIRECT.load(Ordering::Acquire)) };
+            let redirect: Redirect = unsafe {
+                core::mem::transmute::<usize, Redirect>(REDIRECT.load(Ordering::Acquire))
+            };
             regs.rax = redirect(&mut Syscall::direct(regs, state)) as u64;
         }
         Action::Reissue => {
@@ -501,17 +533,28 @@ pub(crate) extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
             // The mask and alternate stack the runtime may have to consult
             // or change, asked of the kernel only for the syscalls that need them.
             let mut sigmask = 0u64;
-            let mut altstack = stack_t { ss_sp: null_mut(), ss_flags: 0, ss_size: 0 };
+            let mut altstack = stack_t {
+                ss_sp: null_mut(),
+                ss_flags: 0,
+                ss_size: 0,
+            };
             let needs_mask = nr == __NR_rt_sigprocmask;
             if needs_mask {
                 sigmask = thread_mask();
             }
             if nr == __NR_sigaltstack {
                 // SAFETY: queries into a local stack_t.
-                let _ = unsafe { host::syscall2(__NR_sigaltstack, 0, &mut altstack as *mut stack_t as usize) };
+                let _ = unsafe {
+                    host::syscall2(__NR_sigaltstack, 0, &mut altstack as *mut stack_t as usize)
+                };
             }
             let before = sigmask;
-            let at = Interrupted { regs, sigmask: &mut sigmask, altstack: &altstack, blocked: was_blocked };
+            let at = Interrupted {
+                regs,
+                sigmask: &mut sigmask,
+                altstack: &altstack,
+                blocked: was_blocked,
+            };
             let how = plan_reissue(state, at);
             if needs_mask && sigmask != before {
                 set_thread_mask(sigmask);
@@ -626,7 +669,13 @@ fn thread_mask() -> u64 {
     let mut mask = 0u64;
     // SAFETY: no new set; the old one into a local.
     let _ = unsafe {
-        host::syscall4(__NR_rt_sigprocmask, SIG_SETMASK as usize, 0, &mut mask as *mut u64 as usize, SIGSET_SIZE)
+        host::syscall4(
+            __NR_rt_sigprocmask,
+            SIG_SETMASK as usize,
+            0,
+            &mut mask as *mut u64 as usize,
+            SIGSET_SIZE,
+        )
     };
     mask
 }
@@ -635,7 +684,13 @@ fn thread_mask() -> u64 {
 fn set_thread_mask(mask: u64) {
     // SAFETY: a valid sigset, no old set wanted.
     let _ = unsafe {
-        host::syscall4(__NR_rt_sigprocmask, SIG_SETMASK as usize, &mask as *const u64 as usize, 0, SIGSET_SIZE)
+        host::syscall4(
+            __NR_rt_sigprocmask,
+            SIG_SETMASK as usize,
+            &mask as *const u64 as usize,
+            0,
+            SIGSET_SIZE,
+        )
     };
 }
 

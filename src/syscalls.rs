@@ -235,20 +235,34 @@ pub(crate) mod guest_memory {
                 1,
                 0,
             )?;
-            if done == len { Ok(()) } else { Err(Errno::EFAULT) }
+            if done == len {
+                Ok(())
+            } else {
+                Err(Errno::EFAULT)
+            }
         }
     }
 
     /// A `T` read from guest address `addr`.
     pub(crate) fn read<T: Copy>(addr: usize) -> Result<T, Errno> {
         let mut value = MaybeUninit::<T>::uninit();
-        copy(__NR_process_vm_readv, value.as_mut_ptr() as usize, addr, size_of::<T>())?;
+        copy(
+            __NR_process_vm_readv,
+            value.as_mut_ptr() as usize,
+            addr,
+            size_of::<T>(),
+        )?;
         // SAFETY: the kernel filled every byte; T is plain data (integers).
         Ok(unsafe { value.assume_init() })
     }
 
     /// Writes `value` to guest address `addr`.
     pub(crate) fn write<T: Copy>(addr: usize, value: &T) -> Result<(), Errno> {
-        copy(__NR_process_vm_writev, value as *const T as usize, addr, size_of::<T>())
+        copy(
+            __NR_process_vm_writev,
+            value as *const T as usize,
+            addr,
+            size_of::<T>(),
+        )
     }
 }

@@ -65,14 +65,23 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
     // while its parent sleeps.
     state.sigsys_action_for_child(clear_sighand);
     if flags & CLONE_VFORK as u64 == 0 {
-        return Reissue::Stub { entry: addr::sud_reissue_fork(), r11: state as *const ThreadState as u64 };
+        return Reissue::Stub {
+            entry: addr::sud_reissue_fork(),
+            r11: state as *const ThreadState as u64,
+        };
     }
     // SAFETY: gettid has no arguments.
     let tid = unsafe { host::syscall0(__NR_gettid) }.unwrap_or(0) as u64;
     for entry in &VFORK_PARENTS {
-        if entry[0].compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if entry[0]
+            .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             entry[1].store(regs.rip, Ordering::Release);
-            return Reissue::Stub { entry: addr::sud_reissue_vfork(), r11: state as *const ThreadState as u64 };
+            return Reissue::Stub {
+                entry: addr::sud_reissue_vfork(),
+                r11: state as *const ThreadState as u64,
+            };
         }
     }
     Reissue::Done(Errno::EAGAIN.to_syscall_result())
@@ -94,7 +103,9 @@ fn new_thread(
     };
     if parent.is_global() {
         // Children of threads on the global selector stay on it, as it is.
-        child.selector.store(&SELECTOR as *const _ as *mut _, Ordering::Relaxed);
+        child
+            .selector
+            .store(&SELECTOR as *const _ as *mut _, Ordering::Relaxed);
     } else if blocked {
         // The child resumes guest code in the state its parent made the
         // clone in (its own selector starts at ALLOW).
@@ -103,16 +114,26 @@ fn new_thread(
     }
     let selector = child.selector();
     let arm: [u64; 4] = core::array::from_fn(|i| parent.arm[i].load(Ordering::Relaxed));
-    child.set_arm(arm[0] as u32, arm[1] as usize, arm[2] as usize, selector.as_ptr());
+    child.set_arm(
+        arm[0] as u32,
+        arm[1] as usize,
+        arm[2] as usize,
+        selector.as_ptr(),
+    );
     child.resume.store(regs.rip, Ordering::Relaxed);
-    child.data.store(parent.data.load(Ordering::Relaxed), Ordering::Relaxed);
     child
-        .guest_blocks_sigsys
-        .store(parent.guest_blocks_sigsys.load(Ordering::Relaxed), Ordering::Relaxed);
+        .data
+        .store(parent.data.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.guest_blocks_sigsys.store(
+        parent.guest_blocks_sigsys.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     // A child in a memory of its own (no CLONE_VM), or a vfork child, is of
     // no more use to this process once the parent is back.
     let parent_releases = flags & CLONE_VM as u64 == 0 || flags & CLONE_VFORK as u64 != 0;
-    child.parent_releases.store(parent_releases, Ordering::Relaxed);
+    child
+        .parent_releases
+        .store(parent_releases, Ordering::Relaxed);
     child.sigsys_action_for_child(clear_sighand);
     let ticket = child as *const ThreadState as u64;
     if guest_memory::write(top.wrapping_sub(16) as usize, &ticket).is_err() {
@@ -120,7 +141,10 @@ fn new_thread(
         thread::release(child);
         return Reissue::Done(Errno::EFAULT.to_syscall_result());
     }
-    Reissue::Stub { entry: addr::sud_reissue_thread(), r11: ticket }
+    Reissue::Stub {
+        entry: addr::sud_reissue_thread(),
+        r11: ticket,
+    }
 }
 
 impl ThreadState {
@@ -128,8 +152,17 @@ impl ThreadState {
     /// it, if its clone clears every handler (CLONE_CLEAR_SIGHAND); clears it
     /// otherwise.
     fn sigsys_action_for_child(&self, clear_sighand: bool) {
-        let action = if clear_sighand { crate::sigsys::our_sigsys_action() } else { KernelSigaction::default() };
-        let words = [action.handler as u64, action.flags, action.restorer as u64, action.mask];
+        let action = if clear_sighand {
+            crate::sigsys::our_sigsys_action()
+        } else {
+            KernelSigaction::default()
+        };
+        let words = [
+            action.handler as u64,
+            action.flags,
+            action.restorer as u64,
+            action.mask,
+        ];
         for (field, word) in self.sigsys_action.iter().zip(words) {
             field.store(word, Ordering::Relaxed);
         }
@@ -148,5 +181,8 @@ pub(crate) fn exit(state: &'static ThreadState) -> Reissue {
     if state.tid.load(Ordering::Relaxed) != tid {
         return Reissue::Plain;
     }
-    Reissue::Stub { entry: addr::sud_reissue_exit(), r11: state as *const ThreadState as u64 }
+    Reissue::Stub {
+        entry: addr::sud_reissue_exit(),
+        r11: state as *const ThreadState as u64,
+    }
 }

@@ -114,14 +114,19 @@ impl ThreadState {
 
     /// Records the arming, for children.
     pub fn set_arm(&self, op: u32, offset: usize, len: usize, selector: *const u8) {
-        for (field, value) in self.arm.iter().zip([op as u64, offset as u64, len as u64, selector as u64]) {
+        for (field, value) in
+            self.arm
+                .iter()
+                .zip([op as u64, offset as u64, len as u64, selector as u64])
+        {
             field.store(value, Ordering::Relaxed);
         }
     }
 }
 
 /// The state of every thread that has no slot: `sud::arm` and friends.
-pub(crate) static GLOBAL: ThreadState = ThreadState::new(&SELECTOR as *const Selector as *mut Selector);
+pub(crate) static GLOBAL: ThreadState =
+    ThreadState::new(&SELECTOR as *const Selector as *mut Selector);
 
 // The arena: SLOTS slots of SLOT_SIZE bytes, reserved once (PROT_NONE,
 // MAP_NORESERVE: address space only) and made usable slot by slot.  A slot
@@ -162,7 +167,13 @@ fn arena() -> Result<usize, Errno> {
         Err(winner) => {
             // Another thread reserved it first: give ours back.
             // SAFETY: our own reservation, never published.
-            let _ = unsafe { host::syscall2(linux_raw_sys::general::__NR_munmap, fresh, SLOTS * SLOT_SIZE) };
+            let _ = unsafe {
+                host::syscall2(
+                    linux_raw_sys::general::__NR_munmap,
+                    fresh,
+                    SLOTS * SLOT_SIZE,
+                )
+            };
             Ok(winner)
         }
     }
@@ -204,7 +215,10 @@ pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
             let was = state.state.load(Ordering::Acquire);
             if was != CLAIMED
                 && reusable(state)
-                && state.state.compare_exchange(was, CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                && state
+                    .state
+                    .compare_exchange(was, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
             {
                 return Ok(prepare(state, base));
             }
@@ -218,7 +232,12 @@ pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
         let base = slot_base(arena, index);
         // SAFETY: the slot is ours; its guard page stays PROT_NONE.
         let made = unsafe {
-            host::syscall3(__NR_mprotect, base + PAGE, SLOT_SIZE - PAGE, (PROT_READ | PROT_WRITE) as usize)
+            host::syscall3(
+                __NR_mprotect,
+                base + PAGE,
+                SLOT_SIZE - PAGE,
+                (PROT_READ | PROT_WRITE) as usize,
+            )
         };
         if let Err(errno) = made {
             SLOT_TAKEN[word].fetch_and(!bit, Ordering::AcqRel);
@@ -254,7 +273,10 @@ fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
     state.parent_releases.store(false, Ordering::Relaxed);
     state.data.store(null_mut(), Ordering::Relaxed);
     state.own_selector.allow();
-    state.selector.store(&state.own_selector as *const Selector as *mut Selector, Ordering::Relaxed);
+    state.selector.store(
+        &state.own_selector as *const Selector as *mut Selector,
+        Ordering::Relaxed,
+    );
     state.altstack[0].store((base + PAGE) as u64, Ordering::Relaxed);
     state.altstack[2].store(ALTSTACK_SIZE as u64, Ordering::Relaxed);
     state.state.store(LIVE, Ordering::Release);
@@ -313,7 +335,10 @@ pub(crate) fn remember_guest_altstack(state: &ThreadState, low: usize, high: usi
         if owner.is_null() {
             continue;
         }
-        let (l, h) = (entry.low.load(Ordering::Relaxed), entry.high.load(Ordering::Relaxed));
+        let (l, h) = (
+            entry.low.load(Ordering::Relaxed),
+            entry.high.load(Ordering::Relaxed),
+        );
         if owner == me {
             mine += 1;
             let order = entry.order.load(Ordering::Relaxed);
@@ -324,17 +349,22 @@ pub(crate) fn remember_guest_altstack(state: &ThreadState, low: usize, high: usi
             entry.state.store(null_mut(), Ordering::Release);
         }
     }
-    if mine >= 2 {
-        if let Some((_, i)) = oldest {
-            GUEST_ALTSTACK[i].state.store(null_mut(), Ordering::Release);
-        }
+    if let (2.., Some((_, i))) = (mine, oldest) {
+        GUEST_ALTSTACK[i].state.store(null_mut(), Ordering::Release);
     }
     // A free entry: one released, or one never used.
     for (i, entry) in GUEST_ALTSTACK.iter().enumerate() {
-        if entry.state.compare_exchange(null_mut(), me, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if entry
+            .state
+            .compare_exchange(null_mut(), me, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             entry.low.store(low, Ordering::Relaxed);
             entry.high.store(high, Ordering::Relaxed);
-            entry.order.store(GUEST_ALTSTACK_ORDER.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            entry.order.store(
+                GUEST_ALTSTACK_ORDER.fetch_add(1, Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
             GUEST_ALTSTACKS_USED.fetch_max(i + 1, Ordering::AcqRel);
             return true;
         }
@@ -345,8 +375,13 @@ pub(crate) fn remember_guest_altstack(state: &ThreadState, low: usize, high: usi
 /// Drops every record of `state`'s guest alternate stacks.
 pub(crate) fn forget_guest_altstacks(state: &ThreadState) {
     let me = state as *const ThreadState as *mut ThreadState;
-    for entry in GUEST_ALTSTACK.iter().take(GUEST_ALTSTACKS_USED.load(Ordering::Acquire)) {
-        let _ = entry.state.compare_exchange(me, null_mut(), Ordering::AcqRel, Ordering::Relaxed);
+    for entry in GUEST_ALTSTACK
+        .iter()
+        .take(GUEST_ALTSTACKS_USED.load(Ordering::Acquire))
+    {
+        let _ = entry
+            .state
+            .compare_exchange(me, null_mut(), Ordering::AcqRel, Ordering::Relaxed);
     }
 }
 
@@ -373,10 +408,14 @@ pub(crate) fn current(uc: &UContext) -> &'static ThreadState {
     if arena.contains(&frame) {
         return state_of_slot(arena.start + (frame - arena.start) / SLOT_SIZE * SLOT_SIZE);
     }
-    for entry in GUEST_ALTSTACK.iter().take(GUEST_ALTSTACKS_USED.load(Ordering::Acquire)) {
+    for entry in GUEST_ALTSTACK
+        .iter()
+        .take(GUEST_ALTSTACKS_USED.load(Ordering::Acquire))
+    {
         let state = entry.state.load(Ordering::Acquire);
         if !state.is_null()
-            && (entry.low.load(Ordering::Relaxed)..entry.high.load(Ordering::Relaxed)).contains(&frame)
+            && (entry.low.load(Ordering::Relaxed)..entry.high.load(Ordering::Relaxed))
+                .contains(&frame)
         {
             // SAFETY: records point at slot states, which are never unmapped.
             return unsafe { &*state };
@@ -417,22 +456,38 @@ impl Thread {
         // Its creator (this very call) is done with it: once released, it may be reused.
         state.clone_result.store(tid as u64, Ordering::Release);
         let mut previous = [0u64; 3];
-        let ours = [state.altstack[0].load(Ordering::Relaxed), 0, ALTSTACK_SIZE as u64];
+        let ours = [
+            state.altstack[0].load(Ordering::Relaxed),
+            0,
+            ALTSTACK_SIZE as u64,
+        ];
         // SAFETY: both are valid stack_t; the new one is the slot's stack.
         let installed = unsafe {
-            host::syscall2(__NR_sigaltstack, ours.as_ptr() as usize, previous.as_mut_ptr() as usize)
+            host::syscall2(
+                __NR_sigaltstack,
+                ours.as_ptr() as usize,
+                previous.as_mut_ptr() as usize,
+            )
         };
         if let Err(errno) = installed {
             release(state);
             return Err(errno.into());
         }
-        Ok(Thread { state, previous_altstack: previous, _not_send: PhantomData })
+        Ok(Thread {
+            state,
+            previous_altstack: previous,
+            _not_send: PhantomData,
+        })
     }
 
     /// Arms the thread in exclusive mode over the allowed region with its
     /// own selector.
     pub fn arm(&self) -> Result<(), Error> {
-        crate::arm::arm_state(self.state, PR_SYS_DISPATCH_EXCLUSIVE_ON, crate::allowed_region())
+        crate::arm::arm_state(
+            self.state,
+            PR_SYS_DISPATCH_EXCLUSIVE_ON,
+            crate::allowed_region(),
+        )
     }
 
     /// Arms the thread in inclusive mode over `range` with its own selector;
@@ -480,7 +535,11 @@ impl Drop for Thread {
         let _ = self.disarm();
         // SAFETY: puts back the stack_t sigaltstack returned in new().
         let _ = unsafe {
-            host::syscall2(__NR_sigaltstack, self.previous_altstack.as_ptr() as usize, 0)
+            host::syscall2(
+                __NR_sigaltstack,
+                self.previous_altstack.as_ptr() as usize,
+                0,
+            )
         };
         release(self.state);
     }

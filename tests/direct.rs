@@ -57,7 +57,13 @@ fn redirected_read(call: &mut Syscall) -> usize {
     let [_, buf, len, ..] = call.args();
     loop {
         // SAFETY: the guest's buffer, as the guest passed it.
-        let n = unsafe { libc::read(PIPE_READ_END.load(Ordering::SeqCst), buf as *mut libc::c_void, len) };
+        let n = unsafe {
+            libc::read(
+                PIPE_READ_END.load(Ordering::SeqCst),
+                buf as *mut libc::c_void,
+                len,
+            )
+        };
         if n >= 0 {
             return n as usize;
         }
@@ -80,7 +86,9 @@ fn redirect_reads(call: &mut Syscall) -> Action {
 
 /// A guest thread's read, redirected to a function that blocks on a pipe;
 /// a signal interrupts it (EINTR, then it reads again), and the data comes.
-fn redirected_read_interrupted(redirect_stack: Option<&mut [u8]>) -> (Result<usize, Errno>, [u8; 16]) {
+fn redirected_read_interrupted(
+    redirect_stack: Option<&mut [u8]>,
+) -> (Result<usize, Errno>, [u8; 16]) {
     sud::install(redirect_reads).unwrap();
     sud::install_redirect(redirected_read);
     common::libc_handler(libc::SIGUSR1, count_signal, 0);
@@ -102,7 +110,9 @@ fn redirected_read_interrupted(redirect_stack: Option<&mut [u8]>) -> (Result<usi
             tid.store(common::gettid(), Ordering::SeqCst);
             let mut buf = [0u8; 16];
             // SAFETY: a read into a live buffer, redirected.
-            let r = blocked(&thread, || unsafe { guest::syscall3(__NR_read, 12345, buf.as_mut_ptr() as usize, 16) });
+            let r = blocked(&thread, || unsafe {
+                guest::syscall3(__NR_read, 12345, buf.as_mut_ptr() as usize, 16)
+            });
             (r, buf)
         })
     };
@@ -112,9 +122,16 @@ fn redirected_read_interrupted(redirect_stack: Option<&mut [u8]>) -> (Result<usi
     let tid = tid.load(Ordering::SeqCst);
     let pc = common::wait_blocked_in(tid, __NR_read as i64);
     let region = sud::allowed_region();
-    assert!(!region.contains(&pc), "the redirected read blocked in the allowed region: not ordinary code");
+    assert!(
+        !region.contains(&pc),
+        "the redirected read blocked in the allowed region: not ordinary code"
+    );
     // Outside signal context: not every signal blocked, as in a handler.
-    assert_eq!(common::sigblk(tid), 0, "the redirect function runs under a handler's mask");
+    assert_eq!(
+        common::sigblk(tid),
+        0,
+        "the redirect function runs under a handler's mask"
+    );
     // SAFETY: a signal to our own thread.
     unsafe { libc::syscall(libc::SYS_tgkill, std::process::id(), tid, libc::SIGUSR1) };
     while HOOK_EINTR.load(Ordering::SeqCst) == 0 {
@@ -122,36 +139,64 @@ fn redirected_read_interrupted(redirect_stack: Option<&mut [u8]>) -> (Result<usi
     }
     common::wait_blocked_in(tid, __NR_read as i64);
     // SAFETY: writes 5 bytes.
-    assert_eq!(unsafe { libc::write(fds[1], b"hello".as_ptr().cast(), 5) }, 5);
+    assert_eq!(
+        unsafe { libc::write(fds[1], b"hello".as_ptr().cast(), 5) },
+        5
+    );
     guest.join().unwrap()
 }
 
 #[test]
 fn redirect_blocks_is_interrupted_and_completes() {
-    isolated("redirect_blocks_is_interrupted_and_completes", Ends::Passing, || {
-        let (result, buf) = redirected_read_interrupted(None);
-        assert_eq!(result, Ok(5));
-        assert_eq!(&buf[..5], b"hello");
-        assert_eq!(SIGNALS.load(Ordering::SeqCst), 1, "the signal did not run during the redirect");
-        assert_eq!(HOOK_EINTR.load(Ordering::SeqCst), 1);
-        assert_eq!(HOOK_OWN_SYSCALL.load(Ordering::SeqCst) as usize, native_getppid(), "the redirect's own syscall was trapped");
-        // On the guest's stack, below its red zone.
-        let (rsp, guest_rsp) = (HOOK_RSP.load(Ordering::SeqCst), HOOK_GUEST_RSP.load(Ordering::SeqCst));
-        assert!(rsp < guest_rsp - 128 && rsp > guest_rsp - 1024 * 1024, "ran at {rsp:#x}, guest RSP {guest_rsp:#x}");
-    });
+    isolated(
+        "redirect_blocks_is_interrupted_and_completes",
+        Ends::Passing,
+        || {
+            let (result, buf) = redirected_read_interrupted(None);
+            assert_eq!(result, Ok(5));
+            assert_eq!(&buf[..5], b"hello");
+            assert_eq!(
+                SIGNALS.load(Ordering::SeqCst),
+                1,
+                "the signal did not run during the redirect"
+            );
+            assert_eq!(HOOK_EINTR.load(Ordering::SeqCst), 1);
+            assert_eq!(
+                HOOK_OWN_SYSCALL.load(Ordering::SeqCst) as usize,
+                native_getppid(),
+                "the redirect's own syscall was trapped"
+            );
+            // On the guest's stack, below its red zone.
+            let (rsp, guest_rsp) = (
+                HOOK_RSP.load(Ordering::SeqCst),
+                HOOK_GUEST_RSP.load(Ordering::SeqCst),
+            );
+            assert!(
+                rsp < guest_rsp - 128 && rsp > guest_rsp - 1024 * 1024,
+                "ran at {rsp:#x}, guest RSP {guest_rsp:#x}"
+            );
+        },
+    );
 }
 
 #[test]
 fn redirect_on_the_threads_redirect_stack() {
-    isolated("redirect_on_the_threads_redirect_stack", Ends::Passing, || {
-        let mut stack = vec![0u8; 256 * 1024];
-        let range = stack.as_ptr() as u64..stack.as_ptr() as u64 + stack.len() as u64;
-        let (result, buf) = redirected_read_interrupted(Some(&mut stack));
-        assert_eq!(result, Ok(5));
-        assert_eq!(&buf[..5], b"hello");
-        assert!(range.contains(&HOOK_RSP.load(Ordering::SeqCst)), "the redirect did not run on its stack");
-        assert!(!range.contains(&HOOK_GUEST_RSP.load(Ordering::SeqCst)));
-    });
+    isolated(
+        "redirect_on_the_threads_redirect_stack",
+        Ends::Passing,
+        || {
+            let mut stack = vec![0u8; 256 * 1024];
+            let range = stack.as_ptr() as u64..stack.as_ptr() as u64 + stack.len() as u64;
+            let (result, buf) = redirected_read_interrupted(Some(&mut stack));
+            assert_eq!(result, Ok(5));
+            assert_eq!(&buf[..5], b"hello");
+            assert!(
+                range.contains(&HOOK_RSP.load(Ordering::SeqCst)),
+                "the redirect did not run on its stack"
+            );
+            assert!(!range.contains(&HOOK_GUEST_RSP.load(Ordering::SeqCst)));
+        },
+    );
 }
 
 /// A page of JIT-written code making syscalls, at a known offset.
@@ -168,7 +213,14 @@ impl JitPage {
     fn new() -> JitPage {
         // SAFETY: a fresh anonymous mapping.
         let base = unsafe {
-            libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         } as *mut u8;
         assert!(!base.is_null() && base as isize != -1);
         // mov eax, __NR_getppid; syscall; ret  -- with the syscall at SYSCALL_AT.
@@ -179,7 +231,10 @@ impl JitPage {
         // SAFETY: writes into the page, then makes it executable.
         unsafe {
             base.copy_from_nonoverlapping(code.as_ptr(), code.len());
-            assert_eq!(libc::mprotect(base.cast(), 4096, libc::PROT_READ | libc::PROT_EXEC), 0);
+            assert_eq!(
+                libc::mprotect(base.cast(), 4096, libc::PROT_READ | libc::PROT_EXEC),
+                0
+            );
         }
         JitPage { base }
     }
@@ -202,8 +257,14 @@ impl JitPage {
 #[test]
 fn inclusive_mode_traps_only_the_range() {
     isolated("inclusive_mode_traps_only_the_range", Ends::Passing, || {
-        sud::install(|call| if call.number() == __NR_getppid { Action::Emulate(FAKE_PPID) } else { Action::Reissue })
-            .unwrap();
+        sud::install(|call| {
+            if call.number() == __NR_getppid {
+                Action::Emulate(FAKE_PPID)
+            } else {
+                Action::Reissue
+            }
+        })
+        .unwrap();
         let jit = JitPage::new();
         let thread = Thread::new().unwrap();
         let native = native_getppid();
@@ -223,8 +284,19 @@ fn inclusive_mode_traps_only_the_range() {
                 (jit.getppid(), unsafe { guest::syscall0(__NR_getppid) })
             });
             let want = if trapped { FAKE_PPID } else { native };
-            assert_eq!(from_jit, want, "range {:#x}..{:#x} (syscall ends at {:#x})", range.start, range.end, jit.addr(SYSCALL_END));
-            assert_eq!(from_rust, Ok(native), "ordinary code was trapped in inclusive mode");
+            assert_eq!(
+                from_jit,
+                want,
+                "range {:#x}..{:#x} (syscall ends at {:#x})",
+                range.start,
+                range.end,
+                jit.addr(SYSCALL_END)
+            );
+            assert_eq!(
+                from_rust,
+                Ok(native),
+                "ordinary code was trapped in inclusive mode"
+            );
         }
         thread.disarm().unwrap();
     });
@@ -240,10 +312,19 @@ fn inclusive_mode_refuses_bad_ranges() {
         #[allow(clippy::reversed_empty_ranges)]
         let reversed = 0x20000..0x10000;
         assert_eq!(thread.arm_inclusive(reversed), einval, "reversed");
-        assert_eq!(thread.arm_inclusive(region.start..region.start + 1), einval, "covers the allowed region");
-        assert_eq!(thread.arm_inclusive(0..usize::MAX), einval, "covers everything");
+        assert_eq!(
+            thread.arm_inclusive(region.start..region.start + 1),
+            einval,
+            "covers the allowed region"
+        );
+        assert_eq!(
+            thread.arm_inclusive(0..usize::MAX),
+            einval,
+            "covers everything"
+        );
         // SAFETY: the kernel refuses the wrapping range before arming.
-        let wraps = unsafe { sud::set_syscall_user_dispatch(2, usize::MAX - 1, 4, std::ptr::null()) };
+        let wraps =
+            unsafe { sud::set_syscall_user_dispatch(2, usize::MAX - 1, 4, std::ptr::null()) };
         assert_eq!(wraps, einval);
     });
 }
@@ -274,68 +355,106 @@ static ENTRY_SELECTOR: AtomicU64 = AtomicU64::new(0);
 /// signal; the callback sees the calling thread's selector, at ALLOW.
 #[test]
 fn entry_emulates_reissues_redirects_and_denies() {
-    isolated("entry_emulates_reissues_redirects_and_denies", Ends::Passing, || {
-        fn handler(call: &mut Syscall) -> Action {
-            ENTRY_CALLS.fetch_add(1, Ordering::SeqCst);
-            assert!(call.siginfo().is_none(), "sud_entry is signal-free");
-            assert!(!call.selector().is_blocked(), "the callback runs under ALLOW");
-            ENTRY_SELECTOR.store(call.selector().as_ptr() as u64, Ordering::SeqCst);
-            match call.number() {
-                __NR_getppid => Action::Emulate(FAKE_PPID),
-                __NR_getpid => Action::Reissue,
-                500 => Action::Deny(Errno::EPERM),
-                _ => Action::Redirect,
+    isolated(
+        "entry_emulates_reissues_redirects_and_denies",
+        Ends::Passing,
+        || {
+            fn handler(call: &mut Syscall) -> Action {
+                ENTRY_CALLS.fetch_add(1, Ordering::SeqCst);
+                assert!(call.siginfo().is_none(), "sud_entry is signal-free");
+                assert!(
+                    !call.selector().is_blocked(),
+                    "the callback runs under ALLOW"
+                );
+                ENTRY_SELECTOR.store(call.selector().as_ptr() as u64, Ordering::SeqCst);
+                match call.number() {
+                    __NR_getppid => Action::Emulate(FAKE_PPID),
+                    __NR_getpid => Action::Reissue,
+                    500 => Action::Deny(Errno::EPERM),
+                    _ => Action::Redirect,
+                }
             }
-        }
-        sud::install(handler).unwrap();
-        sud::install_redirect(|call| call.number() as usize * 2);
-        let thread = Thread::new().unwrap();
-        thread.arm().unwrap();
-        let selector = thread.selector().as_ptr();
-        let pid = std::process::id() as usize;
-        let results = blocked(&thread, || {
-            let r = [entry(__NR_getppid, selector), entry(__NR_getpid, selector), entry(500, selector), entry(501, selector)];
-            (r, thread.selector().is_blocked())
-        });
-        assert_eq!(results, ([Ok(FAKE_PPID), Ok(pid), Err(Errno::EPERM), Ok(1002)], true));
-        assert_eq!(ENTRY_CALLS.load(Ordering::SeqCst), 4);
-        assert_eq!(ENTRY_SELECTOR.load(Ordering::SeqCst), selector as u64, "the callback saw another selector");
-        // Signal-free indeed: unarmed, it works the same.
-        thread.disarm().unwrap();
-        assert_eq!(entry(__NR_getppid, selector), Ok(FAKE_PPID));
-        assert_eq!(entry(__NR_getppid, std::ptr::null()), Ok(FAKE_PPID));
-        assert_eq!(ENTRY_SELECTOR.load(Ordering::SeqCst), sud::SELECTOR.as_ptr() as u64);
-    });
+            sud::install(handler).unwrap();
+            sud::install_redirect(|call| call.number() as usize * 2);
+            let thread = Thread::new().unwrap();
+            thread.arm().unwrap();
+            let selector = thread.selector().as_ptr();
+            let pid = std::process::id() as usize;
+            let results = blocked(&thread, || {
+                let r = [
+                    entry(__NR_getppid, selector),
+                    entry(__NR_getpid, selector),
+                    entry(500, selector),
+                    entry(501, selector),
+                ];
+                (r, thread.selector().is_blocked())
+            });
+            assert_eq!(
+                results,
+                ([Ok(FAKE_PPID), Ok(pid), Err(Errno::EPERM), Ok(1002)], true)
+            );
+            assert_eq!(ENTRY_CALLS.load(Ordering::SeqCst), 4);
+            assert_eq!(
+                ENTRY_SELECTOR.load(Ordering::SeqCst),
+                selector as u64,
+                "the callback saw another selector"
+            );
+            // Signal-free indeed: unarmed, it works the same.
+            thread.disarm().unwrap();
+            assert_eq!(entry(__NR_getppid, selector), Ok(FAKE_PPID));
+            assert_eq!(entry(__NR_getppid, std::ptr::null()), Ok(FAKE_PPID));
+            assert_eq!(
+                ENTRY_SELECTOR.load(Ordering::SeqCst),
+                sud::SELECTOR.as_ptr() as u64
+            );
+        },
+    );
 }
 
 /// A guest thread created through sud_entry's reissue of clone is armed:
 /// the task stubs serve the entry as they serve SIGSYS.
 #[test]
 fn entry_reissue_of_fork_arms_the_child() {
-    isolated("entry_reissue_of_fork_arms_the_child", Ends::Passing, || {
-        sud::install(|call| if call.number() == __NR_getppid { Action::Emulate(FAKE_PPID) } else { Action::Reissue })
-            .unwrap();
-        let thread = Thread::new().unwrap();
-        thread.arm().unwrap();
-        let selector = thread.selector().as_ptr();
-        let pid = blocked(&thread, || {
-            let pid = entry(linux_raw_sys::general::__NR_fork, selector).unwrap();
-            if pid == 0 {
-                // The child, still blocked: its getppid must be trapped.
-                // SAFETY: getppid, then exit_group from the child.
-                unsafe {
-                    let trapped = guest::syscall0(__NR_getppid) == Ok(FAKE_PPID);
-                    libc::syscall(libc::SYS_exit_group, if trapped { 0 } else { 1 });
+    isolated(
+        "entry_reissue_of_fork_arms_the_child",
+        Ends::Passing,
+        || {
+            sud::install(|call| {
+                if call.number() == __NR_getppid {
+                    Action::Emulate(FAKE_PPID)
+                } else {
+                    Action::Reissue
                 }
-            }
-            pid
-        });
-        let mut status = 0;
-        // SAFETY: waits for our child.
-        assert_eq!(unsafe { libc::waitpid(pid as i32, &mut status, 0) }, pid as i32);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child ended {status:#x}");
-        let _ = __NR_getpid;
-    });
+            })
+            .unwrap();
+            let thread = Thread::new().unwrap();
+            thread.arm().unwrap();
+            let selector = thread.selector().as_ptr();
+            let pid = blocked(&thread, || {
+                let pid = entry(linux_raw_sys::general::__NR_fork, selector).unwrap();
+                if pid == 0 {
+                    // The child, still blocked: its getppid must be trapped.
+                    // SAFETY: getppid, then exit_group from the child.
+                    unsafe {
+                        let trapped = guest::syscall0(__NR_getppid) == Ok(FAKE_PPID);
+                        libc::syscall(libc::SYS_exit_group, if trapped { 0 } else { 1 });
+                    }
+                }
+                pid
+            });
+            let mut status = 0;
+            // SAFETY: waits for our child.
+            assert_eq!(
+                unsafe { libc::waitpid(pid as i32, &mut status, 0) },
+                pid as i32
+            );
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "child ended {status:#x}"
+            );
+            let _ = __NR_getpid;
+        },
+    );
 }
 
 // Guest code that creates a thread through sud_entry rather than `syscall`.
@@ -388,19 +507,39 @@ fn entry_clone_from_an_unarmed_thread() {
         let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
         let child_tid = std::sync::atomic::AtomicU32::new(u32::MAX);
         let mut marker = 0u64;
-        let flags = (libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES | libc::CLONE_SIGHAND
-            | libc::CLONE_THREAD | libc::CLONE_SYSVSEM | libc::CLONE_CHILD_CLEARTID) as u64;
+        let flags = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_CHILD_CLEARTID) as u64;
         // SAFETY: the child runs on `stack`, which outlives it (we wait for
         // its exit), and writes only `marker`.
         let tid = unsafe { entry_clone(flags, top, child_tid.as_ptr(), &mut marker) };
         assert!(tid > 0, "clone through sud_entry failed: {tid}");
         while child_tid.load(Ordering::SeqCst) != 0 {
             // SAFETY: a futex wait on a live u32.
-            unsafe { libc::syscall(libc::SYS_futex, child_tid.as_ptr(), libc::FUTEX_WAIT, tid as u32, 0) };
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    child_tid.as_ptr(),
+                    libc::FUTEX_WAIT,
+                    tid as u32,
+                    0,
+                )
+            };
         }
         // SAFETY: the child is gone.
-        assert_eq!(unsafe { std::ptr::read_volatile(&marker) }, 1, "the child never ran");
-        assert!(!sud::SELECTOR.is_blocked(), "sud_entry left the global selector at BLOCK");
+        assert_eq!(
+            unsafe { std::ptr::read_volatile(&marker) },
+            1,
+            "the child never ran"
+        );
+        assert!(
+            !sud::SELECTOR.is_blocked(),
+            "sud_entry left the global selector at BLOCK"
+        );
         drop(stack);
     });
 }

@@ -13,12 +13,17 @@ const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const LINKERS: [(&str, &str); 2] = [("lld", ""), ("gnu-ld", "-C linker-features=-lld")];
 
 fn profile() -> &'static str {
-    if cfg!(debug_assertions) { "debug" } else { "release" }
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
 }
 
-/// Builds the freestanding crate into `target/<dir>` with `rustflags`, once
-/// per directory, and returns the directory holding the executables.
-fn build(dir: &str, rustflags: Option<&str>) -> PathBuf {
+/// Builds the freestanding crate into `target/<dir>` with `rustflags` (and
+/// without sud's linker script if `link_script` is false), once per
+/// directory, and returns the directory holding the executables.
+fn build(dir: &str, rustflags: Option<&str>, link_script: bool) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let target = Path::new(MANIFEST_DIR).join("target").join(dir);
@@ -29,7 +34,13 @@ fn build(dir: &str, rustflags: Option<&str>) -> PathBuf {
     let mut cargo = Command::new(env!("CARGO"));
     cargo
         .current_dir(MANIFEST_DIR)
-        .args(["build", "--manifest-path", "tests/freestanding/Cargo.toml", "--bins", "--target-dir"])
+        .args([
+            "build",
+            "--manifest-path",
+            "tests/freestanding/Cargo.toml",
+            "--bins",
+            "--target-dir",
+        ])
         .arg(&target);
     if profile() == "release" {
         cargo.arg("--release");
@@ -37,8 +48,14 @@ fn build(dir: &str, rustflags: Option<&str>) -> PathBuf {
     if let Some(flags) = rustflags {
         cargo.env("RUSTFLAGS", flags);
     }
+    if !link_script {
+        cargo.env("SUD_WITHOUT_LINK_SCRIPT", "1");
+    }
     let status = cargo.status().expect("run cargo");
-    assert!(status.success(), "building the freestanding tests failed: {status}");
+    assert!(
+        status.success(),
+        "building the freestanding tests failed: {status}"
+    );
     built.push(dir.to_string());
     bins
 }
@@ -46,7 +63,7 @@ fn build(dir: &str, rustflags: Option<&str>) -> PathBuf {
 /// The executables built the way this test run itself was built.
 fn this_run_bins() -> &'static Path {
     static BINS: OnceLock<PathBuf> = OnceLock::new();
-    BINS.get_or_init(|| build("freestanding", None))
+    BINS.get_or_init(|| build("freestanding", None, true))
 }
 
 /// Runs `bin` and checks exit status 0 and an `ok` line for each case.
@@ -54,9 +71,17 @@ fn run(bin: &Path, cases: &[&str]) -> String {
     let out = Command::new(bin).output().expect("run freestanding test");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     print!("{stdout}");
-    assert!(out.status.success(), "{} ended {}", bin.display(), out.status);
+    assert!(
+        out.status.success(),
+        "{} ended {}",
+        bin.display(),
+        out.status
+    );
     for case in cases {
-        assert!(stdout.lines().any(|l| l == format!("ok {case}")), "case {case} did not report ok");
+        assert!(
+            stdout.lines().any(|l| l == format!("ok {case}")),
+            "case {case} did not report ok"
+        );
     }
     assert!(!stdout.contains("FAIL"));
     stdout
@@ -101,14 +126,20 @@ fn registers() {
 /// The smallest program on sud runs, trapped.
 #[test]
 fn minimal() {
-    let out = Command::new(this_run_bins().join("minimal")).output().expect("run minimal");
+    let out = Command::new(this_run_bins().join("minimal"))
+        .output()
+        .expect("run minimal");
     assert!(out.status.success(), "minimal ended {}", out.status);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "minimal: getppid emulated, write reissued\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "minimal: getppid emulated, write reissued\n"
+    );
 }
 
-const REGION_CASES: [&str; 7] = [
+const REGION_CASES: [&str; 8] = [
     "region_found_and_page_aligned",
     "region_holds_every_entry_point",
+    "region_goes_on_past_every_syscall",
     "restorer_bytes",
     "region_is_executable_mapping",
     "symbols_for_generated_code",
@@ -125,23 +156,60 @@ fn region() {
 /// `.comment`; GNU ld writes nothing there).
 fn linked_by_lld(binary: &Path) -> bool {
     let bytes = std::fs::read(binary).expect("read binary");
-    bytes.windows(b"Linker: LLD".len()).any(|w| w == b"Linker: LLD")
+    bytes
+        .windows(b"Linker: LLD".len())
+        .any(|w| w == b"Linker: LLD")
 }
 
-/// Whatever linker this run uses, the region is found, with link.ld
-/// (freestanding, static, non-PIE) and without it (the std demo, PIE),
-/// under each linker in turn.
+/// Whatever linker this run uses, the region is found, under each linker in
+/// turn: with link.ld (freestanding, static, non-PIE), without any script
+/// (the same, with the linker's default layout), and in a PIE (the std demo).
 #[test]
 fn region_found_under_both_linkers() {
     for (name, flags) in LINKERS {
-        let bins = build(&format!("freestanding-{name}"), Some(flags));
+        let bins = build(&format!("freestanding-{name}"), Some(flags), true);
         let region = bins.join("region");
-        assert_eq!(linked_by_lld(&region), name == "lld", "{name} did not link {}", region.display());
+        assert_eq!(
+            linked_by_lld(&region),
+            name == "lld",
+            "{name} did not link {}",
+            region.display()
+        );
         run(&region, &REGION_CASES);
 
-        let target = Path::new(MANIFEST_DIR).join("target").join(format!("pie-{name}"));
+        let bins = build(
+            &format!("freestanding-{name}-no-script"),
+            Some(flags),
+            false,
+        );
+        let minimal = bins.join("minimal");
+        assert_eq!(linked_by_lld(&minimal), name == "lld");
+        let out = Command::new(&minimal).output().expect("run minimal");
+        assert!(
+            out.status.success(),
+            "minimal linked by {name} without link.ld ended {}",
+            out.status
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "minimal: getppid emulated, write reissued\n"
+        );
+        let audit = bins.join("audit_tracee");
+        let out = Command::new(&audit).output().expect("run audit_tracee");
+        assert!(
+            out.status.success(),
+            "audit_tracee linked by {name} without link.ld ended {}",
+            out.status
+        );
+
+        let target = Path::new(MANIFEST_DIR)
+            .join("target")
+            .join(format!("pie-{name}"));
         let mut cargo = Command::new(env!("CARGO"));
-        cargo.current_dir(MANIFEST_DIR).args(["build", "--example", "demo", "--target-dir"]).arg(&target);
+        cargo
+            .current_dir(MANIFEST_DIR)
+            .args(["build", "--example", "demo", "--target-dir"])
+            .arg(&target);
         if profile() == "release" {
             cargo.arg("--release");
         }
@@ -152,7 +220,11 @@ fn region_found_under_both_linkers() {
         let out = Command::new(&demo).output().expect("run demo");
         let stdout = String::from_utf8_lossy(&out.stdout);
         print!("{stdout}");
-        assert!(out.status.success(), "demo linked by {name} ended {}", out.status);
+        assert!(
+            out.status.success(),
+            "demo linked by {name} ended {}",
+            out.status
+        );
         assert!(stdout.contains("emulated -> 4242") && stdout.contains("reissued -> 50"));
     }
 }
@@ -169,12 +241,18 @@ fn region_found_under_both_linkers() {
 #[test]
 fn runtime_syscalls_while_blocked_lie_in_region() {
     let tracee = this_run_bins().join("audit_tracee");
-    let out = Command::new(&tracee).env("SUD_AUDIT_ADDRESSES", "1").output().unwrap();
+    let out = Command::new(&tracee)
+        .env("SUD_AUDIT_ADDRESSES", "1")
+        .output()
+        .unwrap();
     let line = String::from_utf8(out.stdout).unwrap();
     let fields: Vec<&str> = line.split_whitespace().collect();
     // "name value [value]" pairs, in hex.
     let value = |name: &str, nth: usize| {
-        let i = fields.iter().position(|f| *f == name).unwrap_or_else(|| panic!("no {name} in {line}"));
+        let i = fields
+            .iter()
+            .position(|f| *f == name)
+            .unwrap_or_else(|| panic!("no {name} in {line}"));
         usize::from_str_radix(fields[i + 1 + nth].trim_start_matches("0x"), 16).unwrap()
     };
     let selector = value("selector", 0);
@@ -191,20 +269,49 @@ fn runtime_syscalls_while_blocked_lie_in_region() {
 
     let dispatched: Vec<_> = trace.sigsys.iter().filter(|s| s.code == 2).collect();
     // getpid, getppid, 500, tgkill(SIGUSR1), the guest restorer's rt_sigreturn, tgkill(SIGSYS).
-    assert_eq!(dispatched.len(), 6, "dispatched syscalls: {:x?}", trace.sigsys);
+    assert_eq!(
+        dispatched.len(),
+        6,
+        "dispatched syscalls: {:x?}",
+        trace.sigsys
+    );
     for sigsys in &dispatched {
-        assert!(guest.contains(&sigsys.call_addr), "a runtime syscall was dispatched: {sigsys:x?}");
+        assert!(
+            guest.contains(&sigsys.call_addr),
+            "a runtime syscall was dispatched: {sigsys:x?}"
+        );
     }
-    assert!(trace.sigsys.iter().any(|s| s.code == -6), "the foreign SIGSYS (SI_TKILL) was not seen");
+    assert!(
+        trace.sigsys.iter().any(|s| s.code == -6),
+        "the foreign SIGSYS (SI_TKILL) was not seen"
+    );
 
-    let blocked: Vec<_> = trace.syscalls.iter().filter(|s| s.selector_blocked).collect();
+    let blocked: Vec<_> = trace
+        .syscalls
+        .iter()
+        .filter(|s| s.selector_blocked)
+        .collect();
     for syscall in &blocked {
-        assert!(region.contains(&syscall.ip), "syscall {} ran under BLOCK from {:#x}, outside {region:x?}", syscall.nr, syscall.ip);
+        assert!(
+            region.contains(&syscall.ip),
+            "syscall {} ran under BLOCK from {:#x}, outside {region:x?}",
+            syscall.nr,
+            syscall.ip
+        );
     }
     let ran_from = |entry: usize| blocked.iter().any(|s| (entry..entry + 16).contains(&s.ip));
-    assert!(ran_from(restorer), "no rt_sigreturn from sud_restorer under BLOCK");
-    assert!(ran_from(reissue), "no reissued syscall from sud_reissue under BLOCK");
-    assert!(ran_from(reissue_sigreturn), "no guest rt_sigreturn from sud_reissue_sigreturn under BLOCK");
+    assert!(
+        ran_from(restorer),
+        "no rt_sigreturn from sud_restorer under BLOCK"
+    );
+    assert!(
+        ran_from(reissue),
+        "no reissued syscall from sud_reissue under BLOCK"
+    );
+    assert!(
+        ran_from(reissue_sigreturn),
+        "no guest rt_sigreturn from sud_reissue_sigreturn under BLOCK"
+    );
     println!(
         "{} syscalls executed while blocked, all in the region; {} dispatched, all from guest code",
         blocked.len(),
@@ -265,7 +372,12 @@ mod ptrace {
             std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
             s
         });
-        let mut trace = Trace { syscalls: Vec::new(), sigsys: Vec::new(), exited_zero: false, stdout: String::new() };
+        let mut trace = Trace {
+            syscalls: Vec::new(),
+            sigsys: Vec::new(),
+            exited_zero: false,
+            stdout: String::new(),
+        };
         let mut status = 0;
         // SAFETY: ptrace on our own traced child, with valid buffers.
         unsafe {
@@ -292,16 +404,24 @@ mod ptrace {
                     let got = libc::ptrace(PTRACE_GET_SYSCALL_INFO, pid, size, info.as_mut_ptr());
                     assert!(got > 0);
                     if info[0] as u8 == SYSCALL_INFO_ENTRY {
-                        let word = libc::ptrace(libc::PTRACE_PEEKDATA, pid, selector & !7, 0) as u64;
+                        let word =
+                            libc::ptrace(libc::PTRACE_PEEKDATA, pid, selector & !7, 0) as u64;
                         let byte = (word >> (8 * (selector & 7))) & 0xff;
-                        trace.syscalls.push(SyscallEntry { nr: info[3], ip: info[1] as usize, selector_blocked: byte == 1 });
+                        trace.syscalls.push(SyscallEntry {
+                            nr: info[3],
+                            ip: info[1] as usize,
+                            selector_blocked: byte == 1,
+                        });
                     }
                 } else {
                     if signal == libc::SIGSYS {
                         let mut info: libc::siginfo_t = std::mem::zeroed();
                         assert_eq!(libc::ptrace(libc::PTRACE_GETSIGINFO, pid, 0, &mut info), 0);
                         let raw = &*(&info as *const libc::siginfo_t as *const [u64; 16]);
-                        trace.sigsys.push(Sigsys { code: info.si_code, call_addr: raw[2] as usize });
+                        trace.sigsys.push(Sigsys {
+                            code: info.si_code,
+                            call_addr: raw[2] as usize,
+                        });
                     }
                     inject = signal;
                 }

@@ -55,7 +55,10 @@ fn emulate_reissue_deny() {
                 guest::syscall0(MISSING),
             ]
         });
-        assert_eq!(results, [Ok(4242), Ok(pid), Err(Errno::EPERM), Err(Errno::ENOSYS)]);
+        assert_eq!(
+            results,
+            [Ok(4242), Ok(pid), Err(Errno::EPERM), Err(Errno::ENOSYS)]
+        );
         assert_eq!(TRAPS.load(Ordering::SeqCst), 4);
         // Unarmed, nothing is trapped.
         // SAFETY: as above.
@@ -68,24 +71,35 @@ fn emulate_reissue_deny() {
 /// selector says ALLOW while it runs, and the guest resumes under BLOCK.
 #[test]
 fn callback_runs_under_allow_and_guest_resumes_blocked() {
-    isolated("callback_runs_under_allow_and_guest_resumes_blocked", Ends::Passing, || {
-        static SEEN_BLOCKED: AtomicBool = AtomicBool::new(true);
-        fn handler(call: &mut Syscall) -> Action {
-            SEEN_BLOCKED.store(SELECTOR.is_blocked(), Ordering::SeqCst);
-            let text = format!("callback: syscall {} from {:#x}", call.number(), call.call_addr());
-            println!("{text}");
-            Action::Emulate(text.len())
-        }
-        sud::install(handler).unwrap();
-        let (result, blocked_after) = blocked(|| {
-            // SAFETY: getppid, trapped.
-            let r = unsafe { guest::syscall0(__NR_getppid) };
-            (r, SELECTOR.is_blocked())
-        });
-        assert!(result.unwrap() > 20);
-        assert!(!SEEN_BLOCKED.load(Ordering::SeqCst), "the callback ran under BLOCK");
-        assert!(blocked_after, "the guest resumed under ALLOW");
-    });
+    isolated(
+        "callback_runs_under_allow_and_guest_resumes_blocked",
+        Ends::Passing,
+        || {
+            static SEEN_BLOCKED: AtomicBool = AtomicBool::new(true);
+            fn handler(call: &mut Syscall) -> Action {
+                SEEN_BLOCKED.store(SELECTOR.is_blocked(), Ordering::SeqCst);
+                let text = format!(
+                    "callback: syscall {} from {:#x}",
+                    call.number(),
+                    call.call_addr()
+                );
+                println!("{text}");
+                Action::Emulate(text.len())
+            }
+            sud::install(handler).unwrap();
+            let (result, blocked_after) = blocked(|| {
+                // SAFETY: getppid, trapped.
+                let r = unsafe { guest::syscall0(__NR_getppid) };
+                (r, SELECTOR.is_blocked())
+            });
+            assert!(result.unwrap() > 20);
+            assert!(
+                !SEEN_BLOCKED.load(Ordering::SeqCst),
+                "the callback ran under BLOCK"
+            );
+            assert!(blocked_after, "the guest resumed under ALLOW");
+        },
+    );
 }
 
 static HANDLED_SIGNALS: AtomicU32 = AtomicU32::new(0);
@@ -98,7 +112,10 @@ extern "C" fn count_signal(_: i32) {
 /// SIGUSR1, then (for SA_RESTART) writes to the pipe.  Returns the read's
 /// result, the number of dispatched syscalls, the instruction pointer the
 /// thread was blocked at and its signal mask while blocked.
-fn interrupted_read(flags: i32, write_after_signal: bool) -> (Result<usize, Errno>, usize, usize, u64) {
+fn interrupted_read(
+    flags: i32,
+    write_after_signal: bool,
+) -> (Result<usize, Errno>, usize, usize, u64) {
     static READS: AtomicUsize = AtomicUsize::new(0);
     fn handler(call: &mut Syscall) -> Action {
         if call.number() == __NR_read {
@@ -128,7 +145,9 @@ fn interrupted_read(flags: i32, write_after_signal: bool) -> (Result<usize, Errn
             tid.store(common::gettid(), Ordering::SeqCst);
             let mut buf = [0u8; 16];
             // SAFETY: read into a live buffer.
-            blocked(|| unsafe { guest::syscall3(__NR_read, read_fd as usize, buf.as_mut_ptr() as usize, 16) })
+            blocked(|| unsafe {
+                guest::syscall3(__NR_read, read_fd as usize, buf.as_mut_ptr() as usize, 16)
+            })
         })
     };
     while tid.load(Ordering::SeqCst) == 0 {
@@ -138,7 +157,10 @@ fn interrupted_read(flags: i32, write_after_signal: bool) -> (Result<usize, Errn
     let pc = common::wait_blocked_in(tid, __NR_read as i64);
     let mask = common::sigblk(tid);
     // SAFETY: a signal to our own thread.
-    assert_eq!(unsafe { libc::syscall(libc::SYS_tgkill, std::process::id(), tid, libc::SIGUSR1) }, 0);
+    assert_eq!(
+        unsafe { libc::syscall(libc::SYS_tgkill, std::process::id(), tid, libc::SIGUSR1) },
+        0
+    );
     if write_after_signal {
         // The read must be blocked again, restarted, before the data comes.
         while HANDLED_SIGNALS.load(Ordering::SeqCst) == 0 {
@@ -146,7 +168,10 @@ fn interrupted_read(flags: i32, write_after_signal: bool) -> (Result<usize, Errn
         }
         common::wait_blocked_in(tid, __NR_read as i64);
         // SAFETY: writes 5 bytes from a live buffer.
-        assert_eq!(unsafe { libc::write(write_fd, b"hello".as_ptr().cast(), 5) }, 5);
+        assert_eq!(
+            unsafe { libc::write(write_fd, b"hello".as_ptr().cast(), 5) },
+            5
+        );
     }
     let result = guest.join().unwrap();
     (result, READS.load(Ordering::SeqCst), pc, mask)
@@ -156,31 +181,46 @@ fn interrupted_read(flags: i32, write_after_signal: bool) -> (Result<usize, Errn
 /// signal context), under the guest's own mask.
 fn check_blocked_in_reissue_stub(pc: usize, mask: u64) {
     let stub = sud::region_symbols().reissue;
-    assert!((stub..stub + 16).contains(&pc), "read blocked at {pc:#x}, not in sud_reissue at {stub:#x}");
-    assert_eq!(mask, common::bit(libc::SIGUSR2), "the reissued read ran under mask {mask:#x}");
+    assert!(
+        (stub..stub + 16).contains(&pc),
+        "read blocked at {pc:#x}, not in sud_reissue at {stub:#x}"
+    );
+    assert_eq!(
+        mask,
+        common::bit(libc::SIGUSR2),
+        "the reissued read ran under mask {mask:#x}"
+    );
 }
 
 #[test]
 fn reissued_read_interrupted_gives_eintr() {
-    isolated("reissued_read_interrupted_gives_eintr", Ends::Passing, || {
-        let (result, reads, pc, mask) = interrupted_read(0, false);
-        check_blocked_in_reissue_stub(pc, mask);
-        assert_eq!(result, Err(Errno::EINTR));
-        assert_eq!(HANDLED_SIGNALS.load(Ordering::SeqCst), 1);
-        assert_eq!(reads, 1);
-    });
+    isolated(
+        "reissued_read_interrupted_gives_eintr",
+        Ends::Passing,
+        || {
+            let (result, reads, pc, mask) = interrupted_read(0, false);
+            check_blocked_in_reissue_stub(pc, mask);
+            assert_eq!(result, Err(Errno::EINTR));
+            assert_eq!(HANDLED_SIGNALS.load(Ordering::SeqCst), 1);
+            assert_eq!(reads, 1);
+        },
+    );
 }
 
 #[test]
 fn reissued_read_restarts_under_sa_restart() {
-    isolated("reissued_read_restarts_under_sa_restart", Ends::Passing, || {
-        let (result, reads, pc, mask) = interrupted_read(libc::SA_RESTART, true);
-        check_blocked_in_reissue_stub(pc, mask);
-        assert_eq!(result, Ok(5));
-        assert_eq!(HANDLED_SIGNALS.load(Ordering::SeqCst), 1);
-        // Restarted by the kernel in the stub, not dispatched again.
-        assert_eq!(reads, 1);
-    });
+    isolated(
+        "reissued_read_restarts_under_sa_restart",
+        Ends::Passing,
+        || {
+            let (result, reads, pc, mask) = interrupted_read(libc::SA_RESTART, true);
+            check_blocked_in_reissue_stub(pc, mask);
+            assert_eq!(result, Ok(5));
+            assert_eq!(HANDLED_SIGNALS.load(Ordering::SeqCst), 1);
+            // Restarted by the kernel in the stub, not dispatched again.
+            assert_eq!(reads, 1);
+        },
+    );
 }
 
 // seccomp SECCOMP_RET_TRAP raises a SIGSYS with si_code SYS_SECCOMP (1):
@@ -209,79 +249,109 @@ fn install_previous_sigsys() {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = previous_sigsys as *const () as usize;
         action.sa_flags = libc::SA_SIGINFO;
-        assert_eq!(libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()), 0);
+        assert_eq!(
+            libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()),
+            0
+        );
     }
 }
 
 #[test]
 fn seccomp_trap_reaches_previous_handler() {
-    isolated("seccomp_trap_reaches_previous_handler", Ends::Passing, || {
-        static DISPATCHED: AtomicUsize = AtomicUsize::new(0);
-        fn handler(call: &mut Syscall) -> Action {
-            DISPATCHED.fetch_add(1, Ordering::SeqCst);
-            if call.number() == MISSING { Action::Reissue } else { Action::Emulate(5) }
-        }
-        install_previous_sigsys();
-        sud::install(handler).unwrap();
-        common::seccomp(MISSING, &[], libc::SECCOMP_RET_TRAP);
-        // Not armed: seccomp's SIGSYS goes to the previous handler.
-        // SAFETY: a syscall that only traps.
-        assert_eq!(unsafe { guest::syscall0(MISSING) }, Ok(777));
-        assert_eq!(PREVIOUS_CODE.load(Ordering::SeqCst), linux_raw_sys::general::SYS_SECCOMP as i32);
-        assert_eq!(PREVIOUS_SYSCALL.load(Ordering::SeqCst), MISSING as i32);
-        assert_eq!(DISPATCHED.load(Ordering::SeqCst), 0);
-        // Armed and blocked: dispatch comes before seccomp, so sud's callback
-        // sees it; reissued from the allowed region, seccomp traps it there,
-        // and that SIGSYS again goes to the previous handler, which runs
-        // under ALLOW.
-        PREVIOUS_CODE.store(0, Ordering::SeqCst);
-        // SAFETY: as above.
-        let (other, missing) = blocked(|| unsafe { (guest::syscall0(__NR_getppid), guest::syscall0(MISSING)) });
-        assert_eq!(other, Ok(5));
-        assert_eq!(missing, Ok(777));
-        assert_eq!(DISPATCHED.load(Ordering::SeqCst), 2);
-        assert_eq!(PREVIOUS_CODE.load(Ordering::SeqCst), linux_raw_sys::general::SYS_SECCOMP as i32);
-        assert!(!PREVIOUS_SELECTOR_BLOCKED.load(Ordering::SeqCst));
-    });
+    isolated(
+        "seccomp_trap_reaches_previous_handler",
+        Ends::Passing,
+        || {
+            static DISPATCHED: AtomicUsize = AtomicUsize::new(0);
+            fn handler(call: &mut Syscall) -> Action {
+                DISPATCHED.fetch_add(1, Ordering::SeqCst);
+                if call.number() == MISSING {
+                    Action::Reissue
+                } else {
+                    Action::Emulate(5)
+                }
+            }
+            install_previous_sigsys();
+            sud::install(handler).unwrap();
+            common::seccomp(MISSING, &[], libc::SECCOMP_RET_TRAP);
+            // Not armed: seccomp's SIGSYS goes to the previous handler.
+            // SAFETY: a syscall that only traps.
+            assert_eq!(unsafe { guest::syscall0(MISSING) }, Ok(777));
+            assert_eq!(
+                PREVIOUS_CODE.load(Ordering::SeqCst),
+                linux_raw_sys::general::SYS_SECCOMP as i32
+            );
+            assert_eq!(PREVIOUS_SYSCALL.load(Ordering::SeqCst), MISSING as i32);
+            assert_eq!(DISPATCHED.load(Ordering::SeqCst), 0);
+            // Armed and blocked: dispatch comes before seccomp, so sud's callback
+            // sees it; reissued from the allowed region, seccomp traps it there,
+            // and that SIGSYS again goes to the previous handler, which runs
+            // under ALLOW.
+            PREVIOUS_CODE.store(0, Ordering::SeqCst);
+            // SAFETY: as above.
+            let (other, missing) =
+                blocked(|| unsafe { (guest::syscall0(__NR_getppid), guest::syscall0(MISSING)) });
+            assert_eq!(other, Ok(5));
+            assert_eq!(missing, Ok(777));
+            assert_eq!(DISPATCHED.load(Ordering::SeqCst), 2);
+            assert_eq!(
+                PREVIOUS_CODE.load(Ordering::SeqCst),
+                linux_raw_sys::general::SYS_SECCOMP as i32
+            );
+            assert!(!PREVIOUS_SELECTOR_BLOCKED.load(Ordering::SeqCst));
+        },
+    );
 }
 
 /// With no previous handler the default action applies: death by SIGSYS.
 #[test]
 fn seccomp_trap_without_previous_handler_kills() {
-    isolated("seccomp_trap_without_previous_handler_kills", Ends::KilledBy(libc::SIGSYS), || {
-        sud::install(|_| Action::Emulate(0)).unwrap();
-        common::seccomp(MISSING, &[], libc::SECCOMP_RET_TRAP);
-        // SAFETY: a syscall that only traps.
-        let _ = unsafe { guest::syscall0(MISSING) };
-        println!("unreachable: the seccomp SIGSYS was swallowed");
-    });
+    isolated(
+        "seccomp_trap_without_previous_handler_kills",
+        Ends::KilledBy(libc::SIGSYS),
+        || {
+            sud::install(|_| Action::Emulate(0)).unwrap();
+            common::seccomp(MISSING, &[], libc::SECCOMP_RET_TRAP);
+            // SAFETY: a syscall that only traps.
+            let _ = unsafe { guest::syscall0(MISSING) };
+            println!("unreachable: the seccomp SIGSYS was swallowed");
+        },
+    );
 }
 
 /// An ignored SIGSYS from the kernel is forced: the default action again.
 #[test]
 fn seccomp_trap_with_previous_ignore_kills() {
-    isolated("seccomp_trap_with_previous_ignore_kills", Ends::KilledBy(libc::SIGSYS), || {
-        // SAFETY: ignoring SIGSYS.
-        unsafe { libc::signal(libc::SIGSYS, libc::SIG_IGN) };
-        sud::install(|_| Action::Emulate(0)).unwrap();
-        common::seccomp(MISSING, &[], libc::SECCOMP_RET_TRAP);
-        // SAFETY: a syscall that only traps.
-        let _ = unsafe { guest::syscall0(MISSING) };
-        println!("unreachable: the seccomp SIGSYS was ignored");
-    });
+    isolated(
+        "seccomp_trap_with_previous_ignore_kills",
+        Ends::KilledBy(libc::SIGSYS),
+        || {
+            // SAFETY: ignoring SIGSYS.
+            unsafe { libc::signal(libc::SIGSYS, libc::SIG_IGN) };
+            sud::install(|_| Action::Emulate(0)).unwrap();
+            common::seccomp(MISSING, &[], libc::SECCOMP_RET_TRAP);
+            // SAFETY: a syscall that only traps.
+            let _ = unsafe { guest::syscall0(MISSING) };
+            println!("unreachable: the seccomp SIGSYS was ignored");
+        },
+    );
 }
 
 /// An ignored SIGSYS sent by a process stays ignored, as without sud.
 #[test]
 fn sent_sigsys_with_previous_ignore_is_ignored() {
-    isolated("sent_sigsys_with_previous_ignore_is_ignored", Ends::Passing, || {
-        // SAFETY: ignoring SIGSYS, then sending it to ourselves.
-        unsafe {
-            libc::signal(libc::SIGSYS, libc::SIG_IGN);
-            sud::install(|_| Action::Emulate(0)).unwrap();
-            assert_eq!(libc::raise(libc::SIGSYS), 0);
-        }
-    });
+    isolated(
+        "sent_sigsys_with_previous_ignore_is_ignored",
+        Ends::Passing,
+        || {
+            // SAFETY: ignoring SIGSYS, then sending it to ourselves.
+            unsafe {
+                libc::signal(libc::SIGSYS, libc::SIG_IGN);
+                sud::install(|_| Action::Emulate(0)).unwrap();
+                assert_eq!(libc::raise(libc::SIGSYS), 0);
+            }
+        },
+    );
 }
 
 /// uninstall() puts the previous handler back.
@@ -308,28 +378,58 @@ fn uninstall_restores_previous_handler() {
 fn support_is_detected() {
     let support = sud::support();
     // This project's machines run Linux 6.18.
-    assert_eq!(support, sud::Support { exclusive: true, inclusive: true });
+    assert_eq!(
+        support,
+        sud::Support {
+            exclusive: true,
+            inclusive: true
+        }
+    );
 }
 
 #[test]
 fn bad_arming_arguments_are_typed_errors() {
-    isolated("bad_arming_arguments_are_typed_errors", Ends::Passing, || {
-        let region = sud::allowed_region();
-        let einval = Err(Error::Os(Errno::EINVAL));
-        assert_eq!(sud::arm_inclusive(0x1000..0x1000), einval, "empty range");
-        assert_eq!(sud::arm_inclusive(region.start - 8..region.start + 8), einval, "overlaps region");
-        assert_eq!(sud::arm_inclusive(region.end - 1..region.end + 100), einval, "overlaps region end");
-        // SAFETY: all refused by the kernel before it changes anything.
-        unsafe {
-            assert_eq!(sud::set_syscall_user_dispatch(1, 0, 1, usize::MAX as *const u8), Err(Error::Os(Errno::EFAULT)));
-            assert_eq!(sud::set_syscall_user_dispatch(1, usize::MAX, 2, SELECTOR.as_ptr()), einval);
-            assert_eq!(sud::set_syscall_user_dispatch(7, 0, 0, std::ptr::null()), einval);
-            assert_eq!(sud::set_syscall_user_dispatch(0, 1, 0, std::ptr::null()), einval);
-        }
-        // A good range next to the region is accepted.
-        assert_eq!(sud::arm_inclusive(region.end..region.end + 1), Ok(()));
-        assert_eq!(sud::disarm(), Ok(()));
-    });
+    isolated(
+        "bad_arming_arguments_are_typed_errors",
+        Ends::Passing,
+        || {
+            let region = sud::allowed_region();
+            let einval = Err(Error::Os(Errno::EINVAL));
+            assert_eq!(sud::arm_inclusive(0x1000..0x1000), einval, "empty range");
+            assert_eq!(
+                sud::arm_inclusive(region.start - 8..region.start + 8),
+                einval,
+                "overlaps region"
+            );
+            assert_eq!(
+                sud::arm_inclusive(region.end - 1..region.end + 100),
+                einval,
+                "overlaps region end"
+            );
+            // SAFETY: all refused by the kernel before it changes anything.
+            unsafe {
+                assert_eq!(
+                    sud::set_syscall_user_dispatch(1, 0, 1, usize::MAX as *const u8),
+                    Err(Error::Os(Errno::EFAULT))
+                );
+                assert_eq!(
+                    sud::set_syscall_user_dispatch(1, usize::MAX, 2, SELECTOR.as_ptr()),
+                    einval
+                );
+                assert_eq!(
+                    sud::set_syscall_user_dispatch(7, 0, 0, std::ptr::null()),
+                    einval
+                );
+                assert_eq!(
+                    sud::set_syscall_user_dispatch(0, 1, 0, std::ptr::null()),
+                    einval
+                );
+            }
+            // A good range next to the region is accepted.
+            assert_eq!(sud::arm_inclusive(region.end..region.end + 1), Ok(()));
+            assert_eq!(sud::disarm(), Ok(()));
+        },
+    );
 }
 
 /// Where arming is forbidden (a kernel sysctl is being discussed for it;
@@ -337,7 +437,11 @@ fn bad_arming_arguments_are_typed_errors() {
 #[test]
 fn arming_forbidden_is_eperm() {
     isolated("arming_forbidden_is_eperm", Ends::Passing, || {
-        common::seccomp(__NR_prctl, &[PR_SET_SYSCALL_USER_DISPATCH], libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+        common::seccomp(
+            __NR_prctl,
+            &[PR_SET_SYSCALL_USER_DISPATCH],
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        );
         assert_eq!(sud::arm(), Err(Error::Os(Errno::EPERM)));
     });
 }
@@ -347,12 +451,25 @@ fn arming_forbidden_is_eperm() {
 #[test]
 fn kernel_without_sud_is_detected() {
     isolated("kernel_without_sud_is_detected", Ends::Passing, || {
-        common::seccomp(__NR_prctl, &[PR_SET_SYSCALL_USER_DISPATCH], libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32);
-        assert_eq!(sud::support(), sud::Support { exclusive: false, inclusive: false });
+        common::seccomp(
+            __NR_prctl,
+            &[PR_SET_SYSCALL_USER_DISPATCH],
+            libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32,
+        );
+        assert_eq!(
+            sud::support(),
+            sud::Support {
+                exclusive: false,
+                inclusive: false
+            }
+        );
         assert_eq!(sud::arm(), Err(Error::NoSyscallUserDispatch));
         assert_eq!(sud::disarm(), Err(Error::NoSyscallUserDispatch));
         let region = sud::allowed_region();
-        assert_eq!(sud::arm_inclusive(region.end..region.end + 1), Err(Error::NoSyscallUserDispatch));
+        assert_eq!(
+            sud::arm_inclusive(region.end..region.end + 1),
+            Err(Error::NoSyscallUserDispatch)
+        );
     });
 }
 
@@ -360,18 +477,31 @@ fn kernel_without_sud_is_detected() {
 /// inclusive mode; seccomp makes this one do that.
 #[test]
 fn kernel_without_inclusive_mode_is_detected() {
-    isolated("kernel_without_inclusive_mode_is_detected", Ends::Passing, || {
-        common::seccomp(
-            __NR_prctl,
-            &[PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_INCLUSIVE_ON],
-            libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32,
-        );
-        assert_eq!(sud::support(), sud::Support { exclusive: true, inclusive: false });
-        let region = sud::allowed_region();
-        assert_eq!(sud::arm_inclusive(region.end..region.end + 1), Err(Error::NoInclusiveMode));
-        assert_eq!(sud::arm(), Ok(()));
-        assert_eq!(sud::disarm(), Ok(()));
-    });
+    isolated(
+        "kernel_without_inclusive_mode_is_detected",
+        Ends::Passing,
+        || {
+            common::seccomp(
+                __NR_prctl,
+                &[PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_INCLUSIVE_ON],
+                libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32,
+            );
+            assert_eq!(
+                sud::support(),
+                sud::Support {
+                    exclusive: true,
+                    inclusive: false
+                }
+            );
+            let region = sud::allowed_region();
+            assert_eq!(
+                sud::arm_inclusive(region.end..region.end + 1),
+                Err(Error::NoInclusiveMode)
+            );
+            assert_eq!(sud::arm(), Ok(()));
+            assert_eq!(sud::disarm(), Ok(()));
+        },
+    );
 }
 
 /// While a thread is blocked, the runtime's own syscalls (here

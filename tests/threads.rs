@@ -10,12 +10,12 @@ mod common;
 
 use common::{Ends, isolated};
 use linux_raw_sys::general::{
-    __NR_clone, __NR_clone3, __NR_exit, __NR_fork, __NR_getpid, __NR_getppid, __NR_gettid,
-    __NR_epoll_pwait, __NR_epoll_pwait2, __NR_io_pgetevents, __NR_io_uring_enter, __NR_ppoll,
-    __NR_pselect6, __NR_rt_sigaction, __NR_rt_sigsuspend,
-    __NR_rt_sigprocmask, __NR_sigaltstack, __NR_tgkill, CLONE_CHILD_CLEARTID, CLONE_FILES,
-    CLONE_FS, CLONE_PARENT_SETTID, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_VM,
-    CLONE_VFORK, SA_ONSTACK, SA_RESTORER, SA_SIGINFO, SIGCHLD, SIGSYS, SIGUSR1, SS_DISABLE,
+    __NR_clone, __NR_clone3, __NR_epoll_pwait, __NR_epoll_pwait2, __NR_exit, __NR_fork,
+    __NR_getpid, __NR_getppid, __NR_gettid, __NR_io_pgetevents, __NR_io_uring_enter, __NR_ppoll,
+    __NR_pselect6, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigsuspend, __NR_sigaltstack,
+    __NR_tgkill, CLONE_CHILD_CLEARTID, CLONE_FILES, CLONE_FS, CLONE_PARENT_SETTID, CLONE_SIGHAND,
+    CLONE_SYSVSEM, CLONE_THREAD, CLONE_VFORK, CLONE_VM, SA_ONSTACK, SA_RESTORER, SA_SIGINFO,
+    SIGCHLD, SIGSYS, SIGUSR1, SS_DISABLE,
 };
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use sud::{Action, Errno, Syscall, Thread, guest};
@@ -288,8 +288,14 @@ struct VforkTest {
     envp: *const *const u8,
 }
 
-const THREAD_FLAGS: u64 = (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD
-    | CLONE_SYSVSEM | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID) as u64;
+const THREAD_FLAGS: u64 = (CLONE_VM
+    | CLONE_FS
+    | CLONE_FILES
+    | CLONE_SIGHAND
+    | CLONE_THREAD
+    | CLONE_SYSVSEM
+    | CLONE_PARENT_SETTID
+    | CLONE_CHILD_CLEARTID) as u64;
 
 /// Creates a guest thread with raw clone or clone3 from guest code, waits
 /// for it to exit, and checks what it saw.
@@ -298,7 +304,11 @@ fn run_guest_thread(thread: &Thread, use_clone3: bool) {
     let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
     let parent_tid = AtomicU32::new(0);
     let child_tid = AtomicU32::new(u32::MAX);
-    let mut test = CloneTest { flags: THREAD_FLAGS, stack_top: top, ..Default::default() };
+    let mut test = CloneTest {
+        flags: THREAD_FLAGS,
+        stack_top: top,
+        ..Default::default()
+    };
     test.parent_tid = parent_tid.as_ptr() as u64;
     test.child_tid = child_tid.as_ptr() as u64;
     if use_clone3 {
@@ -306,119 +316,199 @@ fn run_guest_thread(thread: &Thread, use_clone3: bool) {
         // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, ...
         let base = stack.as_mut_ptr() as u64;
         test.args[..8].copy_from_slice(&[
-            THREAD_FLAGS, 0, test.child_tid, test.parent_tid, 0, base, top - base, 0,
+            THREAD_FLAGS,
+            0,
+            test.child_tid,
+            test.parent_tid,
+            0,
+            base,
+            top - base,
+            0,
         ]);
     }
     // SAFETY: the guest creates a thread on `stack`, which outlives it (we
     // wait for its exit below); the child writes only into `test`.
     let tid = blocked(thread, || unsafe { guest_clone(&mut test) });
     assert!(tid > 0, "clone failed: {tid}");
-    assert_eq!(parent_tid.load(Ordering::SeqCst), tid as u32, "CLONE_PARENT_SETTID");
+    assert_eq!(
+        parent_tid.load(Ordering::SeqCst),
+        tid as u32,
+        "CLONE_PARENT_SETTID"
+    );
     // CLONE_CHILD_CLEARTID: the kernel zeroes child_tid and wakes us at its exit.
     while child_tid.load(Ordering::SeqCst) != 0 {
         // SAFETY: a futex wait on a live u32.
         unsafe {
-            libc::syscall(libc::SYS_futex, child_tid.as_ptr(), libc::FUTEX_WAIT, tid as u32, 0);
+            libc::syscall(
+                libc::SYS_futex,
+                child_tid.as_ptr(),
+                libc::FUTEX_WAIT,
+                tid as u32,
+                0,
+            );
         }
     }
     assert_eq!(
         test.child_regs,
-        [0x1111111111111111, 0x2222222222222222, 0x3333333333333333, 0x4444444444444444, 0x5555555555555555]
+        [
+            0x1111111111111111,
+            0x2222222222222222,
+            0x3333333333333333,
+            0x4444444444444444,
+            0x5555555555555555
+        ]
     );
     // Every other register as native: the syscall's arguments, RFLAGS.
     let args = if use_clone3 {
-        [test.args.as_ptr() as u64, std::mem::size_of::<linux_raw_sys::general::clone_args>() as u64, 0, 0, 0]
+        [
+            test.args.as_ptr() as u64,
+            std::mem::size_of::<linux_raw_sys::general::clone_args>() as u64,
+            0,
+            0,
+            0,
+        ]
     } else {
         [THREAD_FLAGS, top, test.parent_tid, test.child_tid, 0]
     };
     assert_eq!(test.child_args, args);
-    assert_eq!(test.child_flags, test.parent_flags, "RFLAGS differ between parent and child");
-    assert_eq!(test.parent_flags & 1, 1, "the carry flag set before the syscall was lost");
+    assert_eq!(
+        test.child_flags, test.parent_flags,
+        "RFLAGS differ between parent and child"
+    );
+    assert_eq!(
+        test.parent_flags & 1,
+        1,
+        "the carry flag set before the syscall was lost"
+    );
     assert_eq!(test.child_rsp, top, "the child started on its own stack");
-    assert_eq!(test.child_getppid, FAKE_PPID as u64, "the child's syscalls were not trapped");
+    assert_eq!(
+        test.child_getppid, FAKE_PPID as u64,
+        "the child's syscalls were not trapped"
+    );
     let child_selector = LAST_GETPPID_SELECTOR.load(Ordering::SeqCst);
-    assert_ne!(child_selector, thread.selector().as_ptr() as u64, "the child shares its parent's selector");
-    assert_ne!(child_selector, sud::SELECTOR.as_ptr() as u64, "the child is on the global selector");
+    assert_ne!(
+        child_selector,
+        thread.selector().as_ptr() as u64,
+        "the child shares its parent's selector"
+    );
+    assert_ne!(
+        child_selector,
+        sud::SELECTOR.as_ptr() as u64,
+        "the child is on the global selector"
+    );
 }
 
 #[test]
 fn guest_clone_thread_is_armed_from_its_first_instruction() {
-    isolated("guest_clone_thread_is_armed_from_its_first_instruction", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        let thread = armed_thread();
-        run_guest_thread(&thread, false);
-    });
+    isolated(
+        "guest_clone_thread_is_armed_from_its_first_instruction",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = armed_thread();
+            run_guest_thread(&thread, false);
+        },
+    );
 }
 
 #[test]
 fn guest_clone3_thread_is_armed_from_its_first_instruction() {
-    isolated("guest_clone3_thread_is_armed_from_its_first_instruction", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        let thread = armed_thread();
-        run_guest_thread(&thread, true);
-    });
+    isolated(
+        "guest_clone3_thread_is_armed_from_its_first_instruction",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = armed_thread();
+            run_guest_thread(&thread, true);
+        },
+    );
 }
 
 /// A child of a thread armed in inclusive mode is armed in inclusive mode:
 /// the guest code's range is trapped in it too.
 #[test]
 fn guest_clone_thread_keeps_inclusive_mode() {
-    isolated("guest_clone_thread_keeps_inclusive_mode", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        let thread = Thread::new().unwrap();
-        // The guest: guest_clone's code, up to the next function.
-        let range = guest_clone as *const () as usize..guest_fork as *const () as usize;
-        thread.arm_inclusive(range).unwrap();
-        run_guest_thread(&thread, false);
-        run_guest_thread(&thread, true);
-    });
+    isolated(
+        "guest_clone_thread_keeps_inclusive_mode",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = Thread::new().unwrap();
+            // The guest: guest_clone's code, up to the next function.
+            let range = guest_clone as *const () as usize..guest_fork as *const () as usize;
+            thread.arm_inclusive(range).unwrap();
+            run_guest_thread(&thread, false);
+            run_guest_thread(&thread, true);
+        },
+    );
 }
 
 /// Guest threads that exit leave nothing behind: far more are created, one
 /// after another, than sud has slots for (4096).
 #[test]
 fn exited_guest_threads_leave_nothing_behind() {
-    isolated("exited_guest_threads_leave_nothing_behind", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        let thread = armed_thread();
-        for i in 0..5000 {
-            run_guest_thread(&thread, i % 2 == 0);
-        }
-    });
+    isolated(
+        "exited_guest_threads_leave_nothing_behind",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = armed_thread();
+            for i in 0..5000 {
+                run_guest_thread(&thread, i % 2 == 0);
+            }
+        },
+    );
 }
 
 /// Threads on the global selector create children on it too.
 #[test]
 fn guest_thread_of_global_selector_thread() {
-    isolated("guest_thread_of_global_selector_thread", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        sud::arm().unwrap();
-        let mut stack = vec![0u8; 64 * 1024];
-        let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
-        let child_tid = AtomicU32::new(u32::MAX);
-        let mut test = CloneTest { flags: THREAD_FLAGS & !(CLONE_PARENT_SETTID as u64), stack_top: top, ..Default::default() };
-        test.child_tid = child_tid.as_ptr() as u64;
-        // The global selector is shared: the parent stays blocked (its futex
-        // waits trapped and reissued) until the child is gone.
-        // SAFETY: as in run_guest_thread.
-        let tid = unsafe {
-            sud::SELECTOR.block();
-            let tid = guest_clone(&mut test);
-            while tid > 0 && child_tid.load(Ordering::SeqCst) != 0 {
-                libc::syscall(libc::SYS_futex, child_tid.as_ptr(), libc::FUTEX_WAIT, tid as u32, 0);
-            }
-            sud::SELECTOR.allow();
-            tid
-        };
-        assert!(tid > 0);
-        assert_eq!(test.child_getppid, FAKE_PPID as u64);
-    });
+    isolated(
+        "guest_thread_of_global_selector_thread",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            sud::arm().unwrap();
+            let mut stack = vec![0u8; 64 * 1024];
+            let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
+            let child_tid = AtomicU32::new(u32::MAX);
+            let mut test = CloneTest {
+                flags: THREAD_FLAGS & !(CLONE_PARENT_SETTID as u64),
+                stack_top: top,
+                ..Default::default()
+            };
+            test.child_tid = child_tid.as_ptr() as u64;
+            // The global selector is shared: the parent stays blocked (its futex
+            // waits trapped and reissued) until the child is gone.
+            // SAFETY: as in run_guest_thread.
+            let tid = unsafe {
+                sud::SELECTOR.block();
+                let tid = guest_clone(&mut test);
+                while tid > 0 && child_tid.load(Ordering::SeqCst) != 0 {
+                    libc::syscall(
+                        libc::SYS_futex,
+                        child_tid.as_ptr(),
+                        libc::FUTEX_WAIT,
+                        tid as u32,
+                        0,
+                    );
+                }
+                sud::SELECTOR.allow();
+                tid
+            };
+            assert!(tid > 0);
+            assert_eq!(test.child_getppid, FAKE_PPID as u64);
+        },
+    );
 }
 
 fn wait_status(pid: i64) -> i32 {
     let mut status = 0;
     // SAFETY: waits for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid as i32, &mut status, 0) }, pid as i32);
+    assert_eq!(
+        unsafe { libc::waitpid(pid as i32, &mut status, 0) },
+        pid as i32
+    );
     status
 }
 
@@ -430,7 +520,11 @@ fn check_fork_like(thread: &Thread, nr: u32, a1: u64, a2: u64) {
     assert!(pid > 0, "syscall {nr} failed: {pid}");
     let status = wait_status(pid);
     assert!(libc::WIFEXITED(status), "child ended {status:#x}");
-    assert_eq!(libc::WEXITSTATUS(status), 0, "the child's getppid (syscall {nr}) was not trapped");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the child's getppid (syscall {nr}) was not trapped"
+    );
     // And the parent is still trapped, with its state intact.
     assert_eq!(blocked(thread, trapped_getppid), Ok(FAKE_PPID));
 }
@@ -448,26 +542,30 @@ fn guest_fork_child_is_trapped() {
 /// fork children, armed again.
 #[test]
 fn guest_clone_and_clone3_fork_children_are_trapped() {
-    isolated("guest_clone_and_clone3_fork_children_are_trapped", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        let thread = armed_thread();
-        check_fork_like(&thread, __NR_clone, SIGCHLD as u64, 0);
-        let mut args = linux_raw_sys::general::clone_args {
-            flags: 0,
-            pidfd: 0,
-            child_tid: 0,
-            parent_tid: 0,
-            exit_signal: SIGCHLD as u64,
-            stack: 0,
-            stack_size: 0,
-            tls: 0,
-            set_tid: 0,
-            set_tid_size: 0,
-            cgroup: 0,
-        };
-        let size = std::mem::size_of_val(&args) as u64;
-        check_fork_like(&thread, __NR_clone3, &mut args as *mut _ as u64, size);
-    });
+    isolated(
+        "guest_clone_and_clone3_fork_children_are_trapped",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = armed_thread();
+            check_fork_like(&thread, __NR_clone, SIGCHLD as u64, 0);
+            let mut args = linux_raw_sys::general::clone_args {
+                flags: 0,
+                pidfd: 0,
+                child_tid: 0,
+                parent_tid: 0,
+                exit_signal: SIGCHLD as u64,
+                stack: 0,
+                stack_size: 0,
+                tls: 0,
+                set_tid: 0,
+                set_tid_size: 0,
+                cgroup: 0,
+            };
+            let size = std::mem::size_of_val(&args) as u64;
+            check_fork_like(&thread, __NR_clone3, &mut args as *mut _ as u64, size);
+        },
+    );
 }
 
 /// How a guest's vfork-and-exec went.
@@ -479,7 +577,12 @@ struct VforkOutcome {
     waited: std::time::Duration,
 }
 
-fn vfork_exec(thread: &Thread, path: &std::ffi::CStr, use_clone: bool, use_execveat: bool) -> VforkOutcome {
+fn vfork_exec(
+    thread: &Thread,
+    path: &std::ffi::CStr,
+    use_clone: bool,
+    use_execveat: bool,
+) -> VforkOutcome {
     let argv = [path.as_ptr() as *const u8, std::ptr::null()];
     let envp = [std::ptr::null::<u8>()];
     let mut marker = 0u64;
@@ -487,7 +590,10 @@ fn vfork_exec(thread: &Thread, path: &std::ffi::CStr, use_clone: bool, use_execv
         use_clone: use_clone as u64,
         use_execveat: use_execveat as u64,
         marker: &mut marker,
-        sleep: libc::timespec { tv_sec: 0, tv_nsec: 150_000_000 },
+        sleep: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 150_000_000,
+        },
         path: path.as_ptr().cast(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
@@ -499,7 +605,11 @@ fn vfork_exec(thread: &Thread, path: &std::ffi::CStr, use_clone: bool, use_execv
     assert!(pid > 0, "vfork failed: {pid}");
     // SAFETY: the child wrote it before the parent woke.
     let shared = unsafe { std::ptr::read_volatile(&marker) } == 1;
-    VforkOutcome { status: wait_status(pid), shared, waited }
+    VforkOutcome {
+        status: wait_status(pid),
+        shared,
+        waited,
+    }
 }
 
 #[test]
@@ -511,12 +621,30 @@ fn guest_vfork_execve_true_and_missing() {
             let how = format!("clone {use_clone}, execveat {use_execveat}");
             let outcome = vfork_exec(&thread, c"/bin/true", use_clone, use_execveat);
             let status = outcome.status;
-            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{how}: /bin/true ended {status:#x}");
-            assert!(outcome.shared, "{how}: the child did not share its parent's memory");
-            assert!(outcome.waited >= std::time::Duration::from_millis(150), "{how}: the parent did not wait ({:?})", outcome.waited);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "{how}: /bin/true ended {status:#x}"
+            );
+            assert!(
+                outcome.shared,
+                "{how}: the child did not share its parent's memory"
+            );
+            assert!(
+                outcome.waited >= std::time::Duration::from_millis(150),
+                "{how}: the parent did not wait ({:?})",
+                outcome.waited
+            );
             let outcome = vfork_exec(&thread, c"/nonexistent/program", use_clone, use_execveat);
-            assert!(libc::WIFEXITED(outcome.status), "{how}: ended {:#x}", outcome.status);
-            assert_eq!(libc::WEXITSTATUS(outcome.status), libc::ENOENT, "{how}: the child did not get ENOENT");
+            assert!(
+                libc::WIFEXITED(outcome.status),
+                "{how}: ended {:#x}",
+                outcome.status
+            );
+            assert_eq!(
+                libc::WEXITSTATUS(outcome.status),
+                libc::ENOENT,
+                "{how}: the child did not get ENOENT"
+            );
             // The parent came back to the right place, still trapped.
             assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
         }
@@ -527,44 +655,58 @@ fn guest_vfork_execve_true_and_missing() {
 /// time in the callback, never let the other's guest syscalls through.
 #[test]
 fn per_thread_selectors_are_independent() {
-    isolated("per_thread_selectors_are_independent", Ends::Passing, || {
-        static IN_CALLBACK: AtomicBool = AtomicBool::new(false);
-        static SLOW: AtomicBool = AtomicBool::new(true);
-        fn handler(call: &mut Syscall) -> Action {
-            if call.number() == __NR_getppid && SLOW.load(Ordering::SeqCst) && call.thread_data() as usize == 1 {
-                // Thread 1 lingers in the callback with its selector at ALLOW.
-                IN_CALLBACK.store(true, Ordering::SeqCst);
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                IN_CALLBACK.store(false, Ordering::SeqCst);
+    isolated(
+        "per_thread_selectors_are_independent",
+        Ends::Passing,
+        || {
+            static IN_CALLBACK: AtomicBool = AtomicBool::new(false);
+            static SLOW: AtomicBool = AtomicBool::new(true);
+            fn handler(call: &mut Syscall) -> Action {
+                if call.number() == __NR_getppid
+                    && SLOW.load(Ordering::SeqCst)
+                    && call.thread_data() as usize == 1
+                {
+                    // Thread 1 lingers in the callback with its selector at ALLOW.
+                    IN_CALLBACK.store(true, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    IN_CALLBACK.store(false, Ordering::SeqCst);
+                }
+                emulate_getppid(call)
             }
-            emulate_getppid(call)
-        }
-        sud::install(handler).unwrap();
-        let one = std::thread::spawn(|| {
-            let thread = armed_thread();
-            thread.set_data(1 as *mut ());
-            blocked(&thread, trapped_getppid)
-        });
-        let two = std::thread::spawn(|| {
-            let thread = armed_thread();
-            thread.set_data(2 as *mut ());
-            while !IN_CALLBACK.load(Ordering::SeqCst) {
-                std::thread::yield_now();
-            }
-            // Thread 1 is in its callback, its selector at ALLOW: ours still blocks.
-            let mut results = Vec::new();
-            while IN_CALLBACK.load(Ordering::SeqCst) {
-                results.push(blocked(&thread, trapped_getppid));
-                // Our own flips: host code between guest calls runs natively.
-                results.push(Ok(if trapped_getppid() == Ok(FAKE_PPID) { 0 } else { FAKE_PPID }));
-            }
-            results
-        });
-        assert_eq!(one.join().unwrap(), Ok(FAKE_PPID));
-        let results = two.join().unwrap();
-        assert!(!results.is_empty());
-        assert!(results.iter().all(|r| *r == Ok(FAKE_PPID)), "a syscall leaked or a host call was trapped");
-    });
+            sud::install(handler).unwrap();
+            let one = std::thread::spawn(|| {
+                let thread = armed_thread();
+                thread.set_data(1 as *mut ());
+                blocked(&thread, trapped_getppid)
+            });
+            let two = std::thread::spawn(|| {
+                let thread = armed_thread();
+                thread.set_data(2 as *mut ());
+                while !IN_CALLBACK.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                // Thread 1 is in its callback, its selector at ALLOW: ours still blocks.
+                let mut results = Vec::new();
+                while IN_CALLBACK.load(Ordering::SeqCst) {
+                    results.push(blocked(&thread, trapped_getppid));
+                    // Our own flips: host code between guest calls runs natively.
+                    results.push(Ok(if trapped_getppid() == Ok(FAKE_PPID) {
+                        0
+                    } else {
+                        FAKE_PPID
+                    }));
+                }
+                results
+            });
+            assert_eq!(one.join().unwrap(), Ok(FAKE_PPID));
+            let results = two.join().unwrap();
+            assert!(!results.is_empty());
+            assert!(
+                results.iter().all(|r| *r == Ok(FAKE_PPID)),
+                "a syscall leaked or a host call was trapped"
+            );
+        },
+    );
 }
 
 /// A guest that blocks every signal, SIGSYS included, keeps being trapped;
@@ -579,17 +721,37 @@ fn guest_blocking_all_signals_survives() {
         let (set, after, get) = blocked(&thread, || {
             // SAFETY: rt_sigprocmask with valid sets.
             unsafe {
-                let set = guest::syscall4(__NR_rt_sigprocmask, libc::SIG_SETMASK as usize, &all as *const u64 as usize, 0, 8);
+                let set = guest::syscall4(
+                    __NR_rt_sigprocmask,
+                    libc::SIG_SETMASK as usize,
+                    &all as *const u64 as usize,
+                    0,
+                    8,
+                );
                 let after = trapped_getppid();
-                let get = guest::syscall4(__NR_rt_sigprocmask, libc::SIG_SETMASK as usize, 0, &mut old as *mut u64 as usize, 8);
+                let get = guest::syscall4(
+                    __NR_rt_sigprocmask,
+                    libc::SIG_SETMASK as usize,
+                    0,
+                    &mut old as *mut u64 as usize,
+                    8,
+                );
                 (set, after, get)
             }
         });
         assert_eq!((set, after, get), (Ok(0), Ok(FAKE_PPID), Ok(0)));
         let sigkill_sigstop = common::bit(libc::SIGKILL) | common::bit(libc::SIGSTOP);
-        assert_eq!(old, all & !sigkill_sigstop, "the guest does not see the mask it set");
+        assert_eq!(
+            old,
+            all & !sigkill_sigstop,
+            "the guest does not see the mask it set"
+        );
         let real = common::sigblk(common::gettid());
-        assert_eq!(real & common::bit(libc::SIGSYS), 0, "SIGSYS is really blocked");
+        assert_eq!(
+            real & common::bit(libc::SIGSYS),
+            0,
+            "SIGSYS is really blocked"
+        );
         assert_eq!(real | common::bit(libc::SIGSYS), all & !sigkill_sigstop);
         // A trapped syscall with every other signal blocked still works.
         assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
@@ -604,7 +766,10 @@ fn ppoll_with_sigsys_in_its_mask() {
         sud::install(emulate_getppid).unwrap();
         let thread = armed_thread();
         let mask = u64::MAX;
-        let timeout = libc::timespec { tv_sec: 0, tv_nsec: 300_000_000 };
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 300_000_000,
+        };
         let tid = common::gettid();
         let watcher = std::thread::spawn(move || {
             common::wait_blocked_in(tid, __NR_ppoll as i64);
@@ -630,8 +795,16 @@ fn ppoll_with_sigsys_in_its_mask() {
         assert_eq!(result, 0, "ppoll timed out");
         assert_eq!(r10_after, mask_pointer, "the guest's r10 changed");
         let during = watcher.join().unwrap();
-        assert_eq!(during & common::bit(libc::SIGSYS), 0, "SIGSYS was blocked during ppoll");
-        assert_ne!(during & common::bit(libc::SIGUSR1), 0, "the rest of the guest's mask was not applied");
+        assert_eq!(
+            during & common::bit(libc::SIGSYS),
+            0,
+            "SIGSYS was blocked during ppoll"
+        );
+        assert_ne!(
+            during & common::bit(libc::SIGUSR1),
+            0,
+            "the rest of the guest's mask was not applied"
+        );
     });
 }
 
@@ -668,8 +841,16 @@ fn masked_wait(thread: &Thread, nr: u32, args: [usize; 6], wake: bool) -> usize 
     });
     let during = watcher.join().unwrap();
     assert_eq!(after, args, "syscall {nr}: the argument registers changed");
-    assert_eq!(during & common::bit(libc::SIGSYS), 0, "syscall {nr}: SIGSYS blocked while waiting");
-    assert_ne!(during & common::bit(libc::SIGUSR1), 0, "syscall {nr}: the guest's mask was not applied");
+    assert_eq!(
+        during & common::bit(libc::SIGSYS),
+        0,
+        "syscall {nr}: SIGSYS blocked while waiting"
+    );
+    assert_ne!(
+        during & common::bit(libc::SIGUSR1),
+        0,
+        "syscall {nr}: the guest's mask was not applied"
+    );
     result
 }
 
@@ -678,56 +859,114 @@ fn masked_wait(thread: &Thread, nr: u32, args: [usize; 6], wake: bool) -> usize 
 /// the guest's registers and memory are as it left them.
 #[test]
 fn masked_waits_keep_sigsys_deliverable() {
-    isolated("masked_waits_keep_sigsys_deliverable", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        let thread = armed_thread();
-        let mask = !common::bit(libc::SIGUSR2);
-        let mask_at = &mask as *const u64 as usize;
-        // A timeout of 200 ms for each call (pselect6 writes back what is left of its own).
-        let timeouts = [libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 }; 3];
-        let short_at = |i: usize| &timeouts[i] as *const libc::timespec as usize;
-        let etime = Errno::from_raw(libc::ETIME).unwrap().to_syscall_result();
+    isolated(
+        "masked_waits_keep_sigsys_deliverable",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = armed_thread();
+            let mask = !common::bit(libc::SIGUSR2);
+            let mask_at = &mask as *const u64 as usize;
+            // A timeout of 200 ms for each call (pselect6 writes back what is left of its own).
+            let timeouts = [libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 200_000_000,
+            }; 3];
+            let short_at = |i: usize| &timeouts[i] as *const libc::timespec as usize;
+            let etime = Errno::from_raw(libc::ETIME).unwrap().to_syscall_result();
 
-        // rt_sigsuspend(mask, size): until SIGUSR2 comes.
-        let r = masked_wait(&thread, __NR_rt_sigsuspend, [mask_at, 8, 0, 0, 0, 0], true);
-        assert_eq!(r, Errno::EINTR.to_syscall_result());
+            // rt_sigsuspend(mask, size): until SIGUSR2 comes.
+            let r = masked_wait(&thread, __NR_rt_sigsuspend, [mask_at, 8, 0, 0, 0, 0], true);
+            assert_eq!(r, Errno::EINTR.to_syscall_result());
 
-        // pselect6(0, NULL, NULL, NULL, timeout, &{mask, size}).
-        let pair = [mask_at, 8];
-        let r = masked_wait(&thread, __NR_pselect6, [0, 0, 0, 0, short_at(0), pair.as_ptr() as usize], false);
-        assert_eq!(r, 0);
+            // pselect6(0, NULL, NULL, NULL, timeout, &{mask, size}).
+            let pair = [mask_at, 8];
+            let r = masked_wait(
+                &thread,
+                __NR_pselect6,
+                [0, 0, 0, 0, short_at(0), pair.as_ptr() as usize],
+                false,
+            );
+            assert_eq!(r, 0);
 
-        // epoll_pwait(epfd, events, 1, 200 ms, mask, size), and epoll_pwait2.
-        // SAFETY: a fresh epoll instance.
-        let epfd = unsafe { libc::epoll_create1(0) } as usize;
-        let mut events = [0u64; 4];
-        let events_at = events.as_mut_ptr() as usize;
-        let r = masked_wait(&thread, __NR_epoll_pwait, [epfd, events_at, 1, 200, mask_at, 8], false);
-        assert_eq!(r, 0);
-        let r = masked_wait(&thread, __NR_epoll_pwait2, [epfd, events_at, 1, short_at(1), mask_at, 8], false);
-        assert_eq!(r, 0);
+            // epoll_pwait(epfd, events, 1, 200 ms, mask, size), and epoll_pwait2.
+            // SAFETY: a fresh epoll instance.
+            let epfd = unsafe { libc::epoll_create1(0) } as usize;
+            let mut events = [0u64; 4];
+            let events_at = events.as_mut_ptr() as usize;
+            let r = masked_wait(
+                &thread,
+                __NR_epoll_pwait,
+                [epfd, events_at, 1, 200, mask_at, 8],
+                false,
+            );
+            assert_eq!(r, 0);
+            let r = masked_wait(
+                &thread,
+                __NR_epoll_pwait2,
+                [epfd, events_at, 1, short_at(1), mask_at, 8],
+                false,
+            );
+            assert_eq!(r, 0);
 
-        // io_pgetevents(ctx, 1, 1, events, timeout, &{mask, size}).
-        let mut ctx = 0u64;
-        // SAFETY: io_setup writes the context into a live u64.
-        assert_eq!(unsafe { libc::syscall(libc::SYS_io_setup, 1, &mut ctx) }, 0);
-        let r = masked_wait(&thread, __NR_io_pgetevents, [ctx as usize, 1, 1, events_at, short_at(2), pair.as_ptr() as usize], false);
-        assert_eq!(r, 0);
+            // io_pgetevents(ctx, 1, 1, events, timeout, &{mask, size}).
+            let mut ctx = 0u64;
+            // SAFETY: io_setup writes the context into a live u64.
+            assert_eq!(unsafe { libc::syscall(libc::SYS_io_setup, 1, &mut ctx) }, 0);
+            let r = masked_wait(
+                &thread,
+                __NR_io_pgetevents,
+                [
+                    ctx as usize,
+                    1,
+                    1,
+                    events_at,
+                    short_at(2),
+                    pair.as_ptr() as usize,
+                ],
+                false,
+            );
+            assert_eq!(r, 0);
 
-        // io_uring_enter(fd, 0, 1, GETEVENTS | EXT_ARG, &getevents_arg, size).
-        let mut params = [0u64; 15];
-        // SAFETY: io_uring_setup fills a 120-byte struct io_uring_params.
-        let ring = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) };
-        assert!(ring >= 0, "io_uring_setup: {}", std::io::Error::last_os_error());
-        let kernel_timespec = [0i64, 200_000_000];
-        let getevents_arg = [mask_at as u64, 8, kernel_timespec.as_ptr() as u64];
-        let flags = (linux_raw_sys::io_uring::IORING_ENTER_GETEVENTS | linux_raw_sys::io_uring::IORING_ENTER_EXT_ARG) as usize;
-        let r = masked_wait(&thread, __NR_io_uring_enter, [ring as usize, 0, 1, flags, getevents_arg.as_ptr() as usize, 24], false);
-        assert_eq!(r, etime);
-        assert_eq!(getevents_arg[0], mask_at as u64, "the guest's io_uring_getevents_arg changed");
+            // io_uring_enter(fd, 0, 1, GETEVENTS | EXT_ARG, &getevents_arg, size).
+            let mut params = [0u64; 15];
+            // SAFETY: io_uring_setup fills a 120-byte struct io_uring_params.
+            let ring = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) };
+            assert!(
+                ring >= 0,
+                "io_uring_setup: {}",
+                std::io::Error::last_os_error()
+            );
+            let kernel_timespec = [0i64, 200_000_000];
+            let getevents_arg = [mask_at as u64, 8, kernel_timespec.as_ptr() as u64];
+            let flags = (linux_raw_sys::io_uring::IORING_ENTER_GETEVENTS
+                | linux_raw_sys::io_uring::IORING_ENTER_EXT_ARG) as usize;
+            let r = masked_wait(
+                &thread,
+                __NR_io_uring_enter,
+                [
+                    ring as usize,
+                    0,
+                    1,
+                    flags,
+                    getevents_arg.as_ptr() as usize,
+                    24,
+                ],
+                false,
+            );
+            assert_eq!(r, etime);
+            assert_eq!(
+                getevents_arg[0], mask_at as u64,
+                "the guest's io_uring_getevents_arg changed"
+            );
 
-        assert_eq!(mask, !common::bit(libc::SIGUSR2), "the guest's mask changed");
-    });
+            assert_eq!(
+                mask,
+                !common::bit(libc::SIGUSR2),
+                "the guest's mask changed"
+            );
+        },
+    );
 }
 
 static GUEST_HANDLED: AtomicUsize = AtomicUsize::new(0);
@@ -742,7 +981,10 @@ extern "C" fn guest_handler(_: i32, _: *mut libc::siginfo_t, uc: *mut libc::c_vo
     // The guest also asks, through its frame, for SIGSYS to be blocked after
     // it returns: the runtime must keep it virtual.
     // SAFETY: the kernel's ucontext.
-    unsafe { (*(uc as *mut libc::ucontext_t)).uc_sigmask = std::mem::transmute::<[u64; 16], libc::sigset_t>([1 << (libc::SIGSYS - 1); 16]) };
+    unsafe {
+        (*(uc as *mut libc::ucontext_t)).uc_sigmask =
+            std::mem::transmute::<[u64; 16], libc::sigset_t>([1 << (libc::SIGSYS - 1); 16])
+    };
 }
 
 /// `struct kernel_sigaction`.
@@ -755,11 +997,22 @@ struct KernelSigaction {
     mask: u64,
 }
 
-fn guest_rt_sigaction(signal: u32, new: Option<&KernelSigaction>) -> (Result<usize, Errno>, KernelSigaction) {
+fn guest_rt_sigaction(
+    signal: u32,
+    new: Option<&KernelSigaction>,
+) -> (Result<usize, Errno>, KernelSigaction) {
     let mut old = KernelSigaction::default();
     let new = new.map_or(0, |n| n as *const KernelSigaction as usize);
     // SAFETY: valid kernel_sigaction pointers.
-    let r = unsafe { guest::syscall4(__NR_rt_sigaction, signal as usize, new, &mut old as *mut _ as usize, 8) };
+    let r = unsafe {
+        guest::syscall4(
+            __NR_rt_sigaction,
+            signal as usize,
+            new,
+            &mut old as *mut _ as usize,
+            8,
+        )
+    };
     (r, old)
 }
 
@@ -768,48 +1021,70 @@ fn guest_rt_sigaction(signal: u32, new: Option<&KernelSigaction>) -> (Result<usi
 /// runs as guest code, and SIGSYS set in its frame's mask stays virtual.
 #[test]
 fn guest_handlers_are_guest_code_with_virtual_masks() {
-    isolated("guest_handlers_are_guest_code_with_virtual_masks", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        let thread = armed_thread();
-        let action = KernelSigaction {
-            handler: guest_handler as *const () as usize,
-            flags: (SA_SIGINFO | SA_RESTORER) as u64,
-            restorer: 0x1234,
-            mask: u64::MAX,
-        };
-        let (r, _) = blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action)));
-        assert_eq!(r, Ok(0));
-        let (r, old) = blocked(&thread, || guest_rt_sigaction(SIGUSR1, None));
-        assert_eq!(r, Ok(0));
-        assert_eq!(old, KernelSigaction { mask: u64::MAX & !(common::bit(libc::SIGKILL) | common::bit(libc::SIGSTOP)), ..action });
-        // The real disposition never blocks SIGSYS.
-        // SAFETY: reads the current disposition.
-        let real = unsafe {
-            let mut real: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(libc::SIGUSR1, std::ptr::null(), &mut real);
-            real
-        };
-        // SAFETY: a valid sigset.
-        assert_eq!(unsafe { libc::sigismember(&real.sa_mask, libc::SIGSYS) }, 0);
-        // Raise it from guest code: the handler runs as guest code (its getppid trapped).
-        let pid = std::process::id() as usize;
-        let tid = common::gettid() as usize;
-        // SAFETY: a signal to ourselves.
-        let r = blocked(&thread, || unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize) });
-        assert_eq!(r, Ok(0));
-        assert_eq!(GUEST_HANDLED.load(Ordering::SeqCst), 1);
-        assert_eq!(GUEST_HANDLER_RESULT.load(Ordering::SeqCst), FAKE_PPID as u64);
-        // Its frame asked for SIGSYS blocked: virtual only.
-        let mut mask = 0u64;
-        // SAFETY: reads the mask.
-        let r = blocked(&thread, || unsafe {
-            guest::syscall4(__NR_rt_sigprocmask, 0, 0, &mut mask as *mut u64 as usize, 8)
-        });
-        assert_eq!(r, Ok(0));
-        assert_ne!(mask & common::bit(libc::SIGSYS), 0, "the guest's frame mask was lost");
-        assert_eq!(common::sigblk(common::gettid()) & common::bit(libc::SIGSYS), 0);
-        assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
-    });
+    isolated(
+        "guest_handlers_are_guest_code_with_virtual_masks",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = armed_thread();
+            let action = KernelSigaction {
+                handler: guest_handler as *const () as usize,
+                flags: (SA_SIGINFO | SA_RESTORER) as u64,
+                restorer: 0x1234,
+                mask: u64::MAX,
+            };
+            let (r, _) = blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action)));
+            assert_eq!(r, Ok(0));
+            let (r, old) = blocked(&thread, || guest_rt_sigaction(SIGUSR1, None));
+            assert_eq!(r, Ok(0));
+            assert_eq!(
+                old,
+                KernelSigaction {
+                    mask: u64::MAX & !(common::bit(libc::SIGKILL) | common::bit(libc::SIGSTOP)),
+                    ..action
+                }
+            );
+            // The real disposition never blocks SIGSYS.
+            // SAFETY: reads the current disposition.
+            let real = unsafe {
+                let mut real: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(libc::SIGUSR1, std::ptr::null(), &mut real);
+                real
+            };
+            // SAFETY: a valid sigset.
+            assert_eq!(unsafe { libc::sigismember(&real.sa_mask, libc::SIGSYS) }, 0);
+            // Raise it from guest code: the handler runs as guest code (its getppid trapped).
+            let pid = std::process::id() as usize;
+            let tid = common::gettid() as usize;
+            // SAFETY: a signal to ourselves.
+            let r = blocked(&thread, || unsafe {
+                guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
+            });
+            assert_eq!(r, Ok(0));
+            assert_eq!(GUEST_HANDLED.load(Ordering::SeqCst), 1);
+            assert_eq!(
+                GUEST_HANDLER_RESULT.load(Ordering::SeqCst),
+                FAKE_PPID as u64
+            );
+            // Its frame asked for SIGSYS blocked: virtual only.
+            let mut mask = 0u64;
+            // SAFETY: reads the mask.
+            let r = blocked(&thread, || unsafe {
+                guest::syscall4(__NR_rt_sigprocmask, 0, 0, &mut mask as *mut u64 as usize, 8)
+            });
+            assert_eq!(r, Ok(0));
+            assert_ne!(
+                mask & common::bit(libc::SIGSYS),
+                0,
+                "the guest's frame mask was lost"
+            );
+            assert_eq!(
+                common::sigblk(common::gettid()) & common::bit(libc::SIGSYS),
+                0
+            );
+            assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+        },
+    );
 }
 
 static GUEST_SIGSYS: AtomicUsize = AtomicUsize::new(0);
@@ -835,23 +1110,45 @@ fn guest_sigsys_disposition_is_virtual() {
             restorer: 0x1234,
             mask: 0,
         };
-        assert_eq!(blocked(&thread, || guest_rt_sigaction(SIGSYS, Some(&action))).0, Ok(0));
-        assert_eq!(blocked(&thread, || guest_rt_sigaction(SIGSYS, None)).1, action);
+        assert_eq!(
+            blocked(&thread, || guest_rt_sigaction(SIGSYS, Some(&action))).0,
+            Ok(0)
+        );
+        assert_eq!(
+            blocked(&thread, || guest_rt_sigaction(SIGSYS, None)).1,
+            action
+        );
         // Dispatch still works, and a SIGSYS sent to this thread reaches the guest.
         assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
         let pid = std::process::id() as usize;
         let tid = common::gettid() as usize;
         // SAFETY: a SIGSYS to this thread.
-        let r = blocked(&thread, || unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGSYS as usize) });
+        let r = blocked(&thread, || unsafe {
+            guest::syscall3(__NR_tgkill, pid, tid, SIGSYS as usize)
+        });
         assert_eq!(r, Ok(0));
-        assert_eq!(GUEST_SIGSYS.load(Ordering::SeqCst), (libc::SI_TKILL + 1000) as usize);
-        assert_eq!(GUEST_HANDLER_RESULT.load(Ordering::SeqCst), FAKE_PPID as u64);
+        assert_eq!(
+            GUEST_SIGSYS.load(Ordering::SeqCst),
+            (libc::SI_TKILL + 1000) as usize
+        );
+        assert_eq!(
+            GUEST_HANDLER_RESULT.load(Ordering::SeqCst),
+            FAKE_PPID as u64
+        );
         // SIG_IGN: virtual; dispatch still works.
-        let ignore = KernelSigaction { handler: libc::SIG_IGN, ..Default::default() };
-        assert_eq!(blocked(&thread, || guest_rt_sigaction(SIGSYS, Some(&ignore))).0, Ok(0));
+        let ignore = KernelSigaction {
+            handler: libc::SIG_IGN,
+            ..Default::default()
+        };
+        assert_eq!(
+            blocked(&thread, || guest_rt_sigaction(SIGSYS, Some(&ignore))).0,
+            Ok(0)
+        );
         assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
         // SAFETY: an ignored SIGSYS to this thread.
-        let r = blocked(&thread, || unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGSYS as usize) });
+        let r = blocked(&thread, || unsafe {
+            guest::syscall3(__NR_tgkill, pid, tid, SIGSYS as usize)
+        });
         assert_eq!(r, Ok(0));
     });
 }
@@ -917,15 +1214,24 @@ fn host_handlers_run_under_allow() {
         sender.join().unwrap();
         assert!(still_blocked, "the selector was not put back");
         assert_eq!(HOST_RUNS.load(Ordering::SeqCst), 1);
-        assert!(HOST_SAW_ALLOW.load(Ordering::SeqCst), "the host handler ran under BLOCK");
-        assert!(HOST_SYSCALL_OK.load(Ordering::SeqCst), "the host handler's syscall was trapped");
+        assert!(
+            HOST_SAW_ALLOW.load(Ordering::SeqCst),
+            "the host handler ran under BLOCK"
+        );
+        assert!(
+            HOST_SYSCALL_OK.load(Ordering::SeqCst),
+            "the host handler's syscall was trapped"
+        );
         assert_eq!(TRAPS.load(Ordering::SeqCst), 0, "something was trapped");
         // On the thread's alternate stack.
         let mut altstack = Stack::default();
         // SAFETY: queries the alternate stack.
         unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut altstack as *mut Stack) };
         let rsp = HOST_RSP.load(Ordering::SeqCst);
-        assert!((altstack.sp..altstack.sp + altstack.size).contains(&rsp), "the host handler ran at {rsp:#x}, off {altstack:x?}");
+        assert!(
+            (altstack.sp..altstack.sp + altstack.size).contains(&rsp),
+            "the host handler ran at {rsp:#x}, off {altstack:x?}"
+        );
     });
 }
 
@@ -934,62 +1240,90 @@ fn host_handlers_run_under_allow() {
 /// tells it what the guest asked for.
 #[test]
 fn guest_action_for_a_host_signal_is_kept_aside() {
-    isolated("guest_action_for_a_host_signal_is_kept_aside", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        sud::install_host_handler(SIGUSR1, host_handler, 0, 0).unwrap();
-        let thread = armed_thread();
-        THREAD_SELECTOR.store(thread.selector().as_ptr() as u64, Ordering::SeqCst);
-        assert_eq!(sud::guest_action(SIGUSR1), None);
-        let action = KernelSigaction {
-            handler: guest_handler as *const () as usize,
-            flags: (SA_SIGINFO | SA_RESTORER) as u64,
-            restorer: 0x1234,
-            mask: 1 << 3,
-        };
-        assert_eq!(blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action))).0, Ok(0));
-        assert_eq!(sud::guest_action(SIGUSR1), Some((action.handler, action.flags, action.mask)));
-        let pid = std::process::id() as usize;
-        let tid = common::gettid() as usize;
-        // SAFETY: a signal to ourselves.
-        let r = blocked(&thread, || unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize) });
-        assert_eq!(r, Ok(0));
-        assert_eq!(HOST_RUNS.load(Ordering::SeqCst), 1, "the host handler lost its signal");
-        assert_eq!(GUEST_HANDLED.load(Ordering::SeqCst), 0, "the guest's handler was installed");
-    });
+    isolated(
+        "guest_action_for_a_host_signal_is_kept_aside",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            sud::install_host_handler(SIGUSR1, host_handler, 0, 0).unwrap();
+            let thread = armed_thread();
+            THREAD_SELECTOR.store(thread.selector().as_ptr() as u64, Ordering::SeqCst);
+            assert_eq!(sud::guest_action(SIGUSR1), None);
+            let action = KernelSigaction {
+                handler: guest_handler as *const () as usize,
+                flags: (SA_SIGINFO | SA_RESTORER) as u64,
+                restorer: 0x1234,
+                mask: 1 << 3,
+            };
+            assert_eq!(
+                blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action))).0,
+                Ok(0)
+            );
+            assert_eq!(
+                sud::guest_action(SIGUSR1),
+                Some((action.handler, action.flags, action.mask))
+            );
+            let pid = std::process::id() as usize;
+            let tid = common::gettid() as usize;
+            // SAFETY: a signal to ourselves.
+            let r = blocked(&thread, || unsafe {
+                guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
+            });
+            assert_eq!(r, Ok(0));
+            assert_eq!(
+                HOST_RUNS.load(Ordering::SeqCst),
+                1,
+                "the host handler lost its signal"
+            );
+            assert_eq!(
+                GUEST_HANDLED.load(Ordering::SeqCst),
+                0,
+                "the guest's handler was installed"
+            );
+        },
+    );
 }
 
 /// The callback may change the saved registers: what is reissued, and
 /// what the guest resumes with, is what it leaves there.
 #[test]
 fn callback_changes_to_registers_take_effect() {
-    isolated("callback_changes_to_registers_take_effect", Ends::Passing, || {
-        fn handler(call: &mut Syscall) -> Action {
-            match call.number() {
-                // Reissue something else: getpid instead of getppid.
-                __NR_getppid => {
-                    call.regs_mut().rax = __NR_getpid as u64;
-                    Action::Reissue
-                }
-                // Emulate, and hand the guest a register of our choosing.
-                _ => {
-                    call.regs_mut().r12 = 0xfeed_f00d;
-                    Action::Emulate(5)
+    isolated(
+        "callback_changes_to_registers_take_effect",
+        Ends::Passing,
+        || {
+            fn handler(call: &mut Syscall) -> Action {
+                match call.number() {
+                    // Reissue something else: getpid instead of getppid.
+                    __NR_getppid => {
+                        call.regs_mut().rax = __NR_getpid as u64;
+                        Action::Reissue
+                    }
+                    // Emulate, and hand the guest a register of our choosing.
+                    _ => {
+                        call.regs_mut().r12 = 0xfeed_f00d;
+                        Action::Emulate(5)
+                    }
                 }
             }
-        }
-        sud::install(handler).unwrap();
-        let thread = armed_thread();
-        let pid = std::process::id() as usize;
-        assert_eq!(blocked(&thread, trapped_getppid), Ok(pid), "the changed syscall number was not reissued");
-        // SAFETY: a trapped syscall 500, r12 given and read back.
-        let (result, r12) = blocked(&thread, || unsafe {
-            let (result, r12): (usize, u64);
-            core::arch::asm!("syscall", inlateout("rax") 500usize => result, inlateout("r12") 1u64 => r12,
+            sud::install(handler).unwrap();
+            let thread = armed_thread();
+            let pid = std::process::id() as usize;
+            assert_eq!(
+                blocked(&thread, trapped_getppid),
+                Ok(pid),
+                "the changed syscall number was not reissued"
+            );
+            // SAFETY: a trapped syscall 500, r12 given and read back.
+            let (result, r12) = blocked(&thread, || unsafe {
+                let (result, r12): (usize, u64);
+                core::arch::asm!("syscall", inlateout("rax") 500usize => result, inlateout("r12") 1u64 => r12,
                 lateout("rcx") _, lateout("r11") _);
-            (result, r12)
-        });
-        assert_eq!((result, r12), (5, 0xfeed_f00d));
-    });
+                (result, r12)
+            });
+            assert_eq!((result, r12), (5, 0xfeed_f00d));
+        },
+    );
 }
 
 static ADOPTED_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -1014,9 +1348,15 @@ fn adopted_handler_runs_under_allow() {
         let pid = std::process::id() as usize;
         let tid = common::gettid() as usize;
         // SAFETY: a signal to ourselves.
-        let r = blocked(&thread, || unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize) });
+        let r = blocked(&thread, || unsafe {
+            guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
+        });
         assert_eq!(r, Ok(0));
-        assert_eq!(ADOPTED_RUNS.load(Ordering::SeqCst), 1, "not run, or its getppid was trapped");
+        assert_eq!(
+            ADOPTED_RUNS.load(Ordering::SeqCst),
+            1,
+            "not run, or its getppid was trapped"
+        );
     });
 }
 
@@ -1076,36 +1416,77 @@ fn guest_sigaltstack_is_honoured() {
         let thread = armed_thread();
         let (r, before) = blocked(&thread, || guest_sigaltstack(None));
         assert_eq!(r, Ok(0));
-        assert_eq!(before.flags, SS_DISABLE as i32, "the guest sees sud's own alternate stack");
+        assert_eq!(
+            before.flags, SS_DISABLE as i32,
+            "the guest sees sud's own alternate stack"
+        );
         let mut memory = vec![0u8; 64 * 1024];
-        let theirs = Stack { sp: memory.as_mut_ptr() as u64, flags: 0, size: memory.len() as u64 };
-        assert_eq!(blocked(&thread, || guest_sigaltstack(Some(&theirs))).0, Ok(0));
+        let theirs = Stack {
+            sp: memory.as_mut_ptr() as u64,
+            flags: 0,
+            size: memory.len() as u64,
+        };
+        assert_eq!(
+            blocked(&thread, || guest_sigaltstack(Some(&theirs))).0,
+            Ok(0)
+        );
         assert_eq!(blocked(&thread, || guest_sigaltstack(None)).1, theirs);
-        let too_small = Stack { size: 1024, ..theirs };
-        assert_eq!(blocked(&thread, || guest_sigaltstack(Some(&too_small))).0, Err(Errno::ENOMEM));
+        let too_small = Stack {
+            size: 1024,
+            ..theirs
+        };
+        assert_eq!(
+            blocked(&thread, || guest_sigaltstack(Some(&too_small))).0,
+            Err(Errno::ENOMEM)
+        );
         let action = KernelSigaction {
             handler: guest_handler as *const () as usize,
             flags: (SA_SIGINFO | SA_RESTORER | SA_ONSTACK) as u64,
             restorer: 0,
             mask: 0,
         };
-        assert_eq!(blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action))).0, Ok(0));
+        assert_eq!(
+            blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action))).0,
+            Ok(0)
+        );
         let mut real = Stack::default();
         // SAFETY: queries the real alternate stack (the selector says ALLOW).
         unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut real as *mut Stack) };
-        assert_eq!((real.sp, real.size), (theirs.sp, theirs.size), "the guest's stack is not really installed");
+        assert_eq!(
+            (real.sp, real.size),
+            (theirs.sp, theirs.size),
+            "the guest's stack is not really installed"
+        );
         let pid = std::process::id() as usize;
         let tid = common::gettid() as usize;
         // SAFETY: a signal to ourselves.
-        let r = blocked(&thread, || unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize) });
+        let r = blocked(&thread, || unsafe {
+            guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
+        });
         assert_eq!(r, Ok(0));
         let rsp = GUEST_HANDLER_RSP.load(Ordering::SeqCst);
-        assert!((theirs.sp..theirs.sp + theirs.size).contains(&rsp), "the handler ran at {rsp:#x}, not on the guest's stack");
-        assert_eq!(GUEST_HANDLER_RESULT.load(Ordering::SeqCst), FAKE_PPID as u64, "a syscall from the handler on the guest's stack was not served");
+        assert!(
+            (theirs.sp..theirs.sp + theirs.size).contains(&rsp),
+            "the handler ran at {rsp:#x}, not on the guest's stack"
+        );
+        assert_eq!(
+            GUEST_HANDLER_RESULT.load(Ordering::SeqCst),
+            FAKE_PPID as u64,
+            "a syscall from the handler on the guest's stack was not served"
+        );
         // Disabled again: the guest sees that; sud's own stack is back.
-        let disable = Stack { flags: SS_DISABLE as i32, ..Default::default() };
-        assert_eq!(blocked(&thread, || guest_sigaltstack(Some(&disable))).0, Ok(0));
-        assert_eq!(blocked(&thread, || guest_sigaltstack(None)).1.flags, SS_DISABLE as i32);
+        let disable = Stack {
+            flags: SS_DISABLE as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            blocked(&thread, || guest_sigaltstack(Some(&disable))).0,
+            Ok(0)
+        );
+        assert_eq!(
+            blocked(&thread, || guest_sigaltstack(None)).1.flags,
+            SS_DISABLE as i32
+        );
         assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
         drop(memory);
     });
@@ -1117,69 +1498,108 @@ fn guest_sigaltstack_is_honoured() {
 /// prints and allocates).
 #[test]
 fn guest_autodisarm_altstack_keeps_the_threads_state() {
-    isolated("guest_autodisarm_altstack_keeps_the_threads_state", Ends::Passing, || {
-        fn talkative(call: &mut Syscall) -> Action {
-            if call.number() == __NR_getppid {
-                // Ordinary syscalls in the callback: they must run under ALLOW.
-                eprintln!("{}", format!("callback: getppid on selector {:p}", call.selector().as_ptr()));
+    isolated(
+        "guest_autodisarm_altstack_keeps_the_threads_state",
+        Ends::Passing,
+        || {
+            fn talkative(call: &mut Syscall) -> Action {
+                if call.number() == __NR_getppid {
+                    // Ordinary syscalls in the callback: they must run under ALLOW.
+                    eprintln!(
+                        "{}",
+                        format!(
+                            "callback: getppid on selector {:p}",
+                            call.selector().as_ptr()
+                        )
+                    );
+                }
+                emulate_getppid(call)
             }
-            emulate_getppid(call)
-        }
-        sud::install(talkative).unwrap();
-        let thread = armed_thread();
-        let mut memory = vec![0u8; 64 * 1024];
-        let theirs = Stack { sp: memory.as_mut_ptr() as u64, flags: linux_raw_sys::general::SS_AUTODISARM as i32, size: memory.len() as u64 };
-        assert_eq!(blocked(&thread, || guest_sigaltstack(Some(&theirs))).0, Ok(0));
-        assert_eq!(blocked(&thread, || guest_sigaltstack(None)).1, theirs);
-        let action = KernelSigaction {
-            handler: guest_handler as *const () as usize,
-            flags: (SA_SIGINFO | SA_RESTORER | SA_ONSTACK) as u64,
-            restorer: 0,
-            mask: 0,
-        };
-        assert_eq!(blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action))).0, Ok(0));
-        let pid = std::process::id() as usize;
-        let tid = common::gettid() as usize;
-        // SAFETY: a signal to ourselves.
-        let r = blocked(&thread, || unsafe { guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize) });
-        assert_eq!(r, Ok(0));
-        let rsp = GUEST_HANDLER_RSP.load(Ordering::SeqCst);
-        assert!((theirs.sp..theirs.sp + theirs.size).contains(&rsp), "the handler ran at {rsp:#x}");
-        assert_eq!(GUEST_HANDLER_RESULT.load(Ordering::SeqCst), FAKE_PPID as u64);
-        assert_eq!(LAST_GETPPID_SELECTOR.load(Ordering::SeqCst), thread.selector().as_ptr() as u64, "the trap in the handler went to another state");
-        assert!(!sud::SELECTOR.is_blocked(), "the global selector was left at BLOCK");
-        drop(memory);
-    });
+            sud::install(talkative).unwrap();
+            let thread = armed_thread();
+            let mut memory = vec![0u8; 64 * 1024];
+            let theirs = Stack {
+                sp: memory.as_mut_ptr() as u64,
+                flags: linux_raw_sys::general::SS_AUTODISARM as i32,
+                size: memory.len() as u64,
+            };
+            assert_eq!(
+                blocked(&thread, || guest_sigaltstack(Some(&theirs))).0,
+                Ok(0)
+            );
+            assert_eq!(blocked(&thread, || guest_sigaltstack(None)).1, theirs);
+            let action = KernelSigaction {
+                handler: guest_handler as *const () as usize,
+                flags: (SA_SIGINFO | SA_RESTORER | SA_ONSTACK) as u64,
+                restorer: 0,
+                mask: 0,
+            };
+            assert_eq!(
+                blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action))).0,
+                Ok(0)
+            );
+            let pid = std::process::id() as usize;
+            let tid = common::gettid() as usize;
+            // SAFETY: a signal to ourselves.
+            let r = blocked(&thread, || unsafe {
+                guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
+            });
+            assert_eq!(r, Ok(0));
+            let rsp = GUEST_HANDLER_RSP.load(Ordering::SeqCst);
+            assert!(
+                (theirs.sp..theirs.sp + theirs.size).contains(&rsp),
+                "the handler ran at {rsp:#x}"
+            );
+            assert_eq!(
+                GUEST_HANDLER_RESULT.load(Ordering::SeqCst),
+                FAKE_PPID as u64
+            );
+            assert_eq!(
+                LAST_GETPPID_SELECTOR.load(Ordering::SeqCst),
+                thread.selector().as_ptr() as u64,
+                "the trap in the handler went to another state"
+            );
+            assert!(
+                !sud::SELECTOR.is_blocked(),
+                "the global selector was left at BLOCK"
+            );
+            drop(memory);
+        },
+    );
 }
 
 /// Dropping a Thread disarms it and puts back the alternate stack it had,
 /// and its slot is reused: far more Threads come and go than there are slots.
 #[test]
 fn thread_teardown_restores_and_disarms() {
-    isolated("thread_teardown_restores_and_disarms", Ends::Passing, || {
-        sud::install(emulate_getppid).unwrap();
-        let mut before = Stack::default();
-        // SAFETY: queries the current alternate stack.
-        unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut before as *mut Stack) };
-        let mut last_selector = std::ptr::null_mut();
-        for _ in 0..10_000 {
-            let thread = armed_thread();
-            assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
-            last_selector = thread.selector().as_ptr();
-        }
-        let mut after = Stack::default();
-        // SAFETY: as above.
-        unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut after as *mut Stack) };
-        assert_eq!(after, before);
-        // Disarmed: with the selector it was armed with at BLOCK, nothing is
-        // trapped.  (Its slot stays mapped, so the byte may be written.)
-        // SAFETY: writes the selector byte of a released slot.
-        unsafe { last_selector.write_volatile(1) };
-        let r = trapped_getppid();
-        // SAFETY: as above.
-        unsafe { last_selector.write_volatile(0) };
-        assert_ne!(r, Ok(FAKE_PPID), "the dropped Thread was still armed");
-    });
+    isolated(
+        "thread_teardown_restores_and_disarms",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let mut before = Stack::default();
+            // SAFETY: queries the current alternate stack.
+            unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut before as *mut Stack) };
+            let mut last_selector = std::ptr::null_mut();
+            for _ in 0..10_000 {
+                let thread = armed_thread();
+                assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+                last_selector = thread.selector().as_ptr();
+            }
+            let mut after = Stack::default();
+            // SAFETY: as above.
+            unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut after as *mut Stack) };
+            assert_eq!(after, before);
+            // Disarmed: with the selector it was armed with at BLOCK, nothing is
+            // trapped.  (Its slot stays mapped, so the byte may be written.)
+            // SAFETY: writes the selector byte of a released slot.
+            unsafe { last_selector.write_volatile(1) };
+            let r = trapped_getppid();
+            // SAFETY: as above.
+            unsafe { last_selector.write_volatile(0) };
+            assert_ne!(r, Ok(FAKE_PPID), "the dropped Thread was still armed");
+        },
+    );
 }
 
 /// The stress test: 8 threads, each making 100,000 trapped syscalls mixing
@@ -1225,7 +1645,8 @@ fn stress_threads_timers_and_flips() {
                                     wrong += (trapped_getppid() != Ok(FAKE_PPID)) as usize;
                                 } else {
                                     // SAFETY: getpid, reissued.
-                                    wrong += (unsafe { guest::syscall0(__NR_getpid) } != Ok(pid)) as usize;
+                                    wrong += (unsafe { guest::syscall0(__NR_getpid) } != Ok(pid))
+                                        as usize;
                                 }
                             }
                         });
@@ -1241,10 +1662,17 @@ fn stress_threads_timers_and_flips() {
             .collect();
         let wrong: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
         let elapsed = start.elapsed();
-        println!("{} trapped, {} timer ticks in {elapsed:?}", TRAPPED.load(Ordering::Relaxed), TICKS.load(Ordering::Relaxed));
+        println!(
+            "{} trapped, {} timer ticks in {elapsed:?}",
+            TRAPPED.load(Ordering::Relaxed),
+            TICKS.load(Ordering::Relaxed)
+        );
         assert_eq!(wrong, 0);
         assert_eq!(TRAPPED.load(Ordering::Relaxed), THREADS * CALLS);
-        assert!(TICKS.load(Ordering::Relaxed) > 5000, "the timers hardly fired");
+        assert!(
+            TICKS.load(Ordering::Relaxed) > 5000,
+            "the timers hardly fired"
+        );
         assert_eq!(BAD_TICKS.load(Ordering::Relaxed), 0);
         assert!(elapsed.as_secs() < 60);
     });
@@ -1259,10 +1687,22 @@ fn per_thread_timer(signal: u32, ns: i64) -> libc::timer_t {
         event.sigev_signo = signal as i32;
         event.sigev_notify_thread_id = common::gettid();
         let mut timer: libc::timer_t = std::mem::zeroed();
-        assert_eq!(libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer), 0);
-        let period = libc::timespec { tv_sec: 0, tv_nsec: ns };
-        let spec = libc::itimerspec { it_interval: period, it_value: period };
-        assert_eq!(libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()), 0);
+        assert_eq!(
+            libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer),
+            0
+        );
+        let period = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: ns,
+        };
+        let spec = libc::itimerspec {
+            it_interval: period,
+            it_value: period,
+        };
+        assert_eq!(
+            libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()),
+            0
+        );
         timer
     }
 }

@@ -22,13 +22,18 @@ pub fn isolated(name: &str, ends: Ends, body: impl FnOnce()) {
         return;
     }
     let mut child = Command::new(std::env::current_exe().unwrap());
-    child.args([name, "--exact", "--nocapture", "--test-threads=1"]).env(CHILD, name);
+    child
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name);
     // SAFETY: setrlimit is async-signal-safe; no core files from the tests
     // that are meant to die.
     unsafe {
         use std::os::unix::process::CommandExt;
         child.pre_exec(|| {
-            let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
             libc::setrlimit(libc::RLIMIT_CORE, &none);
             Ok(())
         });
@@ -42,22 +47,35 @@ pub fn isolated(name: &str, ends: Ends, body: impl FnOnce()) {
     match ends {
         Ends::Passing => {
             assert!(out.status.success(), "child ended {}\n{report}", out.status);
-            assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "{report}");
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+                "{report}"
+            );
         }
         Ends::KilledBy(signal) => {
-            assert_eq!(out.status.signal(), Some(signal), "child ended {}\n{report}", out.status)
+            assert_eq!(
+                out.status.signal(),
+                Some(signal),
+                "child ended {}\n{report}",
+                out.status
+            )
         }
     }
 }
 
 /// One seccomp BPF instruction.
 fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code: code as u16, jt, jf, k }
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
 }
 
-const LD_W_ABS: u32 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u32;
-const JEQ_K: u32 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u32;
-const RET_K: u32 = (libc::BPF_RET | libc::BPF_K) as u32;
+const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
 const NR: u32 = 0;
 const fn arg_lo(i: u32) -> u32 {
     16 + 8 * i
@@ -79,7 +97,10 @@ pub fn seccomp(nr: u32, args: &[u32], action: u32) {
     }
     prog.push(bpf(RET_K, 0, 0, action));
     prog.push(bpf(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_mut_ptr() };
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
     // SAFETY: a valid filter program; no_new_privs first, as unprivileged
     // filters require.
     unsafe {

@@ -37,7 +37,15 @@ extern "C" fn entry(_stack: *const usize) -> ! {
     // No core dumps from the cases that are meant to die of a signal.
     let no_core = [0u64; 2];
     // SAFETY: prlimit64 on ourselves with a valid rlimit.
-    let _ = unsafe { host::syscall4(__NR_prlimit64, 0, RLIMIT_CORE as usize, no_core.as_ptr() as usize, 0) };
+    let _ = unsafe {
+        host::syscall4(
+            __NR_prlimit64,
+            0,
+            RLIMIT_CORE as usize,
+            no_core.as_ptr() as usize,
+            0,
+        )
+    };
     exit(test_main())
 }
 
@@ -125,10 +133,18 @@ pub struct Case {
 #[macro_export]
 macro_rules! case {
     ($name:ident) => {
-        $crate::Case { name: stringify!($name), run: $name, expect: $crate::Expect::Pass }
+        $crate::Case {
+            name: stringify!($name),
+            run: $name,
+            expect: $crate::Expect::Pass,
+        }
     };
     ($name:ident, signal $sig:expr) => {
-        $crate::Case { name: stringify!($name), run: $name, expect: $crate::Expect::Signal($sig) }
+        $crate::Case {
+            name: stringify!($name),
+            run: $name,
+            expect: $crate::Expect::Signal($sig),
+        }
     };
 }
 
@@ -161,7 +177,12 @@ pub fn run(cases: &[Case]) -> i32 {
         if good {
             say!("ok {}", case.name);
         } else {
-            say!("FAIL {}: expected {:?}, ended {:?}", case.name, case.expect, ended);
+            say!(
+                "FAIL {}: expected {:?}, ended {:?}",
+                case.name,
+                case.expect,
+                ended
+            );
             failures += 1;
         }
     }

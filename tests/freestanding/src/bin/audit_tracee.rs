@@ -91,7 +91,14 @@ fn sigaction(signal: u32, handler: usize, flags: u32, restorer: usize) {
     let action = [handler, (flags | SA_RESTORER) as usize, restorer, 0];
     // SAFETY: a valid kernel_sigaction.
     unsafe {
-        host::syscall4(__NR_rt_sigaction, signal as usize, action.as_ptr() as usize, 0, 8).unwrap();
+        host::syscall4(
+            __NR_rt_sigaction,
+            signal as usize,
+            action.as_ptr() as usize,
+            0,
+            8,
+        )
+        .unwrap();
     }
 }
 
@@ -116,10 +123,20 @@ fn test_main() -> i32 {
     }
 
     // A previous SIGSYS handler, for the foreign SIGSYS below.
-    sigaction(SIGSYS, previous_sigsys_handler as *const () as usize, SA_SIGINFO, symbols.restorer);
+    sigaction(
+        SIGSYS,
+        previous_sigsys_handler as *const () as usize,
+        SA_SIGINFO,
+        symbols.restorer,
+    );
     sud::install(handler).unwrap();
     // A guest signal handler whose restorer lies outside the region.
-    sigaction(SIGUSR1, guest_signal_handler as *const () as usize, 0, audit_guest_restorer as *const () as usize);
+    sigaction(
+        SIGUSR1,
+        guest_signal_handler as *const () as usize,
+        0,
+        audit_guest_restorer as *const () as usize,
+    );
     sud::arm().unwrap();
     // SAFETY: only the guest calls below run until allow().
     unsafe { SELECTOR.block() };
@@ -153,7 +170,9 @@ fn tid() -> usize {
 fn addresses_only() -> bool {
     let mut buf = [0u8; 8192];
     let len = read_proc_environ(&mut buf);
-    buf[..len].split(|&b| b == 0).any(|var| var.starts_with(b"SUD_AUDIT_ADDRESSES="))
+    buf[..len]
+        .split(|&b| b == 0)
+        .any(|var| var.starts_with(b"SUD_AUDIT_ADDRESSES="))
 }
 
 fn read_proc_environ(buf: &mut [u8]) -> usize {
@@ -161,10 +180,21 @@ fn read_proc_environ(buf: &mut [u8]) -> usize {
     let path = b"/proc/self/environ\0";
     // SAFETY: a NUL-terminated path; reads into a live buffer.
     unsafe {
-        let fd = host::syscall4(__NR_openat, AT_FDCWD as usize, path.as_ptr() as usize, O_RDONLY as usize, 0)
-            .unwrap();
+        let fd = host::syscall4(
+            __NR_openat,
+            AT_FDCWD as usize,
+            path.as_ptr() as usize,
+            O_RDONLY as usize,
+            0,
+        )
+        .unwrap();
         let mut len = 0;
-        while let Ok(n) = host::syscall3(__NR_read, fd, buf.as_mut_ptr().add(len) as usize, buf.len() - len) {
+        while let Ok(n) = host::syscall3(
+            __NR_read,
+            fd,
+            buf.as_mut_ptr().add(len) as usize,
+            buf.len() - len,
+        ) {
             if n == 0 {
                 break;
             }

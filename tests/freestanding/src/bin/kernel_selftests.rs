@@ -164,7 +164,15 @@ fn bad_selector() {
     static glob_sel: RawSelector = RawSelector::new();
     check_eq!(sud::install(handle_sigsys), Ok(()));
     let region = sud::allowed_region();
-    check_eq!(prctl(PR_SYS_DISPATCH_EXCLUSIVE_ON, region.start, region.len(), glob_sel.ptr()), Ok(()));
+    check_eq!(
+        prctl(
+            PR_SYS_DISPATCH_EXCLUSIVE_ON,
+            region.start,
+            region.len(),
+            glob_sel.ptr()
+        ),
+        Ok(())
+    );
     glob_sel.set(u32::MAX); // -1
     let _ = sysinfo();
     glob_sel.set(SYSCALL_DISPATCH_FILTER_ALLOW);
@@ -189,7 +197,10 @@ fn disable_dispatch() {
 /// whatever the selector says (the whole address space, here).
 fn direct_dispatch_range() {
     let sel = RawSelector::new();
-    check_eq!(prctl(PR_SYS_DISPATCH_EXCLUSIVE_ON, 0, usize::MAX, sel.ptr()), Ok(()));
+    check_eq!(
+        prctl(PR_SYS_DISPATCH_EXCLUSIVE_ON, 0, usize::MAX, sel.ptr()),
+        Ok(())
+    );
     sel.set(SYSCALL_DISPATCH_FILTER_BLOCK);
     let ret = sysinfo();
     sel.set(SYSCALL_DISPATCH_FILTER_ALLOW);
@@ -209,11 +220,15 @@ fn test_range(op: u32, off: usize, size: usize, dispatch: bool) {
     SELECTOR.allow();
     let count = nr_syscalls_emulated.load(Ordering::SeqCst);
     if dispatch {
-        check!(ret == Ok(MAGIC_SYSCALL_1 as usize) && count == 1,
-            "op {op} [{off:#x}, +{size}) should dispatch: {ret:?}, {count} emulated");
+        check!(
+            ret == Ok(MAGIC_SYSCALL_1 as usize) && count == 1,
+            "op {op} [{off:#x}, +{size}) should dispatch: {ret:?}, {count} emulated"
+        );
     } else {
-        check!(ret == Err(Errno::ENOSYS) && count == 0,
-            "op {op} [{off:#x}, +{size}) should not dispatch: {ret:?}, {count} emulated");
+        check!(
+            ret == Err(Errno::ENOSYS) && count == 0,
+            "op {op} [{off:#x}, +{size}) should not dispatch: {ret:?}, {count} emulated"
+        );
     }
 }
 

@@ -34,5 +34,9 @@ fn test_main() -> i32 {
         SELECTOR.allow();
         (ppid, written)
     };
-    if ppid == Ok(42) && written == Ok(message.len()) { 0 } else { 1 }
+    if ppid == Ok(42) && written == Ok(message.len()) {
+        0
+    } else {
+        1
+    }
 }

@@ -7,8 +7,8 @@
 #![no_main]
 
 use linux_raw_sys::general::{
-    __NR_close, __NR_getpid, __NR_getppid, __NR_gettid, __NR_openat, __NR_read, AT_FDCWD,
-    O_RDONLY, SIGSYS,
+    __NR_close, __NR_getpid, __NR_getppid, __NR_gettid, __NR_openat, __NR_read, AT_FDCWD, O_RDONLY,
+    SIGSYS,
 };
 use sud::{Errno, SELECTOR, host};
 use sud_freestanding::{case, check, check_eq, run, say};
@@ -20,6 +20,7 @@ fn test_main() -> i32 {
     run(&[
         case!(region_found_and_page_aligned),
         case!(region_holds_every_entry_point),
+        case!(region_goes_on_past_every_syscall),
         case!(restorer_bytes),
         case!(region_is_executable_mapping),
         case!(symbols_for_generated_code),
@@ -33,8 +34,15 @@ unsafe extern "C" {
     static sud_selector: u8;
     fn sud_syscall0(nr: usize) -> usize;
     fn sud_syscall3(nr: usize, a1: usize, a2: usize, a3: usize) -> usize;
-    fn sud_syscall6(nr: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize, a6: usize)
-        -> usize;
+    fn sud_syscall6(
+        nr: usize,
+        a1: usize,
+        a2: usize,
+        a3: usize,
+        a4: usize,
+        a5: usize,
+        a6: usize,
+    ) -> usize;
     fn sud_syscall();
     static sud_restorer: u8;
 }
@@ -51,7 +59,10 @@ fn region_holds_every_entry_point() {
     let region = sud::allowed_region();
     let s = sud::region_symbols();
     for (i, &f) in s.syscall_c.iter().enumerate() {
-        check!(region.contains(&f), "sud_syscall{i} at {f:#x} outside {region:?}");
+        check!(
+            region.contains(&f),
+            "sud_syscall{i} at {f:#x} outside {region:?}"
+        );
     }
     for (name, f) in [
         ("sud_syscall", s.syscall),
@@ -60,18 +71,51 @@ fn region_holds_every_entry_point() {
         ("sud_restorer", s.restorer),
     ] {
         check!(region.contains(&f), "{name} at {f:#x} outside {region:?}");
-        // The kernel tests the address after `syscall`: the region must go on
-        // past each entry's syscall (at most 32 bytes in).
-        check!(f + 32 < region.end, "{name} at {f:#x} too near the region's end");
     }
+    check!(
+        region.contains(&s.entry),
+        "sud_entry at {:#x} outside {region:?}",
+        s.entry
+    );
+}
+
+/// The kernel tests the address *after* a `syscall`: every `0f 05` in the
+/// region (every syscall instruction, and perhaps a few bytes that only look
+/// like one) is followed by at least one more byte of the region.
+fn region_goes_on_past_every_syscall() {
+    let region = sud::allowed_region();
+    // SAFETY: the region is mapped code, readable.
+    let bytes = unsafe { core::slice::from_raw_parts(region.start as *const u8, region.len()) };
+    let mut syscalls = 0;
+    for (i, pair) in bytes.windows(2).enumerate() {
+        if pair == [0x0f, 0x05] {
+            syscalls += 1;
+            check!(
+                region.start + i + 2 < region.end,
+                "a syscall ends the region at {:#x}",
+                region.start + i
+            );
+        }
+    }
+    // The trampolines, stubs and restorer hold more than 20 of them.
+    check!(
+        syscalls > 20,
+        "only {syscalls} syscall instructions in the region"
+    );
 }
 
 fn restorer_bytes() {
     let restorer = sud::region_symbols().restorer as *const [u8; 9];
     // SAFETY: the restorer is at least nine bytes of code, readable.
     let bytes = unsafe { *restorer };
-    check_eq!(bytes, [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05]);
-    check_eq!(sud::region_symbols().restorer, (&raw const sud_restorer) as usize);
+    check_eq!(
+        bytes,
+        [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05]
+    );
+    check_eq!(
+        sud::region_symbols().restorer,
+        (&raw const sud_restorer) as usize
+    );
 }
 
 /// /proc/self/maps has the region inside one read-execute mapping.
@@ -97,15 +141,27 @@ fn region_is_executable_mapping() {
 
 /// The documented symbols are what the API returns, and callable by name.
 fn symbols_for_generated_code() {
-    check_eq!((&raw const sud_selector) as usize, SELECTOR.as_ptr() as usize);
-    check_eq!(sud_syscall as *const () as usize, sud::region_symbols().syscall);
+    check_eq!(
+        (&raw const sud_selector) as usize,
+        SELECTOR.as_ptr() as usize
+    );
+    check_eq!(
+        sud_syscall as *const () as usize,
+        sud::region_symbols().syscall
+    );
     // SAFETY: plain syscalls through the trampolines, by their symbol names.
     unsafe {
-        check_eq!(sud_syscall0(__NR_getpid as usize), host::syscall0(__NR_getpid).unwrap());
+        check_eq!(
+            sud_syscall0(__NR_getpid as usize),
+            host::syscall0(__NR_getpid).unwrap()
+        );
         let mut buf = [0u8; 8];
         let bad_fd = sud_syscall3(__NR_read as usize, usize::MAX, buf.as_mut_ptr() as usize, 8);
         check_eq!(Errno::result(bad_fd), Err(Errno::EBADF));
-        check_eq!(sud_syscall6(__NR_gettid as usize, 1, 2, 3, 4, 5, 6), host::syscall0(__NR_gettid).unwrap());
+        check_eq!(
+            sud_syscall6(__NR_gettid as usize, 1, 2, 3, 4, 5, 6),
+            host::syscall0(__NR_gettid).unwrap()
+        );
     }
 }
 
@@ -174,11 +230,22 @@ fn host_getppid() -> usize {
 fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
     // SAFETY: a NUL-terminated path; reads into a live buffer.
     unsafe {
-        let fd = host::syscall4(__NR_openat, AT_FDCWD as usize, path.as_ptr() as usize, O_RDONLY as usize, 0)
-            .unwrap();
+        let fd = host::syscall4(
+            __NR_openat,
+            AT_FDCWD as usize,
+            path.as_ptr() as usize,
+            O_RDONLY as usize,
+            0,
+        )
+        .unwrap();
         let mut len = 0;
         loop {
-            match host::syscall3(__NR_read, fd, buf.as_mut_ptr().add(len) as usize, buf.len() - len) {
+            match host::syscall3(
+                __NR_read,
+                fd,
+                buf.as_mut_ptr().add(len) as usize,
+                buf.len() - len,
+            ) {
                 Ok(0) => break,
                 Ok(n) => len += n,
                 Err(e) => panic!("read: {e}"),

@@ -423,9 +423,20 @@ const TEST_RFLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x400 | 0x800 | 0x2 | 
 fn patterned_state(nr: u32, stack_shift: u64) -> State {
     let mut input = Gprs::default();
     let fields = [
-        &mut input.rbx, &mut input.rcx, &mut input.rdx, &mut input.rsi, &mut input.rdi,
-        &mut input.rbp, &mut input.r8, &mut input.r9, &mut input.r10, &mut input.r11,
-        &mut input.r12, &mut input.r13, &mut input.r14, &mut input.r15,
+        &mut input.rbx,
+        &mut input.rcx,
+        &mut input.rdx,
+        &mut input.rsi,
+        &mut input.rdi,
+        &mut input.rbp,
+        &mut input.r8,
+        &mut input.r9,
+        &mut input.r10,
+        &mut input.r11,
+        &mut input.r12,
+        &mut input.r13,
+        &mut input.r14,
+        &mut input.r15,
     ];
     for (i, field) in fields.into_iter().enumerate() {
         *field = 0x0123_4567_89ab_cdef ^ (0x1111_1111_1111_1111u64.wrapping_mul(i as u64 + 1));
@@ -494,18 +505,46 @@ fn check_dispatched(nr: u32, handler: sud::Handler) {
 /// Compares a dispatched outcome with the native one, register by register
 /// and byte by byte.
 fn check_same(got: &State, want: &State, shift: u64) {
-    check!(got.output == want.output, "stack shift {shift}: {:x?} != {:x?}", got.output, want.output);
-    check!(got.rsp_after == got.rsp_before, "stack shift {shift}: RSP moved");
-    check!(got.x87_out == got.x87_in, "stack shift {shift}: x87 {:x?} != {:x?}", got.x87_out, got.x87_in);
-    check!(got.fcw_out == got.fcw_in, "stack shift {shift}: FCW {:#x} != {:#x}", got.fcw_out, got.fcw_in);
-    check!(got.mxcsr_out == got.mxcsr_in, "stack shift {shift}: MXCSR {:#x} != {:#x}", got.mxcsr_out, got.mxcsr_in);
+    check!(
+        got.output == want.output,
+        "stack shift {shift}: {:x?} != {:x?}",
+        got.output,
+        want.output
+    );
+    check!(
+        got.rsp_after == got.rsp_before,
+        "stack shift {shift}: RSP moved"
+    );
+    check!(
+        got.x87_out == got.x87_in,
+        "stack shift {shift}: x87 {:x?} != {:x?}",
+        got.x87_out,
+        got.x87_in
+    );
+    check!(
+        got.fcw_out == got.fcw_in,
+        "stack shift {shift}: FCW {:#x} != {:#x}",
+        got.fcw_out,
+        got.fcw_in
+    );
+    check!(
+        got.mxcsr_out == got.mxcsr_in,
+        "stack shift {shift}: MXCSR {:#x} != {:#x}",
+        got.mxcsr_out,
+        got.mxcsr_in
+    );
     let width = Width::detect();
     let mut bad = 0;
     for i in 0..VECTOR_BYTES {
         if width.covers(i) && got.vectors_out[i] != got.vectors_in[i] {
             if bad < 8 || i % 64 == 0 {
-                say!("  stack shift {shift}: vector byte {i} (register {}, byte {}): {:#x} != {:#x}",
-                    i / 64, i % 64, got.vectors_out[i], got.vectors_in[i]);
+                say!(
+                    "  stack shift {shift}: vector byte {i} (register {}, byte {}): {:#x} != {:#x}",
+                    i / 64,
+                    i % 64,
+                    got.vectors_out[i],
+                    got.vectors_in[i]
+                );
             }
             bad += 1;
         }
@@ -536,7 +575,10 @@ fn native_reference_is_deterministic() {
     check_eq!(a.output.rax as usize, getppid_value());
     check_eq!(a.output.r11 & 0xcd5, TEST_RFLAGS & 0xcd5);
     check_eq!(a.output.rflags & 0xcd5, TEST_RFLAGS & 0xcd5);
-    check!(a.output.rcx != a.input.rcx, "rcx was not set to the return address");
+    check!(
+        a.output.rcx != a.input.rcx,
+        "rcx was not set to the return address"
+    );
 }
 
 fn emulate_preserves_registers() {
@@ -578,7 +620,11 @@ fn check_red_zone(handler: sud::Handler, nr: u32, want: RedZone) {
             SELECTOR.allow();
             got
         };
-        check!(got == want, "stack shift {}: {got:?} != {want:?}", shift * 8);
+        check!(
+            got == want,
+            "stack shift {}: {got:?} != {want:?}",
+            shift * 8
+        );
     }
     check_eq!(sud::disarm(), Ok(()));
 }
@@ -587,7 +633,14 @@ fn emulate_leaves_red_zone() {
     fn handler(_: &mut Syscall) -> Action {
         Action::Emulate(77)
     }
-    check_red_zone(handler, __NR_getppid, RedZone { result: 77, changed_qwords: 0 });
+    check_red_zone(
+        handler,
+        __NR_getppid,
+        RedZone {
+            result: 77,
+            changed_qwords: 0,
+        },
+    );
 }
 
 fn reissue_leaves_red_zone() {
@@ -595,7 +648,14 @@ fn reissue_leaves_red_zone() {
         Action::Reissue
     }
     let pid = guest_red_zone_native_pid();
-    check_red_zone(handler, __NR_getpid, RedZone { result: pid, changed_qwords: 0 });
+    check_red_zone(
+        handler,
+        __NR_getpid,
+        RedZone {
+            result: pid,
+            changed_qwords: 0,
+        },
+    );
 }
 
 /// What Rust code may assume on entry: DF clear, and the ABI's x87 control
@@ -620,8 +680,14 @@ fn check_abi_state() {
 fn redirect_getpid(call: &mut Syscall) -> usize {
     check_abi_state();
     check_eq!(call.number(), __NR_getpid);
-    check!(call.siginfo().is_none(), "a redirect function runs outside signal context");
-    check!(!SELECTOR.is_blocked(), "a redirect function runs under ALLOW");
+    check!(
+        call.siginfo().is_none(),
+        "a redirect function runs outside signal context"
+    );
+    check!(
+        !SELECTOR.is_blocked(),
+        "a redirect function runs under ALLOW"
+    );
     // SAFETY: clobbers only caller-saved vector and mask registers.
     unsafe { clobber_vectors(Width::detect() as u64) };
     // SAFETY: getpid, natively: the selector says ALLOW.
@@ -643,7 +709,14 @@ fn redirect_leaves_red_zone() {
     }
     sud::install_redirect(redirect_getpid);
     let pid = guest_red_zone_native_pid();
-    check_red_zone(handler, __NR_getpid, RedZone { result: pid, changed_qwords: 0 });
+    check_red_zone(
+        handler,
+        __NR_getpid,
+        RedZone {
+            result: pid,
+            changed_qwords: 0,
+        },
+    );
 }
 
 /// Runs syscall `nr` through `call sud_entry` with `handler` deciding, at
