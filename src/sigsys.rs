@@ -593,6 +593,9 @@ pub(crate) mod xsave {
     /// MXCSR as the ABI hands it to a function: round to nearest, every
     /// exception masked.
     pub(crate) static DEFAULT_MXCSR: u32 = 0x1f80;
+    /// The x87 control word as the ABI hands it to a function: 64-bit
+    /// precision, round to nearest, every exception masked.
+    pub(crate) static DEFAULT_FCW: u16 = 0x37f;
 
     /// Which save instruction the direct paths use.
     pub(crate) static XSAVE_MODE: AtomicU8 = AtomicU8::new(FXSAVE);
