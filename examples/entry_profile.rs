@@ -11,11 +11,18 @@ use linux_raw_sys::general::__NR_getppid;
 use sud::{Action, Syscall};
 
 fn emulate(call: &mut Syscall) -> Action {
-    if call.number() == __NR_getppid { Action::Emulate(4242) } else { Action::default() }
+    if call.number() == __NR_getppid {
+        Action::Emulate(4242)
+    } else {
+        Action::default()
+    }
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
     sud::install(emulate).expect("install");
     let entry = sud::region_symbols().entry;
     for _ in 0..n {

@@ -44,6 +44,8 @@ pub struct RegionSymbols {
     pub restorer: usize,
     /// `sud_entry`, the signal-free entry for generated code.
     pub entry: usize,
+    /// `sud_reissue_fork`, the stub that runs a guest's fork.
+    pub fork: usize,
 }
 
 /// Where each entry point of the allowed region lies in this process.
@@ -64,5 +66,6 @@ pub fn region_symbols() -> RegionSymbols {
         reissue_sigreturn: addr::sud_reissue_sigreturn(),
         restorer: addr::sud_restorer(),
         entry: addr::sud_entry(),
+        fork: addr::sud_reissue_fork(),
     }
 }

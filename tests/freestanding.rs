@@ -261,6 +261,7 @@ fn runtime_syscalls_while_blocked_lie_in_region() {
     let restorer = value("restorer", 0);
     let reissue = value("reissue", 0);
     let reissue_sigreturn = value("reissue_sigreturn", 0);
+    let fork = value("fork", 0);
 
     let trace = ptrace::trace(&tracee, selector);
     print!("{}", trace.stdout);
@@ -268,10 +269,12 @@ fn runtime_syscalls_while_blocked_lie_in_region() {
     assert!(trace.stdout.contains("audit workload done"));
 
     let dispatched: Vec<_> = trace.sigsys.iter().filter(|s| s.code == 2).collect();
-    // getpid, getppid, 500, tgkill(SIGUSR1), the guest restorer's rt_sigreturn, tgkill(SIGSYS).
+    // getpid, getppid, 500, tgkill(SIGUSR1), the guest restorer's
+    // rt_sigreturn, tgkill(SIGSYS), getuid (redirected), fork, wait4; the
+    // sud_entry call is no signal at all.
     assert_eq!(
         dispatched.len(),
-        6,
+        9,
         "dispatched syscalls: {:x?}",
         trace.sigsys
     );
@@ -312,6 +315,7 @@ fn runtime_syscalls_while_blocked_lie_in_region() {
         ran_from(reissue_sigreturn),
         "no guest rt_sigreturn from sud_reissue_sigreturn under BLOCK"
     );
+    assert!(ran_from(fork), "no fork from sud_reissue_fork under BLOCK");
     println!(
         "{} syscalls executed while blocked, all in the region; {} dispatched, all from guest code",
         blocked.len(),

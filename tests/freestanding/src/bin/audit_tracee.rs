@@ -13,8 +13,8 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use linux_raw_sys::general::{
-    __NR_getpid, __NR_getppid, __NR_gettid, __NR_rt_sigaction, __NR_tgkill, SA_RESTORER,
-    SA_SIGINFO, SIGSYS, SIGUSR1,
+    __NR_exit_group, __NR_fork, __NR_getpid, __NR_getppid, __NR_gettid, __NR_getuid,
+    __NR_rt_sigaction, __NR_tgkill, __NR_wait4, SA_RESTORER, SA_SIGINFO, SIGSYS, SIGUSR1,
 };
 use sud::{Action, Errno, SELECTOR, Syscall, guest, host};
 use sud_freestanding::{check_eq, say};
@@ -45,6 +45,7 @@ audit_guest_syscall:                    # extern C fn(nr, a1, a2, a3) -> raw res
     mov rdi, rsi
     mov rsi, rdx
     mov rdx, rcx
+    xor r10d, r10d                      # argument 4: none (wait4's rusage)
     syscall                             # the guest's syscall
     ret
     .size audit_guest_syscall, . - audit_guest_syscall
@@ -73,9 +74,30 @@ fn handler(call: &mut Syscall) -> Action {
     let _ = unsafe { guest::syscall0(__NR_gettid) };
     match call.number() {
         __NR_getppid => Action::Emulate(4242),
-        __NR_getpid | __NR_tgkill => Action::Reissue,
+        __NR_getpid | __NR_tgkill | __NR_fork | __NR_wait4 | __NR_exit_group => Action::Reissue,
+        __NR_getuid => Action::Redirect,
         _ => Action::Deny(Errno::ENOSYS),
     }
+}
+
+/// The redirect function: ordinary code, under ALLOW; its own syscall runs
+/// natively.
+fn redirected(_: &mut Syscall) -> usize {
+    // SAFETY: gettid has no effect.
+    unsafe { guest::syscall0(__NR_gettid) }.map_or(0, |_| 777)
+}
+
+/// `call sud_entry` with the syscall's registers and R11 = 0 (the global
+/// selector), from outside the allowed region.
+fn entry_call(nr: u32) -> Result<usize, Errno> {
+    let result: usize;
+    // SAFETY: sud_entry clobbers RCX and R11 only, and writes below RSP
+    // (no `nostack`: the compiler keeps the red zone free).
+    unsafe {
+        core::arch::asm!("call {entry}", entry = in(reg) sud::region_symbols().entry,
+            inlateout("rax") nr as usize => result, inlateout("r11") 0usize => _, lateout("rcx") _);
+    }
+    Errno::result(result)
 }
 
 extern "C" fn guest_signal_handler(_: i32) {
@@ -107,7 +129,7 @@ fn test_main() -> i32 {
     let region = sud::allowed_region();
     let symbols = sud::region_symbols();
     say!(
-        "selector {:#x} region {:#x} {:#x} guest {:#x} {:#x} restorer {:#x} reissue {:#x} reissue_sigreturn {:#x}",
+        "selector {:#x} region {:#x} {:#x} guest {:#x} {:#x} restorer {:#x} reissue {:#x} reissue_sigreturn {:#x} fork {:#x}",
         SELECTOR.as_ptr() as usize,
         region.start,
         region.end,
@@ -116,6 +138,7 @@ fn test_main() -> i32 {
         symbols.restorer,
         symbols.reissue,
         symbols.reissue_sigreturn,
+        symbols.fork,
     );
     // The tracer first runs us with SUD_AUDIT_ADDRESSES set, for these only.
     if addresses_only() {
@@ -130,6 +153,7 @@ fn test_main() -> i32 {
         symbols.restorer,
     );
     sud::install(handler).unwrap();
+    sud::install_redirect(redirected);
     // A guest signal handler whose restorer lies outside the region.
     sigaction(
         SIGUSR1,
@@ -149,10 +173,32 @@ fn test_main() -> i32 {
         guest_call(__NR_tgkill, pid.unwrap_or(0), tid(), SIGUSR1 as usize),
         // A SIGSYS that is not dispatch: forwarded to the previous handler.
         guest_call(__NR_tgkill, pid.unwrap_or(0), tid(), SIGSYS as usize),
+        // Redirected: the redirect stubs, then ordinary code under ALLOW.
+        guest_call(__NR_getuid, 0, 0, 0),
+        // Reissued through sud_entry: no signal, then sud_reissue.
+        entry_call(__NR_getpid),
     ];
+    // A fork through the task stub: the child exits at once, the parent
+    // waits for it, both through the guest.
+    let child = guest_call(__NR_fork, 0, 0, 0);
+    if child == Ok(0) {
+        let _ = guest_call(__NR_exit_group, 0, 0, 0);
+    }
+    let mut status = -1i32;
+    let waited = guest_call(
+        __NR_wait4,
+        child.unwrap_or(0),
+        &mut status as *mut i32 as usize,
+        0,
+    );
     SELECTOR.allow();
     sud::disarm().unwrap();
-    check_eq!(results, [Ok(4242), Err(Errno::ENOSYS), Ok(0), Ok(0)]);
+    check_eq!(
+        results,
+        [Ok(4242), Err(Errno::ENOSYS), Ok(0), Ok(0), Ok(777), pid]
+    );
+    check_eq!(waited, child);
+    check_eq!(status, 0);
     check_eq!(pid.is_ok(), true);
     check_eq!(GUEST_SIGNALS.load(Ordering::SeqCst), 1);
     check_eq!(PREVIOUS_SIGSYS.load(Ordering::SeqCst), 1);
