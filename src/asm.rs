@@ -6,18 +6,17 @@
 
 use crate::kernel::{RED_ZONE, Registers, SIGSET_SIZE};
 use crate::sigsys::{DirectFrame, entry_dispatch, redirect_run, xsave};
-use crate::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN};
+use crate::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN, VforkParent};
 use crate::thread::{DEAD, ThreadState};
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
-use core::sync::atomic::AtomicU64;
 use linux_raw_sys::general::{
     __NR_exit, __NR_gettid, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn,
-    __NR_sigaltstack, SIG_SETMASK, SIGSYS, SS_DISABLE,
+    __NR_sigaltstack, SIG_BLOCK, SIG_SETMASK, SIGSYS, SS_DISABLE,
 };
 use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF};
 
-/// A signal set with every signal, for the exit stub's rt_sigprocmask.
+/// A signal set with every signal, for the task stubs' rt_sigprocmask.
 static ALL_SIGNALS: u64 = !0;
 /// A `stack_t` (sp, flags, size) that disables the alternate signal stack.
 static NO_ALTSTACK: [u64; 3] = [0, SS_DISABLE as u64, 0];
@@ -39,6 +38,7 @@ global_asm!(
     PR_SET_SYSCALL_USER_DISPATCH = const PR_SET_SYSCALL_USER_DISPATCH,
     SIGSYS = const SIGSYS,
     SIG_SETMASK = const SIG_SETMASK,
+    SIG_BLOCK = const SIG_BLOCK,
     RED_ZONE = const RED_ZONE,
     STATE_ARM_OP = const offset_of!(ThreadState, arm),
     STATE_ARM_OFFSET = const offset_of!(ThreadState, arm) + 8,
@@ -47,15 +47,19 @@ global_asm!(
     STATE_RESUME = const offset_of!(ThreadState, resume),
     STATE_ALTSTACK = const offset_of!(ThreadState, altstack),
     STATE_CLONE_RESULT = const offset_of!(ThreadState, clone_result),
+    STATE_CLONE_MASK = const offset_of!(ThreadState, clone_mask),
     STATE_STATE = const offset_of!(ThreadState, state),
     STATE_SIGSYS_ACTION = const offset_of!(ThreadState, sigsys_action),
     STATE_TID = const offset_of!(ThreadState, tid),
     STATE_DEAD = const DEAD,
     VFORK_PARENTS = sym VFORK_PARENTS,
     VFORK_PARENTS_LEN = const VFORK_PARENTS_LEN,
-    VFORK_TID = const 0,
-    VFORK_RETURN = const size_of::<AtomicU64>(),
-    VFORK_ENTRY_SIZE = const size_of::<[AtomicU64; 2]>(),
+    VFORK_TID = const offset_of!(VforkParent, tid),
+    VFORK_RSP = const offset_of!(VforkParent, rsp),
+    VFORK_RETURN = const offset_of!(VforkParent, resume),
+    VFORK_MASK = const offset_of!(VforkParent, mask),
+    VFORK_STATE = const offset_of!(VforkParent, state),
+    VFORK_ENTRY_SIZE = const size_of::<VforkParent>(),
     SIGSET_SIZE = const SIGSET_SIZE,
     ALL_SIGNALS = sym ALL_SIGNALS,
     NO_ALTSTACK = sym NO_ALTSTACK,
@@ -137,11 +141,13 @@ unsafe extern "C" {
     static sud_reissue_sigreturn: u8;
     /// Installs an alternate stack after rt_sigreturn.
     static sud_reissue_set_altstack: u8;
-    /// Reissue stubs restoring one replaced argument register.
-    static sud_reissue_keep_rdi: u8;
-    static sud_reissue_keep_r10: u8;
-    static sud_reissue_keep_r8: u8;
-    static sud_reissue_keep_r9: u8;
+    /// Reissue stubs running a syscall with a copy of its signal mask
+    /// (the argument in one register, behind a pair, or in io_uring's struct).
+    static sud_reissue_mask_rdi: u8;
+    static sud_reissue_mask_r10: u8;
+    static sud_reissue_mask_r8: u8;
+    static sud_reissue_mask_pair: u8;
+    static sud_reissue_mask_uring_arg: u8;
     /// The signal-free entry and the redirect stubs.
     static sud_entry: u8;
     static sud_redirect: u8;
@@ -176,10 +182,11 @@ pub(crate) mod addr {
         sud_reissue,
         sud_reissue_sigreturn,
         sud_reissue_set_altstack,
-        sud_reissue_keep_rdi,
-        sud_reissue_keep_r10,
-        sud_reissue_keep_r8,
-        sud_reissue_keep_r9,
+        sud_reissue_mask_rdi,
+        sud_reissue_mask_r10,
+        sud_reissue_mask_r8,
+        sud_reissue_mask_pair,
+        sud_reissue_mask_uring_arg,
         sud_entry,
         sud_redirect,
         sud_redirect_on_stack,

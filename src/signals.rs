@@ -359,13 +359,13 @@ pub(crate) fn reissue(state: &'static ThreadState, at: &mut Interrupted<'_>) -> 
         __NR_rt_sigaction => Reissue::Done(result(rt_sigaction(at.regs))),
         __NR_sigaltstack if !state.is_global() => sigaltstack(state, at),
         // The syscalls that wait under a mask of their own.
-        __NR_rt_sigsuspend => sanitise_mask(state, at.regs, Arg::Rdi),
-        __NR_ppoll => sanitise_mask(state, at.regs, Arg::R10),
-        __NR_epoll_pwait | __NR_epoll_pwait2 => sanitise_mask(state, at.regs, Arg::R8),
+        __NR_rt_sigsuspend => sanitise_mask(at.regs, Arg::Rdi),
+        __NR_ppoll => sanitise_mask(at.regs, Arg::R10),
+        __NR_epoll_pwait | __NR_epoll_pwait2 => sanitise_mask(at.regs, Arg::R8),
         // Their mask behind a (pointer, size) pair: pselect6's sixth argument,
         // io_pgetevents' struct __aio_sigset.
-        __NR_pselect6 | __NR_io_pgetevents => sanitise_mask_pair(state, at.regs),
-        __NR_io_uring_enter => sanitise_io_uring_enter(state, at.regs),
+        __NR_pselect6 | __NR_io_pgetevents => sanitise_mask_pair(at.regs),
+        __NR_io_uring_enter => sanitise_io_uring_enter(at.regs),
         _ => Reissue::Plain,
     }
 }
@@ -630,55 +630,45 @@ enum Arg {
     R8,
 }
 
+/// The mask at `pointer`, if it holds SIGSYS; `None` for a null or
+/// unreadable pointer (the kernel's to refuse, with EFAULT) or a mask
+/// without SIGSYS (nothing to change).
+fn mask_holding_sigsys(pointer: u64) -> Option<u64> {
+    let mask = guest_memory::read::<u64>(pointer as usize).ok()?;
+    (pointer != 0 && mask & SIGSYS_BIT != 0).then_some(mask)
+}
+
 /// A syscall taking a signal mask through the pointer in `arg`: if the mask
-/// holds SIGSYS, the syscall runs with a copy without it, and the register
-/// gets its own value back afterwards (`sud_reissue_keep_*`).
-fn sanitise_mask(state: &ThreadState, regs: &mut Registers, arg: Arg) -> Reissue {
-    let (register, stub) = match arg {
-        Arg::Rdi => (&mut regs.rdi, addr::sud_reissue_keep_rdi()),
-        Arg::R10 => (&mut regs.r10, addr::sud_reissue_keep_r10()),
-        Arg::R8 => (&mut regs.r8, addr::sud_reissue_keep_r8()),
+/// holds SIGSYS, the syscall runs from `sud_reissue_mask_*` with a copy
+/// without it on the stub's own stack, and the register as the guest left it.
+fn sanitise_mask(regs: &Registers, arg: Arg) -> Reissue {
+    let (pointer, entry) = match arg {
+        Arg::Rdi => (regs.rdi, addr::sud_reissue_mask_rdi()),
+        Arg::R10 => (regs.r10, addr::sud_reissue_mask_r10()),
+        Arg::R8 => (regs.r8, addr::sud_reissue_mask_r8()),
     };
-    let pointer = *register as usize;
-    // An unreadable mask is the kernel's to refuse (EFAULT).
-    let Ok(mask) = guest_memory::read::<u64>(pointer) else {
-        return Reissue::Plain;
-    };
-    if pointer == 0 || mask & SIGSYS_BIT == 0 {
-        return Reissue::Plain;
-    }
-    state
-        .scratch_mask
-        .store(mask & !SIGSYS_BIT, Ordering::Relaxed);
-    *register = state.scratch_mask.as_ptr() as u64;
-    Reissue::Stub {
-        entry: stub,
-        r11: pointer as u64,
+    match mask_holding_sigsys(pointer) {
+        Some(mask) => Reissue::Stub {
+            entry,
+            r11: mask & !SIGSYS_BIT,
+        },
+        None => Reissue::Plain,
     }
 }
 
 /// pselect6 and io_pgetevents: their sixth argument points to a (mask
-/// pointer, size) pair.
-fn sanitise_mask_pair(state: &ThreadState, regs: &mut Registers) -> Reissue {
-    let pair_pointer = regs.r9 as usize;
-    let Ok([mask_pointer, size]) = guest_memory::read::<[u64; 2]>(pair_pointer) else {
+/// pointer, size) pair.  A size other than the kernel's sigset is for the
+/// kernel to refuse (EINVAL), as it is.
+fn sanitise_mask_pair(regs: &Registers) -> Reissue {
+    let Ok([mask_pointer, size]) = guest_memory::read::<[u64; 2]>(regs.r9 as usize) else {
         return Reissue::Plain;
     };
-    let Ok(mask) = guest_memory::read::<u64>(mask_pointer as usize) else {
-        return Reissue::Plain;
-    };
-    if pair_pointer == 0 || mask_pointer == 0 || mask & SIGSYS_BIT == 0 {
-        return Reissue::Plain;
-    }
-    state
-        .scratch_mask
-        .store(mask & !SIGSYS_BIT, Ordering::Relaxed);
-    state.scratch_pselect[0].store(state.scratch_mask.as_ptr() as u64, Ordering::Relaxed);
-    state.scratch_pselect[1].store(size, Ordering::Relaxed);
-    regs.r9 = state.scratch_pselect.as_ptr() as u64;
-    Reissue::Stub {
-        entry: addr::sud_reissue_keep_r9(),
-        r11: pair_pointer as u64,
+    match mask_holding_sigsys(mask_pointer) {
+        Some(mask) if regs.r9 != 0 && size == SIGSET_SIZE as u64 => Reissue::Stub {
+            entry: addr::sud_reissue_mask_pair(),
+            r11: mask & !SIGSYS_BIT,
+        },
+        _ => Reissue::Plain,
     }
 }
 
@@ -686,7 +676,7 @@ fn sanitise_mask_pair(state: &ThreadState, regs: &mut Registers) -> Reissue {
 /// waits for completions it applies a mask, given by `argp` (with
 /// IORING_ENTER_GETEVENTS): the mask itself, or with IORING_ENTER_EXT_ARG a
 /// `struct io_uring_getevents_arg` whose first field points to it.
-fn sanitise_io_uring_enter(state: &ThreadState, regs: &mut Registers) -> Reissue {
+fn sanitise_io_uring_enter(regs: &Registers) -> Reissue {
     let flags = regs.r10 as u32;
     // Without GETEVENTS it does not wait; with EXT_ARG_REG, argp is an
     // offset into a registered region, which keeps no mask.
@@ -694,30 +684,22 @@ fn sanitise_io_uring_enter(state: &ThreadState, regs: &mut Registers) -> Reissue
         return Reissue::Plain;
     }
     if flags & IORING_ENTER_EXT_ARG == 0 {
-        return sanitise_mask(state, regs, Arg::R8);
+        return sanitise_mask(regs, Arg::R8);
     }
     // struct io_uring_getevents_arg { u64 sigmask; u32 sigmask_sz; u32 min_wait_usec; u64 ts; }
-    let arg_pointer = regs.r8 as usize;
-    let Ok(arg) = guest_memory::read::<[u64; 3]>(arg_pointer) else {
-        return Reissue::Plain;
-    };
-    let Ok(mask) = guest_memory::read::<u64>(arg[0] as usize) else {
-        return Reissue::Plain;
-    };
-    if arg_pointer == 0 || arg[0] == 0 || mask & SIGSYS_BIT == 0 {
+    // Any other size the kernel refuses (EINVAL), as it is.
+    if regs.r9 != size_of::<[u64; 3]>() as u64 {
         return Reissue::Plain;
     }
-    state
-        .scratch_mask
-        .store(mask & !SIGSYS_BIT, Ordering::Relaxed);
-    let copy = [state.scratch_mask.as_ptr() as u64, arg[1], arg[2]];
-    for (field, value) in state.scratch_uring_arg.iter().zip(copy) {
-        field.store(value, Ordering::Relaxed);
-    }
-    regs.r8 = state.scratch_uring_arg.as_ptr() as u64;
-    Reissue::Stub {
-        entry: addr::sud_reissue_keep_r8(),
-        r11: arg_pointer as u64,
+    let Ok([mask_pointer, ..]) = guest_memory::read::<[u64; 3]>(regs.r8 as usize) else {
+        return Reissue::Plain;
+    };
+    match mask_holding_sigsys(mask_pointer) {
+        Some(mask) if regs.r8 != 0 => Reissue::Stub {
+            entry: addr::sud_reissue_mask_uring_arg(),
+            r11: mask & !SIGSYS_BIT,
+        },
+        _ => Reissue::Plain,
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::arm::SELECTOR;
 use crate::asm::addr;
 use crate::error::Errno;
-use crate::kernel::{KernelSigaction, Registers};
+use crate::kernel::{KernelSigaction, RED_ZONE, Registers};
 use crate::sigsys::Reissue;
 use crate::syscalls::{guest_memory, host};
 use crate::thread::{self, ThreadState};
@@ -20,11 +20,37 @@ use linux_raw_sys::general::{
 /// How many threads can be inside a vfork at once.
 pub(crate) const VFORK_PARENTS_LEN: usize = 64;
 
-/// (tid, return address) of each thread inside a vfork: a vfork parent wakes
-/// to a stack its child has used, so `sud_reissue_vfork` finds its way back
-/// to the guest here, under its tid.
-pub(crate) static VFORK_PARENTS: [[AtomicU64; 2]; VFORK_PARENTS_LEN] =
-    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; VFORK_PARENTS_LEN];
+/// A thread inside a vfork, as `sud_reissue_vfork` reads it.  A vfork
+/// parent wakes to a stack its child has used, so what it needs afterwards
+/// is kept here, found under its tid and its stub's RSP.
+#[repr(C)]
+pub(crate) struct VforkParent {
+    /// The parent's tid; 0 for a free entry.
+    pub tid: AtomicU64,
+    /// RSP in the stub when it looks for its entry.
+    pub rsp: AtomicU64,
+    /// The guest's return address.
+    pub resume: AtomicU64,
+    /// The guest's signal mask, stored by the stub.
+    pub mask: AtomicU64,
+    /// The state the child is armed from.
+    pub state: AtomicU64,
+}
+
+pub(crate) static VFORK_PARENTS: [VforkParent; VFORK_PARENTS_LEN] = [const {
+    VforkParent {
+        tid: AtomicU64::new(0),
+        rsp: AtomicU64::new(0),
+        resume: AtomicU64::new(0),
+        mask: AtomicU64::new(0),
+        state: AtomicU64::new(0),
+    }
+}; VFORK_PARENTS_LEN];
+
+/// What `sud_reissue_vfork` has pushed below the guest's red zone when it
+/// looks for its entry: the return address, the state, the mask, RFLAGS and
+/// RAX.
+const VFORK_STUB_PUSHES: u64 = 5 * 8;
 
 /// The flags and, when the child gets one, the top of the new stack.
 fn clone_shape(nr: u32, regs: &Registers) -> Option<(u64, Option<u64>)> {
@@ -72,19 +98,34 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
     }
     // SAFETY: gettid has no arguments.
     let tid = unsafe { host::syscall0(__NR_gettid) }.unwrap_or(0) as u64;
-    for entry in &VFORK_PARENTS {
-        if entry[0]
-            .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            entry[1].store(regs.rip, Ordering::Release);
-            return Reissue::Stub {
-                entry: addr::sud_reissue_vfork(),
-                r11: state as *const ThreadState as u64,
-            };
-        }
+    let rsp = regs.rsp.wrapping_sub(RED_ZONE as u64 + VFORK_STUB_PUSHES);
+    // An entry with this very key is left over from a vfork that never
+    // reached its stub (the thread was interrupted and went elsewhere):
+    // take it over.  Only this thread writes entries with its tid.
+    let stale = VFORK_PARENTS.iter().find(|entry| {
+        entry.tid.load(Ordering::Relaxed) == tid && entry.rsp.load(Ordering::Relaxed) == rsp
+    });
+    let entry = stale.or_else(|| {
+        VFORK_PARENTS.iter().find(|entry| {
+            entry.tid.load(Ordering::Relaxed) == 0
+                && entry
+                    .tid
+                    .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+        })
+    });
+    let Some(entry) = entry else {
+        return Reissue::Done(Errno::EAGAIN.to_syscall_result());
+    };
+    entry.rsp.store(rsp, Ordering::Relaxed);
+    entry.resume.store(regs.rip, Ordering::Relaxed);
+    entry
+        .state
+        .store(state as *const ThreadState as u64, Ordering::Release);
+    Reissue::Stub {
+        entry: addr::sud_reissue_vfork(),
+        r11: entry as *const VforkParent as u64,
     }
-    Reissue::Done(Errno::EAGAIN.to_syscall_result())
 }
 
 /// A child on a stack of its own: a state of its own, found by the child
@@ -138,8 +179,11 @@ fn new_thread(
     let ticket = child as *const ThreadState as u64;
     if guest_memory::write(top.wrapping_sub(16) as usize, &ticket).is_err() {
         // The new stack is not writable memory: no thread could run on it.
+        let result = Errno::EFAULT.to_syscall_result();
+        // The creator is done with the slot: it may be reused.
+        child.clone_result.store(result as u64, Ordering::Release);
         thread::release(child);
-        return Reissue::Done(Errno::EFAULT.to_syscall_result());
+        return Reissue::Done(result);
     }
     Reissue::Stub {
         entry: addr::sud_reissue_thread(),
@@ -171,13 +215,21 @@ impl ThreadState {
 
 /// A thread's exit: a managed thread releases its state on the way out.
 /// Anything else (unmanaged threads, and a fork or vfork child, which runs
-/// on a copy of its parent's state or shares it) just exits.
+/// on a copy of its parent's state or shares it) just exits.  A managed
+/// thread may reach here with the process-wide state (through `sud_entry`
+/// with `sud_selector`, which a child of an unmanaged thread keeps, or from
+/// an alternate stack sud has no record of): its slot is found by its tid.
 pub(crate) fn exit(state: &'static ThreadState) -> Reissue {
-    if state.is_global() {
-        return Reissue::Plain;
-    }
     // SAFETY: gettid has no arguments.
     let tid = unsafe { host::syscall0(__NR_gettid) }.unwrap_or(0) as i32;
+    let state = if state.is_global() {
+        match thread::find_live(tid) {
+            Some(own) => own,
+            None => return Reissue::Plain,
+        }
+    } else {
+        state
+    };
     if state.tid.load(Ordering::Relaxed) != tid {
         return Reissue::Plain;
     }

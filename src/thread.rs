@@ -38,7 +38,14 @@ pub(crate) struct ThreadState {
     /// What the creating clone returned in the parent (tid or -errno); 0
     /// until the parent is back.
     pub clone_result: AtomicU64,
-    /// LIVE, or DEAD once the thread has exited (set by the exit stub).
+    /// The signal mask the guest made the creating clone under, which the
+    /// new thread takes once it is set up (a sigset).
+    pub clone_mask: AtomicU64,
+    /// The slot's status (LIVE, DEAD once the thread has exited: the exit
+    /// stub stores that low byte alone, CLAIMED while a new thread takes
+    /// it) and above it a generation, counting the claims: a claim is a
+    /// compare-and-swap of the whole word, so one that looked at an older
+    /// use of the slot fails.
     pub state: AtomicU64,
     /// sud's SIGSYS action (a kernel_sigaction) for a child whose clone
     /// cleared every handler (CLONE_CLEAR_SIGHAND); zero otherwise.
@@ -59,22 +66,19 @@ pub(crate) struct ThreadState {
     pub parent_releases: AtomicBool,
     /// The alternate stack `sud_reissue_set_altstack` installs (a `stack_t`).
     pub pending_altstack: [AtomicU64; 3],
-    /// Sanitised copies of guest arguments for a reissued syscall: a signal
-    /// mask, and pselect6's (mask pointer, size) pair.
-    pub scratch_mask: AtomicU64,
-    pub scratch_pselect: [AtomicU64; 2],
-    /// A copy of io_uring_enter's `struct io_uring_getevents_arg`.
-    pub scratch_uring_arg: [AtomicU64; 3],
     /// The user's per-thread pointer.
     pub data: AtomicPtr<()>,
     /// The stack redirect functions run on (low, high); 0, 0 for the guest's.
     pub redirect_stack: [AtomicU64; 2],
 }
 
+/// Values of the status byte of `ThreadState::state`.
 pub(crate) const LIVE: u64 = 1;
 pub(crate) const DEAD: u64 = 2;
 /// Being taken for a new thread.
 const CLAIMED: u64 = 3;
+const STATUS: u64 = 0xff;
+const GENERATION: u64 = STATUS + 1;
 
 impl ThreadState {
     const fn new(selector: *mut Selector) -> ThreadState {
@@ -83,6 +87,7 @@ impl ThreadState {
             resume: AtomicU64::new(0),
             altstack: [const { AtomicU64::new(0) }; 3],
             clone_result: AtomicU64::new(0),
+            clone_mask: AtomicU64::new(0),
             state: AtomicU64::new(LIVE),
             sigsys_action: [const { AtomicU64::new(0) }; 4],
             tid: AtomicI32::new(0),
@@ -92,9 +97,6 @@ impl ThreadState {
             guest_altstack: [const { AtomicU64::new(0) }; 3],
             parent_releases: AtomicBool::new(false),
             pending_altstack: [const { AtomicU64::new(0) }; 3],
-            scratch_mask: AtomicU64::new(0),
-            scratch_pselect: [const { AtomicU64::new(0) }; 2],
-            scratch_uring_arg: [const { AtomicU64::new(0) }; 3],
             data: AtomicPtr::new(null_mut()),
             redirect_stack: [const { AtomicU64::new(0) }; 2],
         }
@@ -196,7 +198,7 @@ fn state_of_slot(base: usize) -> &'static ThreadState {
 fn reusable(state: &ThreadState) -> bool {
     let result = state.clone_result.load(Ordering::Acquire);
     result != 0
-        && (state.state.load(Ordering::Acquire) == DEAD
+        && (state.state.load(Ordering::Acquire) & STATUS == DEAD
             || Errno::result(result as usize).is_err()
             || state.parent_releases.load(Ordering::Acquire))
 }
@@ -212,12 +214,15 @@ pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
         for bit in (0..64).filter(|bit| usable & (1 << bit) != 0) {
             let base = slot_base(arena, word_index * 64 + bit);
             let state = state_of_slot(base);
+            // The word first: `reusable` must judge this use of the slot or
+            // a later one, never an earlier one the claim could then succeed on.
             let was = state.state.load(Ordering::Acquire);
-            if was != CLAIMED
+            let claimed = (was & !STATUS).wrapping_add(GENERATION) | CLAIMED;
+            if was & STATUS != CLAIMED
                 && reusable(state)
                 && state
                     .state
-                    .compare_exchange(was, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(was, claimed, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
                 return Ok(prepare(state, base));
@@ -262,12 +267,10 @@ fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
     zero(&state.sigsys_action);
     zero(&state.guest_altstack);
     zero(&state.pending_altstack);
-    zero(&state.scratch_pselect);
-    zero(&state.scratch_uring_arg);
     zero(&state.redirect_stack);
     state.resume.store(0, Ordering::Relaxed);
     state.clone_result.store(0, Ordering::Relaxed);
-    state.scratch_mask.store(0, Ordering::Relaxed);
+    state.clone_mask.store(0, Ordering::Relaxed);
     state.tid.store(0, Ordering::Relaxed);
     state.guest_blocks_sigsys.store(false, Ordering::Relaxed);
     state.parent_releases.store(false, Ordering::Relaxed);
@@ -279,14 +282,45 @@ fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
     );
     state.altstack[0].store((base + PAGE) as u64, Ordering::Relaxed);
     state.altstack[2].store(ALTSTACK_SIZE as u64, Ordering::Relaxed);
-    state.state.store(LIVE, Ordering::Release);
+    set_status(state, LIVE);
     state
+}
+
+/// Sets the status byte, keeping the generation.
+fn set_status(state: &ThreadState, status: u64) {
+    let word = state.state.load(Ordering::Relaxed);
+    state
+        .state
+        .store(word & !STATUS | status, Ordering::Release);
 }
 
 /// Gives a slot back (its thread no longer uses it).
 pub(crate) fn release(state: &ThreadState) {
     forget_guest_altstacks(state);
-    state.state.store(DEAD, Ordering::Release);
+    set_status(state, DEAD);
+}
+
+/// The live slot of the thread `tid`, if it has one: for a thread whose
+/// state was not found from its signal frame or selector.
+pub(crate) fn find_live(tid: i32) -> Option<&'static ThreadState> {
+    let arena = ARENA.load(Ordering::Acquire);
+    if arena == 0 {
+        return None;
+    }
+    for (word_index, word) in SLOT_USABLE.iter().enumerate() {
+        let usable = word.load(Ordering::Acquire);
+        for bit in (0..64).filter(|bit| usable & (1 << bit) != 0) {
+            let state = state_of_slot(slot_base(arena, word_index * 64 + bit));
+            // Not a slot its parent gave up on: its tid may be reused.
+            if state.state.load(Ordering::Acquire) & STATUS == LIVE
+                && !state.parent_releases.load(Ordering::Relaxed)
+                && state.tid.load(Ordering::Relaxed) == tid
+            {
+                return Some(state);
+            }
+        }
+    }
+    None
 }
 
 /// The slots' address range, once the arena exists.
@@ -557,3 +591,10 @@ static_assertions::const_assert_eq!(
     core::mem::size_of::<crate::kernel::KernelSigaction>()
 );
 static_assertions::const_assert!(core::mem::size_of::<ThreadState>() <= PAGE);
+// `clone_mask` is a kernel sigset; the exit stub's byte store of DEAD is the
+// status byte (the lowest, on little-endian x86-64).
+static_assertions::const_assert_eq!(
+    core::mem::size_of::<AtomicU64>(),
+    crate::kernel::SIGSET_SIZE
+);
+static_assertions::const_assert!(DEAD <= STATUS && LIVE <= STATUS && CLAIMED <= STATUS);

@@ -1709,3 +1709,100 @@ fn per_thread_timer(signal: u32, ns: i64) -> libc::timer_t {
 
 // Silence unused imports in configurations that skip a test.
 const _: [u32; 2] = [SIGCHLD, __NR_gettid];
+
+static SETUP_SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
+static SETUP_SIGNALS_UNARMED: AtomicUsize = AtomicUsize::new(0);
+/// Where the kernel writes each new thread's tid (CLONE_PARENT_SETTID), for
+/// the thread that signals it at once.
+static NEW_THREAD_TID: AtomicU32 = AtomicU32::new(0);
+static STOP_SIGNALLING: AtomicBool = AtomicBool::new(false);
+
+/// A guest handler counting the runs in which its own syscall was not
+/// trapped: runs in a thread not yet armed.
+extern "C" fn setup_signal_handler(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    if trapped_getppid() != Ok(FAKE_PPID) {
+        SETUP_SIGNALS_UNARMED.fetch_add(1, Ordering::SeqCst);
+    }
+    SETUP_SIGNALS_HANDLED.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A signal sent to a new guest thread the moment it exists waits until the
+/// thread is set up (its state, alternate stack and arming): the guest's
+/// handler always runs in an armed thread.  Another thread sends SIGUSR1 to
+/// each new thread as soon as the kernel publishes its tid, which is before
+/// the thread has run an instruction.
+#[test]
+fn signals_wait_until_a_new_thread_is_set_up() {
+    isolated(
+        "signals_wait_until_a_new_thread_is_set_up",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = armed_thread();
+            let action = KernelSigaction {
+                handler: setup_signal_handler as *const () as usize,
+                flags: (SA_SIGINFO | SA_RESTORER) as u64,
+                restorer: 0,
+                mask: 0,
+            };
+            let (r, _) = blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action)));
+            assert_eq!(r, Ok(0));
+            let pid = std::process::id() as i32;
+            let signaller = std::thread::spawn(move || {
+                let mut sent = 0;
+                while !STOP_SIGNALLING.load(Ordering::SeqCst) {
+                    let tid = NEW_THREAD_TID.swap(0, Ordering::SeqCst);
+                    // SAFETY: a signal to a thread of this process (or ESRCH once it is gone).
+                    if tid != 0
+                        && unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, SIGUSR1) } == 0
+                    {
+                        sent += 1;
+                    }
+                }
+                sent
+            });
+            let mut stack = vec![0u8; 64 * 1024];
+            let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
+            for _ in 0..300 {
+                let child_tid = AtomicU32::new(u32::MAX);
+                let mut test = CloneTest {
+                    flags: THREAD_FLAGS,
+                    stack_top: top,
+                    parent_tid: NEW_THREAD_TID.as_ptr() as u64,
+                    child_tid: child_tid.as_ptr() as u64,
+                    ..Default::default()
+                };
+                // SAFETY: as in run_guest_thread: `stack` outlives the child,
+                // which writes only into `test`.
+                let tid = blocked(&thread, || unsafe { guest_clone(&mut test) });
+                assert!(tid > 0, "clone failed: {tid}");
+                while child_tid.load(Ordering::SeqCst) != 0 {
+                    // SAFETY: a futex wait on a live u32.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_futex,
+                            child_tid.as_ptr(),
+                            libc::FUTEX_WAIT,
+                            tid as u32,
+                            0,
+                        );
+                    }
+                }
+                assert_eq!(
+                    test.child_getppid, FAKE_PPID as u64,
+                    "the child's syscalls were not trapped"
+                );
+            }
+            STOP_SIGNALLING.store(true, Ordering::SeqCst);
+            let sent = signaller.join().unwrap();
+            let handled = SETUP_SIGNALS_HANDLED.load(Ordering::SeqCst);
+            println!("{sent} signals sent to new threads, {handled} handled");
+            assert!(handled > 0, "no signal reached a new thread ({sent} sent)");
+            assert_eq!(
+                SETUP_SIGNALS_UNARMED.load(Ordering::SeqCst),
+                0,
+                "a guest handler ran in a thread not yet armed ({handled} handled)"
+            );
+        },
+    );
+}

@@ -70,6 +70,7 @@
 92:
     fxsave64 [rsp]                      # no XSAVE: x87 and SSE state only
 93:
+    fnclex                              # no pending x87 exception may fire here (XRSTOR brings the guest's back)
     emms                                # Rust code gets the ABI's x87 state: an empty stack (fninit costs 25x more),
     fldcw [rip + {DEFAULT_FCW}]         # the default control word,
     ldmxcsr [rip + {DEFAULT_MXCSR}]     # and the default SSE control: round to nearest, exceptions masked

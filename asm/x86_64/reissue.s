@@ -36,27 +36,77 @@ sud_reissue:
     back_to_guest                       # rcx = return address, RSP the guest's
     .size sud_reissue, . - sud_reissue
 
-# sud_reissue_keep_REG: as sud_reissue, for a syscall whose argument in REG
-# the dispatcher replaced (by a pointer to a copy without SIGSYS in its signal
-# mask); R11 holds the guest's own value, which REG gets back afterwards.
-.macro reissue_keep reg
-    .globl sud_reissue_keep_\reg
-    .type sud_reissue_keep_\reg, @function
+# sud_reissue_mask_REG: as sud_reissue, for a syscall that waits under the
+# signal mask REG points to, when that mask holds SIGSYS.  R11 = the mask
+# without SIGSYS; the stub keeps it on its own stack (no memory shared with
+# another thread or a nested handler), points REG at it for the syscall, and
+# gives REG the guest's pointer back afterwards.
+.macro reissue_mask reg
+    .globl sud_reissue_mask_\reg
+    .type sud_reissue_mask_\reg, @function
     .p2align 4
-sud_reissue_keep_\reg:
+sud_reissue_mask_\reg:
     lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
     push rcx                            # the return address
-    push r11                            # the guest's own value of the replaced argument
-    syscall                             # the syscall, with the sanitised argument
-    pop \reg                            # the guest's value back; pop keeps the flags
+    push \reg                           # the guest's own pointer
+    push r11                            # the mask without SIGSYS
+    mov \reg, rsp                       # the syscall reads that one
+    syscall                             # the syscall; a restart (SA_RESTART) reads the same copy
+    lea rsp, [rsp + 8]                  # over the copy; lea keeps the flags
+    pop \reg                            # the guest's pointer back; pop keeps the flags
     back_to_guest                       # rcx = return address, RSP the guest's
-    .size sud_reissue_keep_\reg, . - sud_reissue_keep_\reg
+    .size sud_reissue_mask_\reg, . - sud_reissue_mask_\reg
 .endm
 
-    reissue_keep rdi
-    reissue_keep r10
-    reissue_keep r8
-    reissue_keep r9
+    reissue_mask rdi                    # rt_sigsuspend
+    reissue_mask r10                    # ppoll
+    reissue_mask r8                     # epoll_pwait, epoll_pwait2, io_uring_enter
+
+# sud_reissue_mask_pair: as sud_reissue_mask_REG for pselect6 and
+# io_pgetevents, whose sixth argument (R9) points to a (mask pointer, size)
+# pair: the stub builds the mask and the pair on its own stack.
+    .globl sud_reissue_mask_pair
+    .type sud_reissue_mask_pair, @function
+    .p2align 4
+sud_reissue_mask_pair:
+    lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
+    push rcx                            # the return address
+    push r9                             # the guest's own pointer to its pair
+    push r11                            # the mask without SIGSYS
+    mov r9, rsp                         # its address, for the pair
+    push {SIGSET_SIZE}                  # the pair: size
+    push r9                             # and mask pointer
+    mov r9, rsp                         # the syscall reads this pair
+    syscall                             # the syscall
+    lea rsp, [rsp + 24]                 # over the pair and the copy; lea keeps the flags
+    pop r9                              # the guest's pointer back; pop keeps the flags
+    back_to_guest                       # rcx = return address, RSP the guest's
+    .size sud_reissue_mask_pair, . - sud_reissue_mask_pair
+
+# sud_reissue_mask_uring_arg: io_uring_enter with IORING_ENTER_EXT_ARG,
+# whose R8 points to a struct io_uring_getevents_arg (u64 sigmask, u32
+# sigmask_sz, u32 min_wait_usec, u64 ts; R9 = its size, 24): the stub
+# builds a copy on its own stack with `sigmask` pointing to the mask in R11.
+# The dispatcher read the struct a moment ago; a guest that unmaps it in
+# between (from another thread) faults here instead of getting EFAULT.
+    .globl sud_reissue_mask_uring_arg
+    .type sud_reissue_mask_uring_arg, @function
+    .p2align 4
+sud_reissue_mask_uring_arg:
+    lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
+    push rcx                            # the return address
+    push r8                             # the guest's own pointer to its struct
+    push r11                            # the mask without SIGSYS
+    mov r11, rsp                        # its address, for the copy
+    push qword ptr [r8 + 16]            # the copy: ts
+    push qword ptr [r8 + 8]             # sigmask_sz and min_wait_usec
+    push r11                            # sigmask: the mask above
+    mov r8, rsp                         # the syscall reads the copy
+    syscall                             # the syscall
+    lea rsp, [rsp + 32]                 # over the copy and the mask; lea keeps the flags
+    pop r8                              # the guest's pointer back; pop keeps the flags
+    back_to_guest                       # rcx = return address, RSP the guest's
+    .size sud_reissue_mask_uring_arg, . - sud_reissue_mask_uring_arg
 
 # sud_reissue_set_altstack: a guest's sigaltstack, already answered by the
 # dispatcher (RAX = 0); what is left is to install the alternate stack it

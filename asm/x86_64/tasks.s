@@ -9,8 +9,41 @@
 # except RCX = the guest's return address and R11 = a ThreadState (offsets
 # STATE_* from Rust).  A child starts right after the `syscall` below with
 # the parent's registers, RAX = 0, and RCX, R11 as the kernel leaves them.
+#
+# Every signal is blocked across the clone, and in the child until it is
+# set up: a signal taken before then would find no state of its own, and a
+# guest handler would run unarmed.  The guest's mask is kept where each side
+# finds it afterwards, and put back.
 
     .pushsection sud_allowed, "axR", @progbits
+
+# rt_sigprocmask, keeping every guest register but rcx and r11.
+# `block_all`: every signal blocked, the old mask stored where R11 points;
+# `set`: the mask R11 points to installed.
+.macro sigprocmask kind
+    push rax                            # the guest registers the syscall takes
+    push rdi                            # (rcx and r11 it clobbers anyway)
+    push rsi                            # the guest's rsi
+    push rdx                            # the guest's rdx
+    push r10                            # the guest's r10
+.ifc \kind,block_all
+    mov edi, {SIG_BLOCK}                # block
+    lea rsi, [rip + {ALL_SIGNALS}]      # every signal
+    mov rdx, r11                        # the old mask, kept where R11 says
+.else
+    mov edi, {SIG_SETMASK}              # replace the mask
+    mov rsi, r11                        # with the one R11 points to
+    xor edx, edx                        # no old mask wanted
+.endif
+    mov r10d, {SIGSET_SIZE}             # the kernel's sigset size
+    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(how, set, old, size): cannot fail with these
+    syscall                             # from the allowed region: never trapped
+    pop r10                             # the guest registers back
+    pop rdx                             # the guest's rdx
+    pop rsi                             # the guest's rsi
+    pop rdi                             # the guest's rdi
+    pop rax                             # the guest's rax
+.endm
 
 # Prepares a new task from the ThreadState in r11: puts sud's SIGSYS handler
 # back if the clone cleared every handler (CLONE_CLEAR_SIGHAND), then arms
@@ -56,6 +89,9 @@ sud_reissue_fork:
     lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone; lea keeps the flags
     push rcx                            # the return address
     push r11                            # the state, for the child
+    lea rsp, [rsp - 8]                  # a slot for the guest's mask
+    mov r11, rsp                        # where block_all keeps it
+    sigprocmask block_all               # every signal blocked, the guest's mask in the slot
     syscall                             # the guest's fork or clone
     push r11                            # RFLAGS as the kernel restored them (r11 holds them here)
     test rax, rax                       # 0 in the child
@@ -66,7 +102,7 @@ sud_reissue_fork:
     push rdx                            # the guest's rdx
     push r10                            # the guest's r10
     push r8                             # the guest's r8
-    mov r11, [rsp + 6 * 8]              # the state: above the five registers and the flags
+    mov r11, [rsp + 7 * 8]              # the state: above the five registers, the flags and the mask
     arm_child                           # sud's SIGSYS handler back if need be, then armed
     pop r8                              # the guest registers back
     pop r10                             # (in the reverse order)
@@ -74,25 +110,32 @@ sud_reissue_fork:
     pop rsi                             # the guest's rsi
     pop rdi                             # rax is prctl's 0 (or the clone's 0): the child's result
 1:
+    lea r11, [rsp + 8]                  # the slot, above the flags
+    sigprocmask set                     # the guest's mask back, in parent and child
     mov r11, [rsp]                      # r11 = RFLAGS, as after a native syscall
     popfq                               # and the flags themselves
-    lea rsp, [rsp + 8]                  # over the state pointer
+    lea rsp, [rsp + 16]                 # over the mask and the state pointer
     back_to_guest                       # rcx = return address, RSP the guest's
     .size sud_reissue_fork, . - sud_reissue_fork
 
-# sud_reissue_vfork: vfork, or a CLONE_VFORK clone without a new stack.  The
-# child runs first, on this very stack, until it execs or exits, and may
-# overwrite what the parent left below the guest's stack pointer.  So the
-# parent takes its return address from sud_vfork_parents, where the
-# dispatcher filed it under the parent's tid.  R11 = the state the child is
-# armed from.
+# sud_reissue_vfork: vfork, or a clone with CLONE_VFORK that keeps the
+# caller's stack.  R11 = the thread's entry in VFORK_PARENTS (offsets
+# VFORK_*), filed by the dispatcher with the state the child is armed from.
+# The child runs on this very stack while the parent sleeps, and leaves it
+# used: the parent finds what it needs afterwards in its entry, under its
+# tid and its RSP.
     .globl sud_reissue_vfork
     .type sud_reissue_vfork, @function
     .p2align 4
 sud_reissue_vfork:
     lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
     push rcx                            # the return address, for the child
-    push r11                            # the state, for the child
+    push qword ptr [r11 + {VFORK_STATE}]    # the state, for the child
+    push r11                            # the entry, across the rt_sigprocmask
+    lea r11, [r11 + {VFORK_MASK}]       # the guest's mask goes into the entry
+    sigprocmask block_all               # every signal blocked
+    pop r11                             # the entry
+    push qword ptr [r11 + {VFORK_MASK}] # and the child's copy of the mask, in its slot
     syscall                             # the guest's vfork: the parent sleeps until the child execs or exits
     push r11                            # RFLAGS as the kernel restored them
     test rax, rax                       # 0 in the child
@@ -100,22 +143,29 @@ sud_reissue_vfork:
     push rax                            # the parent: the child's pid, or -errno
     mov eax, {NR_GETTID}                # gettid
     syscall                             # rax = this thread's tid; rcx and r11 are free
-    lea r11, [rip + {VFORK_PARENTS}]    # (tid, return address) entries
+    lea r11, [rip + {VFORK_PARENTS}]    # the entries
     mov ecx, {VFORK_PARENTS_LEN}        # entries to look at
 2:
     cmp [r11 + {VFORK_TID}], rax        # this thread's entry?
-    je 3f                               # found
+    jne 3f                              # no: the next one
+    cmp [r11 + {VFORK_RSP}], rsp        # and this very call's: RSP as the dispatcher filed it
+    je 4f                               # found
+3:
     add r11, {VFORK_ENTRY_SIZE}         # the next entry
     dec ecx                             # one entry fewer to look at
     jnz 2b                              # more to look at
     ud2                                 # no entry: impossible, the dispatcher always files one
-3:
+4:
+    push r11                            # the entry, across the syscall below
+    lea r11, [r11 + {VFORK_MASK}]       # the guest's mask, filed with the entry
+    sigprocmask set                     # back in place (the child's copy may be gone)
+    pop r11                             # the entry
     mov rcx, [r11 + {VFORK_RETURN}]     # rcx = the return address, as after a native syscall
     mov qword ptr [r11 + {VFORK_TID}], 0    # the entry is free again
     pop rax                             # the result
     mov r11, [rsp]                      # r11 = RFLAGS
     popfq                               # and the flags themselves
-    lea rsp, [rsp + 16 + {RED_ZONE}]    # over the two slots and the red zone: the guest's RSP
+    lea rsp, [rsp + 24 + {RED_ZONE}]    # over the three slots and the red zone: the guest's RSP
     jmp rcx                             # back to the guest
     .size sud_reissue_vfork, . - sud_reissue_vfork
 
@@ -129,15 +179,23 @@ sud_reissue_thread:
     lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
     push rcx                            # the parent's return address
     push r11                            # the child's state, to report the result in
+    lea rsp, [rsp - 8]                  # a slot for the guest's mask
+    mov r11, rsp                        # where block_all keeps it
+    sigprocmask block_all               # every signal blocked, the guest's mask in the slot
+    mov r11, [rsp + 8]                  # the child's state
+    mov rcx, [rsp]                      # the guest's mask (rcx is saved above)
+    mov [r11 + {STATE_CLONE_MASK}], rcx # the child's copy, in its state
     syscall                             # the guest's clone
     push r11                            # RFLAGS (the child pushes onto its new stack: top - 8)
     test rax, rax                       # 0 in the child
     jz 5f                               # the child
-    mov r11, [rsp + 8]                  # the parent: the child's state
-    mov [r11 + {STATE_CLONE_RESULT}], rax   # the child exists (its tid) or never will (-errno)
+    mov r11, [rsp + 16]                 # the parent: the child's state
+    mov [r11 + {STATE_CLONE_RESULT}], rax   # the child exists (its tid) or never will (-errno); the slot is no longer read here
+    lea r11, [rsp + 8]                  # the guest's mask, in the slot
+    sigprocmask set                     # back in place
     mov r11, [rsp]                      # r11 = RFLAGS, as after a native syscall
     popfq                               # and the flags themselves
-    lea rsp, [rsp + 8]                  # over the state pointer
+    lea rsp, [rsp + 16]                 # over the mask and the state pointer
     back_to_guest                       # rcx = return address, RSP the guest's
 5:
     mov r11, [rsp - 8]                  # the child, on its new stack: its state, at top - 16
@@ -159,6 +217,9 @@ sud_reissue_thread:
     jnz sud_unarmed_child               # no alternate stack, no state: cannot run
     mov r11, [rsp]                      # the state
     arm_child                           # sud's SIGSYS handler back if need be, then armed
+    mov r11, [rsp]                      # the state
+    lea r11, [r11 + {STATE_CLONE_MASK}] # the guest's mask, inherited
+    sigprocmask set                     # set up: the child may take signals
     pop r11                             # the state
     mov rcx, [r11 + {STATE_RESUME}]     # rcx = where the guest resumes: after its clone
     pop r8                              # the guest registers back
@@ -199,7 +260,7 @@ sud_reissue_exit:
     lea rdi, [rip + {NO_ALTSTACK}]      # a stack_t saying SS_DISABLE
     xor esi, esi                        # no old stack wanted
     syscall                             # no alternate stack: it is going away
-    mov qword ptr [r13 + {STATE_STATE}], {STATE_DEAD}   # the state is free from here on
+    mov byte ptr [r13 + {STATE_STATE}], {STATE_DEAD}    # the status byte: the state is free from here on
     mov rdi, r12                        # the status
     mov eax, {NR_EXIT}                  # exit (this thread only)
     syscall                             # the guest's exit
