@@ -64,8 +64,8 @@ core::arch::global_asm!(
     .text
 # extern "C" fn guest_clone(t: *mut CloneTest) -> i64: clone(2) or clone3(2)
 # (t.clone3 != 0) with t's arguments.  The child records its registers,
-# RFLAGS, RSP and a trapped getppid in t, then exits with the thread exit
-# syscall.  The parent records its RFLAGS as the syscall left them.
+# RFLAGS, RSP, a trapped getppid and its signal mask in t, then exits with
+# the thread exit syscall.  The parent records its RFLAGS as the syscall left them.
     .globl guest_clone
 guest_clone:
     push rbx                            # callee-saved registers the test overwrites
@@ -126,6 +126,12 @@ guest_clone:
     mov eax, {NR_GETPPID}
     syscall                             # trapped if and only if the child is armed
     mov [r15 + {T_CHILD_GETPPID}], rax
+    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(0, NULL, &t.child_mask, 8)
+    xor edi, edi
+    xor esi, esi
+    lea rdx, [r15 + {T_CHILD_MASK}]
+    mov r10d, 8
+    syscall
     mov eax, {NR_EXIT}
     xor edi, edi
     syscall                             # the thread ends
@@ -133,7 +139,8 @@ guest_clone:
 
 # extern "C" fn guest_fork(nr, a1, a2) -> i64: fork, or clone(a1, 0, ...) or
 # clone3(a1, a2): a child in a memory of its own, on this stack.  The child
-# exits 0 if its own getppid is trapped (answered 7777), 1 if not.
+# exits with bit 0 set if its own getppid is not trapped (answered 7777),
+# bit 1 if its signal mask is not EXPECTED_CHILD_MASK.
     .globl guest_fork
 guest_fork:
     mov rax, rdi                        # the syscall
@@ -149,16 +156,30 @@ guest_fork:
 1:
     mov eax, {NR_GETPPID}
     syscall
-    xor edi, edi
+    xor r12d, r12d
     cmp rax, {FAKE_PPID}
-    setne dil                           # 0 if trapped
+    setne r12b                          # bit 0: not trapped
+    sub rsp, 8                          # room for the mask
+    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(0, NULL, rsp, 8)
+    xor edi, edi
+    xor esi, esi
+    mov rdx, rsp
+    mov r10d, 8
+    syscall
+    mov rax, [rsp]
+    cmp rax, [rip + {EXPECTED_CHILD_MASK}]
+    setne al
+    shl al, 1
+    or r12b, al                         # bit 1: another mask
+    mov edi, r12d
     mov eax, {NR_EXIT_GROUP}
     syscall
     ud2
 
 # extern "C" fn guest_vfork_exec(t: *const VforkTest) -> i64: vfork (or
 # clone(CLONE_VM | CLONE_VFORK | SIGCHLD) with no new stack); the child
-# checks that it is trapped (else exits 99), sets t.marker (memory it shares
+# checks that it is trapped (else exits 99) and that its signal mask is
+# t.mask (else exits 98), sets t.marker (memory it shares
 # with its parent), sleeps t.sleep, then execs (execve, or execveat from
 # AT_FDCWD) t.path, and if that fails exits with the errno.
     .globl guest_vfork_exec
@@ -187,6 +208,17 @@ guest_vfork_exec:
     syscall
     mov edi, 99
     cmp rax, {FAKE_PPID}
+    jne 5f
+    sub rsp, 8                          # room for the mask (the parent's stack: it is asleep)
+    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(0, NULL, rsp, 8)
+    xor edi, edi
+    xor esi, esi
+    mov rdx, rsp
+    mov r10d, 8
+    syscall
+    mov rax, [rsp]
+    mov edi, 98
+    cmp rax, [r15 + {V_MASK}]
     jne 5f
     mov rax, [r15 + {V_MARKER}]
     mov qword ptr [rax], 1              # seen by the parent only if memory is shared
@@ -243,6 +275,10 @@ guest_vfork_exec:
     T_CHILD_ARGS = const std::mem::offset_of!(CloneTest, child_args),
     T_CHILD_RSP = const std::mem::offset_of!(CloneTest, child_rsp),
     T_CHILD_GETPPID = const std::mem::offset_of!(CloneTest, child_getppid),
+    T_CHILD_MASK = const std::mem::offset_of!(CloneTest, child_mask),
+    NR_RT_SIGPROCMASK = const __NR_rt_sigprocmask,
+    EXPECTED_CHILD_MASK = sym EXPECTED_CHILD_MASK,
+    V_MASK = const std::mem::offset_of!(VforkTest, mask),
     V_USE_CLONE = const std::mem::offset_of!(VforkTest, use_clone),
     V_USE_EXECVEAT = const std::mem::offset_of!(VforkTest, use_execveat),
     V_MARKER = const std::mem::offset_of!(VforkTest, marker),
@@ -274,6 +310,24 @@ struct CloneTest {
     child_args: [u64; 5],
     child_rsp: u64,
     child_getppid: u64,
+    child_mask: u64,
+}
+
+/// The signal mask a guest_fork child must have.
+static EXPECTED_CHILD_MASK: AtomicU64 = AtomicU64::new(0);
+
+/// Gives this thread a mask of its own (SIGUSR2 blocked, not SIGSYS) for
+/// a guest clone to keep, and returns it.
+fn distinct_mask() -> u64 {
+    // SAFETY: a valid sigset; this thread's mask only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let mask = common::sigblk(common::gettid());
+    assert_ne!(mask & common::bit(libc::SIGUSR2), 0);
+    mask
 }
 
 /// guest_vfork_exec's arguments.
@@ -286,6 +340,7 @@ struct VforkTest {
     path: *const u8,
     argv: *const *const u8,
     envp: *const *const u8,
+    mask: u64,
 }
 
 const THREAD_FLAGS: u64 = (CLONE_VM
@@ -300,6 +355,7 @@ const THREAD_FLAGS: u64 = (CLONE_VM
 /// Creates a guest thread with raw clone or clone3 from guest code, waits
 /// for it to exit, and checks what it saw.
 fn run_guest_thread(thread: &Thread, use_clone3: bool) {
+    let mask = distinct_mask();
     let mut stack = vec![0u8; 64 * 1024];
     let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
     let parent_tid = AtomicU32::new(0);
@@ -330,6 +386,11 @@ fn run_guest_thread(thread: &Thread, use_clone3: bool) {
     // wait for its exit below); the child writes only into `test`.
     let tid = blocked(thread, || unsafe { guest_clone(&mut test) });
     assert!(tid > 0, "clone failed: {tid}");
+    assert_eq!(
+        common::sigblk(common::gettid()),
+        mask,
+        "the parent's signal mask changed"
+    );
     assert_eq!(
         parent_tid.load(Ordering::SeqCst),
         tid as u32,
@@ -381,6 +442,10 @@ fn run_guest_thread(thread: &Thread, use_clone3: bool) {
         "the carry flag set before the syscall was lost"
     );
     assert_eq!(test.child_rsp, top, "the child started on its own stack");
+    assert_eq!(
+        test.child_mask, mask,
+        "the child's signal mask is not its parent's"
+    );
     assert_eq!(
         test.child_getppid, FAKE_PPID as u64,
         "the child's syscalls were not trapped"
@@ -515,15 +580,28 @@ fn wait_status(pid: i64) -> i32 {
 /// A child in a memory of its own, created from guest code by `nr` with
 /// arguments (a1, a2), must have its syscalls trapped.
 fn check_fork_like(thread: &Thread, nr: u32, a1: u64, a2: u64) {
+    let mask = distinct_mask();
+    EXPECTED_CHILD_MASK.store(mask, Ordering::SeqCst);
     // SAFETY: the child only makes syscalls and exits.
     let pid = blocked(thread, || unsafe { guest_fork(nr as u64, a1, a2) });
     assert!(pid > 0, "syscall {nr} failed: {pid}");
+    assert_eq!(
+        common::sigblk(common::gettid()),
+        mask,
+        "the parent's signal mask changed (syscall {nr})"
+    );
     let status = wait_status(pid);
     assert!(libc::WIFEXITED(status), "child ended {status:#x}");
+    let status = libc::WEXITSTATUS(status);
     assert_eq!(
-        libc::WEXITSTATUS(status),
+        status & 1,
         0,
         "the child's getppid (syscall {nr}) was not trapped"
+    );
+    assert_eq!(
+        status & 2,
+        0,
+        "the child's signal mask (syscall {nr}) is not its parent's"
     );
     // And the parent is still trapped, with its state intact.
     assert_eq!(blocked(thread, trapped_getppid), Ok(FAKE_PPID));
@@ -586,6 +664,7 @@ fn vfork_exec(
     let argv = [path.as_ptr() as *const u8, std::ptr::null()];
     let envp = [std::ptr::null::<u8>()];
     let mut marker = 0u64;
+    let mask = distinct_mask();
     let test = VforkTest {
         use_clone: use_clone as u64,
         use_execveat: use_execveat as u64,
@@ -597,12 +676,18 @@ fn vfork_exec(
         path: path.as_ptr().cast(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
+        mask,
     };
     let start = std::time::Instant::now();
     // SAFETY: the vfork child only makes syscalls, writes `marker`, execs or exits.
     let pid = blocked(thread, || unsafe { guest_vfork_exec(&test) });
     let waited = start.elapsed();
     assert!(pid > 0, "vfork failed: {pid}");
+    assert_eq!(
+        common::sigblk(common::gettid()),
+        mask,
+        "the vfork parent's signal mask changed"
+    );
     // SAFETY: the child wrote it before the parent woke.
     let shared = unsafe { std::ptr::read_volatile(&marker) } == 1;
     VforkOutcome {
