@@ -23,18 +23,20 @@
 
 use crate::asm::addr;
 use crate::error::{Errno, Error};
-use crate::kernel::{KernelSigaction, Registers, SIG_IGN, SIGSET_SIZE, SigInfo, UContext, sigmask};
+use crate::kernel::{
+    KernelSigaction, RED_ZONE, Registers, SIG_IGN, SIGSET_SIZE, SigInfo, UContext, sigmask,
+};
 use crate::sigsys::{Interrupted, Reissue, sigaction};
 use crate::syscalls::{guest_memory, host};
 use crate::thread::{self, ThreadState};
 use core::mem::offset_of;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use linux_raw_sys::general::{
     __NR_close, __NR_epoll_pwait, __NR_epoll_pwait2, __NR_io_pgetevents, __NR_io_uring_enter,
     __NR_openat, __NR_ppoll, __NR_pselect6, __NR_read, __NR_rt_sigaction, __NR_rt_sigprocmask,
-    __NR_rt_sigsuspend, __NR_sigaltstack, AT_FDCWD, MINSIGSTKSZ, O_RDONLY, SA_ONSTACK,
-    SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK, SIGKILL, SIGSTOP,
-    SIGSYS, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
+    __NR_rt_sigsuspend, __NR_sched_yield, __NR_sigaltstack, AT_FDCWD, MINSIGSTKSZ, O_RDONLY,
+    SA_ONSTACK, SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK,
+    SIGKILL, SIGSTOP, SIGSYS, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
 };
 use linux_raw_sys::io_uring::{
     IORING_ENTER_EXT_ARG, IORING_ENTER_EXT_ARG_REG, IORING_ENTER_GETEVENTS,
@@ -70,6 +72,7 @@ impl ActionCell {
     }
 
     fn get(&self) -> Option<KernelSigaction> {
+        let mut wait = Wait::new();
         loop {
             let before = self.sequence.load(Ordering::Acquire);
             if before & 1 == 0 {
@@ -84,26 +87,41 @@ impl ActionCell {
                 if self.sequence.load(Ordering::Relaxed) == before {
                     return set.then_some(action);
                 }
+            } else if !wait.more() {
+                self.abandon_write(before);
             }
-            core::hint::spin_loop();
         }
+    }
+
+    /// A write that never ends: its thread is not in this process (forked
+    /// in the middle of it).  The cell is taken as it is.
+    fn abandon_write(&self, sequence: u64) {
+        let _ = self.sequence.compare_exchange(
+            sequence,
+            sequence + 1,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
     }
 
     /// Writes `action` (or clears the cell), with every signal blocked, so
     /// that no handler on this thread waits for a write it interrupted.
     fn write(&self, action: Option<&KernelSigaction>) {
         let saved = block_all_signals();
+        let mut wait = Wait::new();
         let before = loop {
             let sequence = self.sequence.load(Ordering::Relaxed);
-            if sequence & 1 == 0
-                && self
+            if sequence & 1 == 0 {
+                if self
                     .sequence
                     .compare_exchange(sequence, sequence + 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
-            {
-                break sequence;
+                {
+                    break sequence;
+                }
+            } else if !wait.more() {
+                self.abandon_write(sequence);
             }
-            core::hint::spin_loop();
         };
         fence(Ordering::Release);
         if let Some(action) = action {
@@ -113,7 +131,14 @@ impl ActionCell {
             self.mask.store(action.mask, Ordering::Relaxed);
         }
         self.set.store(action.is_some() as u64, Ordering::Relaxed);
-        self.sequence.store(before + 2, Ordering::Release);
+        // A compare-and-swap: a reader that gave up on this write (it took
+        // seconds) has moved the count on already.
+        let _ = self.sequence.compare_exchange(
+            before + 1,
+            before + 2,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
         restore_signals(saved);
     }
 
@@ -124,6 +149,59 @@ impl ActionCell {
     fn clear(&self) {
         self.write(None);
     }
+}
+
+/// Waiting for another thread's few instructions (a write to an
+/// [`ActionCell`], a guest rt_sigaction): spinning, then yielding the CPU,
+/// until it is long past any preemption, which means the other thread is not
+/// in this process at all (it was forked while that thread was inside).
+struct Wait {
+    rounds: u32,
+}
+
+impl Wait {
+    const SPINS: u32 = 1 << 10;
+    const YIELDS: u32 = 1 << 16;
+
+    fn new() -> Wait {
+        Wait { rounds: 0 }
+    }
+
+    /// Waits a little; false once the wait is over for good.
+    fn more(&mut self) -> bool {
+        self.rounds += 1;
+        if self.rounds < Self::SPINS {
+            core::hint::spin_loop();
+        } else if self.rounds < Self::SPINS + Self::YIELDS {
+            // SAFETY: sched_yield has no arguments.
+            let _ = unsafe { host::syscall0(__NR_sched_yield) };
+        } else {
+            return false;
+        }
+        true
+    }
+}
+
+/// One lock per signal, so that a guest's rt_sigaction records and
+/// installs as one step: two threads setting the same signal at once leave
+/// the recorded and the installed disposition the same one.
+static ACTION_LOCKS: [AtomicBool; NSIG] = [const { AtomicBool::new(false) }; NSIG];
+
+/// Runs `f` holding `signal`'s lock, with every signal blocked (a handler on
+/// this thread could want the lock too).
+fn with_action_lock<T>(signal: u32, f: impl FnOnce() -> T) -> T {
+    let saved = block_all_signals();
+    let lock = &ACTION_LOCKS[signal as usize];
+    let mut wait = Wait::new();
+    while lock
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+        && wait.more()
+    {}
+    let out = f();
+    lock.store(false, Ordering::Release);
+    restore_signals(saved);
+    out
 }
 
 /// Blocks every signal on this thread; returns the mask to restore.
@@ -210,13 +288,17 @@ pub fn install_host_handler(
         restorer: 0,
         mask,
     };
-    HOST_ACTIONS[signal as usize].put(&action);
-    let real = real_action(&action);
-    if let Err(errno) = sigaction(signal, Some(&real)) {
-        HOST_ACTIONS[signal as usize].clear();
-        return Err(errno.into());
-    }
-    Ok(())
+    // Under the signal's lock: a guest's rt_sigaction for it at the same
+    // time cannot install over this.
+    with_action_lock(signal, || {
+        HOST_ACTIONS[signal as usize].put(&action);
+        let real = real_action(&action);
+        if let Err(errno) = sigaction(signal, Some(&real)) {
+            HOST_ACTIONS[signal as usize].clear();
+            return Err(errno.into());
+        }
+        Ok(())
+    })
 }
 
 /// Takes the handler someone else installed for `signal` (std, glibc, a
@@ -438,6 +520,16 @@ fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
     } else {
         None
     };
+    let old = with_action_lock(signal, || record_and_install(signal, new))?;
+    if oldact != 0 {
+        guest_memory::write(oldact, &old)?;
+    }
+    Ok(())
+}
+
+/// rt_sigaction's work, under the signal's lock: the guest's previous
+/// disposition, and `new` recorded and installed.
+fn record_and_install(signal: u32, new: Option<KernelSigaction>) -> Result<KernelSigaction, Errno> {
     let old = match GUEST_ACTIONS[signal as usize].get() {
         Some(old) => old,
         None => {
@@ -474,10 +566,7 @@ fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
             }
         }
     }
-    if oldact != 0 {
-        guest_memory::write(oldact, &old)?;
-    }
-    Ok(())
+    Ok(old)
 }
 
 /// The smallest alternate stack the kernel accepts: MINSIGSTKSZ, or the
@@ -538,6 +627,10 @@ static_assertions::const_assert_eq!(
     offset_of!(linux_raw_sys::general::stack_t, ss_size)
 );
 
+/// How far below the guest's RSP `sud_reissue_set_altstack` makes its
+/// sigaltstack: the red zone, then the return address and three registers.
+const SET_ALTSTACK_STUB_DEPTH: u64 = RED_ZONE as u64 + 4 * 8;
+
 /// sigaltstack(ss, old_ss) for a managed thread.  The guest's own stack is
 /// honoured: installed for real, so its handlers and sud's run on it, and
 /// recorded so that the runtime still finds the thread's state.  Without
@@ -577,7 +670,11 @@ fn sigaltstack(state: &ThreadState, at: &mut Interrupted<'_>) -> Reissue {
         let real = at.altstack;
         let (real_sp, real_size) = (real.ss_sp as u64, real.ss_size);
         let autodisarm = real.ss_flags & SS_AUTODISARM as i32 != 0;
-        if !autodisarm && rsp > real_sp && rsp - real_sp <= real_size {
+        // The stub's own RSP too, where the kernel will look: a guest just
+        // above the stack gets EPERM rather than a stack never installed.
+        let stub_rsp = rsp.wrapping_sub(SET_ALTSTACK_STUB_DEPTH);
+        let on_real = |sp: u64| sp > real_sp && sp - real_sp <= real_size;
+        if !autodisarm && (on_real(rsp) || on_real(stub_rsp)) {
             return Reissue::Done(Errno::EPERM.to_syscall_result());
         }
         let mode = new.flags & !(SS_AUTODISARM as i32);

@@ -176,6 +176,21 @@ guest_fork:
     syscall
     ud2
 
+# extern "C" fn guest_syscall2_at(rsp, nr, a1, a2) -> i64: syscall nr(a1,
+# a2) made with RSP = rsp.
+    .globl guest_syscall2_at
+guest_syscall2_at:
+    push rbx
+    mov rbx, rsp                        # our own stack, kept across
+    mov rsp, rdi
+    mov rax, rsi
+    mov rdi, rdx
+    mov rsi, rcx
+    syscall
+    mov rsp, rbx
+    pop rbx
+    ret
+
 # extern "C" fn guest_vfork_exec(t: *const VforkTest) -> i64: vfork (or
 # clone(CLONE_VM | CLONE_VFORK | SIGCHLD) with no new stack); the child
 # checks that it is trapped (else exits 99) and that its signal mask is
@@ -292,6 +307,7 @@ unsafe extern "C" {
     fn guest_clone(test: *mut CloneTest) -> i64;
     fn guest_fork(nr: u64, a1: u64, a2: u64) -> i64;
     fn guest_vfork_exec(test: *const VforkTest) -> i64;
+    fn guest_syscall2_at(rsp: u64, nr: u64, a1: u64, a2: u64) -> i64;
 }
 
 /// guest_clone's arguments and the child's report.
@@ -1888,6 +1904,70 @@ fn signals_wait_until_a_new_thread_is_set_up() {
                 0,
                 "a guest handler ran in a thread not yet armed ({handled} handled)"
             );
+        },
+    );
+}
+
+/// A guest's sigaltstack made with RSP just above its alternate stack in
+/// use (off it, so the kernel would allow it) either installs the new stack
+/// for real or is refused: never reported done and left undone.  sud runs
+/// the real sigaltstack a little below the guest's RSP, which there lies on
+/// the old stack; it answers EPERM.
+#[test]
+fn guest_sigaltstack_just_above_the_old_stack() {
+    isolated(
+        "guest_sigaltstack_just_above_the_old_stack",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = armed_thread();
+            let mut memory = vec![0u8; 3 * 64 * 1024];
+            let base = (memory.as_mut_ptr() as u64 + 15) & !15;
+            let first = Stack {
+                sp: base,
+                flags: 0,
+                size: 64 * 1024,
+            };
+            let second = Stack {
+                sp: base + 2 * 64 * 1024,
+                ..first
+            };
+            assert_eq!(
+                blocked(&thread, || guest_sigaltstack(Some(&first))).0,
+                Ok(0)
+            );
+            // RSP 64 bytes above the first stack: off it, as the kernel judges.
+            let rsp = first.sp + first.size + 64;
+            // SAFETY: the guest syscall runs on `memory`, which is ours.
+            let r = blocked(&thread, || unsafe {
+                guest_syscall2_at(
+                    rsp,
+                    __NR_sigaltstack as u64,
+                    &second as *const Stack as u64,
+                    0,
+                )
+            });
+            let mut real = Stack::default();
+            // SAFETY: queries the real alternate stack (the selector says ALLOW).
+            unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &mut real as *mut Stack) };
+            match r {
+                0 => assert_eq!(
+                    (real.sp, real.size),
+                    (second.sp, second.size),
+                    "sigaltstack reported success, but the stack was not installed"
+                ),
+                r => {
+                    assert_eq!(r, -(libc::EPERM as i64), "sigaltstack failed: {r}");
+                    assert_eq!(
+                        (real.sp, real.size),
+                        (first.sp, first.size),
+                        "refused, yet the stack changed"
+                    );
+                    assert_eq!(blocked(&thread, || guest_sigaltstack(None)).1.sp, first.sp);
+                }
+            }
+            assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+            drop(memory);
         },
     );
 }
