@@ -1971,3 +1971,64 @@ fn guest_sigaltstack_just_above_the_old_stack() {
         },
     );
 }
+
+/// Two threads setting the same signal's disposition at the same moment,
+/// round after round: what the guest reads back (sud's record) and what is
+/// installed always agree: SIG_IGN recorded is SIG_IGN installed, a handler
+/// recorded is sud's entry installed.
+#[test]
+fn concurrent_guest_rt_sigaction_keeps_record_and_kernel_in_step() {
+    isolated(
+        "concurrent_guest_rt_sigaction_keeps_record_and_kernel_in_step",
+        Ends::Passing,
+        || {
+            extern "C" fn ignore(_: i32) {}
+            sud::install(emulate_getppid).unwrap();
+            const ROUNDS: usize = 3000;
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+            let setter = |handler: usize| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let thread = armed_thread();
+                    let action = KernelSigaction {
+                        handler,
+                        flags: (SA_SIGINFO | SA_RESTORER) as u64,
+                        restorer: 0,
+                        mask: 0,
+                    };
+                    for _ in 0..ROUNDS {
+                        barrier.wait();
+                        let (r, _) = blocked(&thread, || {
+                            guest_rt_sigaction(libc::SIGUSR2 as u32, Some(&action))
+                        });
+                        assert_eq!(r, Ok(0));
+                        barrier.wait();
+                    }
+                })
+            };
+            let threads = [setter(libc::SIG_IGN), setter(ignore as *const () as usize)];
+            let mut disagreements = 0;
+            for _ in 0..ROUNDS {
+                barrier.wait();
+                barrier.wait();
+                let (recorded, ..) = sud::guest_action(libc::SIGUSR2 as u32).unwrap();
+                // SAFETY: reads the installed disposition.
+                let installed = unsafe {
+                    let mut real: libc::sigaction = std::mem::zeroed();
+                    libc::sigaction(libc::SIGUSR2, std::ptr::null(), &mut real);
+                    real.sa_sigaction
+                };
+                if (recorded == libc::SIG_IGN) != (installed == libc::SIG_IGN) {
+                    disagreements += 1;
+                }
+            }
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert_eq!(
+                disagreements, 0,
+                "recorded and installed dispositions disagreed after {disagreements} of {ROUNDS} rounds"
+            );
+        },
+    );
+}
