@@ -2027,7 +2027,7 @@ fn concurrent_guest_rt_sigaction_keeps_record_and_kernel_in_step() {
             }
             assert_eq!(
                 disagreements, 0,
-                "recorded and installed dispositions disagreed after {disagreements} of {ROUNDS} rounds"
+                "recorded and installed dispositions disagreed in {disagreements} of {ROUNDS} rounds"
             );
         },
     );
