@@ -487,7 +487,30 @@ entry_clone:
     xor r11d, r11d                      # the global selector
     call {ENTRY}
     ud2
+
+# extern "C" fn entry_with_pending_x87() -> u64: a getppid through
+# sud_entry (global selector) made with an unmasked x87 exception pending,
+# as a guest may leave one: the status word after it.
+    .globl entry_with_pending_x87
+entry_with_pending_x87:
+    sub rsp, 8                          # a slot, and RSP 16-byte aligned
+    fninit
+    mov word ptr [rsp], 0x037e          # the default control word, invalid operation unmasked
+    fldcw [rsp]
+    fld1
+    fchs
+    fsqrt                               # sqrt(-1): invalid, unmasked: pending until the next waiting x87 instruction
+    mov eax, {NR_GETPPID}
+    xor r11d, r11d                      # the global selector
+    call {ENTRY}
+    fnstsw ax                           # no wait: the status word as the guest has it
+    movzx eax, ax
+    fnclex                              # the pending exception, dropped
+    fninit
+    add rsp, 8
+    ret
 "#,
+    NR_GETPPID = const linux_raw_sys::general::__NR_getppid,
     NR_CLONE = const linux_raw_sys::general::__NR_clone,
     NR_EXIT = const linux_raw_sys::general::__NR_exit,
     ENTRY = sym sud_entry,
@@ -495,6 +518,7 @@ entry_clone:
 
 unsafe extern "C" {
     fn entry_clone(flags: u64, stack_top: u64, child_tid: *mut u32, marker: *mut u64) -> i64;
+    fn entry_with_pending_x87() -> u64;
     fn sud_entry();
 }
 
@@ -566,4 +590,26 @@ fn entry_clone_once() {
         );
         drop(stack);
     }
+}
+
+/// A guest's pending x87 exception (unmasked, raised by its last x87
+/// instruction, delivered by its next waiting one) neither fires inside
+/// sud_entry, where sud's own code would take it as a SIGFPE, nor is lost:
+/// the guest gets it back with the rest of its x87 state.
+#[test]
+fn entry_keeps_a_pending_x87_exception_pending() {
+    isolated(
+        "entry_keeps_a_pending_x87_exception_pending",
+        Ends::Passing,
+        || {
+            sud::install(|_| Action::Reissue).unwrap();
+            // SAFETY: the guest code restores a clean x87 state before it returns.
+            let status = unsafe { entry_with_pending_x87() };
+            assert_eq!(
+                status & 0x81,
+                0x81,
+                "the pending invalid-operation exception (IE, ES) was lost: status {status:#x}"
+            );
+        },
+    );
 }
