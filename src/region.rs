@@ -10,7 +10,7 @@
 //! | `sud_syscall0` .. `sud_syscall6` | `asm/x86_64/trampolines.s` | C-convention syscall trampolines |
 //! | `sud_syscall` | `asm/x86_64/trampolines.s` | trampoline with the `syscall` instruction's registers |
 //! | `sud_reissue`, `sud_reissue_sigreturn` | `asm/x86_64/reissue.s` | run a trapped guest syscall natively |
-//! | `sud_reissue_*`, task stubs | `asm/x86_64/reissue.s`, `tasks.s` | reissue with a replaced argument; clone, fork, vfork, exit |
+//! | `sud_reissue_*`, task stubs | `asm/x86_64/reissue.s`, `tasks.s` | reissue with a signal mask without SIGSYS, install an alternate stack; clone, fork, vfork, exit |
 //! | `sud_entry`, `sud_redirect*` | `asm/x86_64/direct.s` | the signal-free entry; redirect functions |
 //! | `sud_restorer` | `asm/x86_64/restorer.s` | the rt_sigreturn restorer |
 //!

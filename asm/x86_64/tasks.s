@@ -79,9 +79,10 @@
     pop r11                             # the state
 .endm
 
-# sud_reissue_fork: fork, vfork, or a clone that keeps the caller's stack (no
-# new stack given).  R11 = the state the child is armed from: the parent's,
-# of which a fork child has its own copy and a vfork child the very one.
+# sud_reissue_fork: fork, or a clone without CLONE_VFORK that keeps the
+# caller's stack (no new stack given).  R11 = the state the child is armed
+# from: the parent's, of which the child has its own copy.  A vfork child
+# (sud_reissue_vfork) joins at .Lfork_child, armed from the very state.
     .globl sud_reissue_fork
     .type sud_reissue_fork, @function
     .p2align 4
