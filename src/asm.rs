@@ -65,6 +65,8 @@ global_asm!(
     NO_ALTSTACK = sym NO_ALTSTACK,
     PR_SYS_DISPATCH_OFF = const PR_SYS_DISPATCH_OFF,
     XSAVE_HEADER = const xsave::HEADER_OFFSET,
+    XSAVE_FSW = const xsave::FSW_OFFSET,
+    FSW_ES = const xsave::FSW_ES,
     XSAVE_MODE_FXSAVE = const xsave::FXSAVE,
     XSAVE_MODE_XSAVE = const xsave::XSAVE,
     XSAVE_MODE_XSAVEC = const xsave::XSAVEC,

@@ -590,6 +590,10 @@ pub(crate) mod xsave {
     /// The XSAVE header: after the 512-byte legacy area, 64 bytes.
     pub(crate) const HEADER_OFFSET: usize = 512;
     pub(crate) const HEADER_SIZE: usize = 64;
+    /// The x87 status word in the legacy area, and its exception-summary
+    /// bit (ES): set while an unmasked x87 exception is pending.
+    pub(crate) const FSW_OFFSET: usize = 2;
+    pub(crate) const FSW_ES: u8 = 0x80;
     /// MXCSR as the ABI hands it to a function: round to nearest, every
     /// exception masked.
     pub(crate) static DEFAULT_MXCSR: u32 = 0x1f80;

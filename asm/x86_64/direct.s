@@ -55,6 +55,7 @@
     .irp quadword, 0,1,2,3,4,5,6,7
     mov [rsp + {XSAVE_HEADER} + \quadword * 8], rax  # the header's eight quadwords
     .endr
+    mov [rsp + {XSAVE_FSW}], ax         # and the x87 status word, which XSAVEC skips while x87 is in its initial state
     movzx r12d, byte ptr [rip + {XSAVE_MODE}] # which save instruction; kept in r12 for the restore
     mov eax, -1                         # edx:eax = every component the kernel enabled
     mov edx, -1                         # (high half)
@@ -70,7 +71,10 @@
 92:
     fxsave64 [rsp]                      # no XSAVE: x87 and SSE state only
 93:
-    fnclex                              # no pending x87 exception may fire here (XRSTOR brings the guest's back)
+    test byte ptr [rsp + {XSAVE_FSW}], {FSW_ES} # an unmasked x87 exception pending (the guest's last x87 instruction raised it)?
+    jz 96f                              # none: the usual case
+    fnclex                              # cleared, or the next waiting x87 instruction here takes it (XRSTOR brings it back)
+96:
     emms                                # Rust code gets the ABI's x87 state: an empty stack (fninit costs 25x more),
     fldcw [rip + {DEFAULT_FCW}]         # the default control word,
     ldmxcsr [rip + {DEFAULT_MXCSR}]     # and the default SSE control: round to nearest, exceptions masked
