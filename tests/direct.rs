@@ -566,18 +566,7 @@ fn entry_clone_once() {
         // its exit), and writes only `marker`.
         let tid = unsafe { entry_clone(flags, top, child_tid.as_ptr(), &mut marker) };
         assert!(tid > 0, "clone through sud_entry failed: {tid}");
-        while child_tid.load(Ordering::SeqCst) != 0 {
-            // SAFETY: a futex wait on a live u32.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    child_tid.as_ptr(),
-                    libc::FUTEX_WAIT,
-                    tid as u32,
-                    0,
-                )
-            };
-        }
+        common::wait_for_thread_exit(&child_tid, tid);
         // SAFETY: the child is gone.
         assert_eq!(
             unsafe { std::ptr::read_volatile(&marker) },

@@ -413,18 +413,7 @@ fn run_guest_thread(thread: &Thread, use_clone3: bool) {
         "CLONE_PARENT_SETTID"
     );
     // CLONE_CHILD_CLEARTID: the kernel zeroes child_tid and wakes us at its exit.
-    while child_tid.load(Ordering::SeqCst) != 0 {
-        // SAFETY: a futex wait on a live u32.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                child_tid.as_ptr(),
-                libc::FUTEX_WAIT,
-                tid as u32,
-                0,
-            );
-        }
-    }
+    common::wait_for_thread_exit(&child_tid, tid);
     assert_eq!(
         test.child_regs,
         [
@@ -565,14 +554,8 @@ fn guest_thread_of_global_selector_thread() {
             let tid = unsafe {
                 sud::SELECTOR.block();
                 let tid = guest_clone(&mut test);
-                while tid > 0 && child_tid.load(Ordering::SeqCst) != 0 {
-                    libc::syscall(
-                        libc::SYS_futex,
-                        child_tid.as_ptr(),
-                        libc::FUTEX_WAIT,
-                        tid as u32,
-                        0,
-                    );
+                if tid > 0 {
+                    common::wait_for_thread_exit(&child_tid, tid);
                 }
                 sud::SELECTOR.allow();
                 tid
@@ -1877,18 +1860,7 @@ fn signals_wait_until_a_new_thread_is_set_up() {
                 // which writes only into `test`.
                 let tid = blocked(&thread, || unsafe { guest_clone(&mut test) });
                 assert!(tid > 0, "clone failed: {tid}");
-                while child_tid.load(Ordering::SeqCst) != 0 {
-                    // SAFETY: a futex wait on a live u32.
-                    unsafe {
-                        libc::syscall(
-                            libc::SYS_futex,
-                            child_tid.as_ptr(),
-                            libc::FUTEX_WAIT,
-                            tid as u32,
-                            0,
-                        );
-                    }
-                }
+                common::wait_for_thread_exit(&child_tid, tid);
                 assert_eq!(
                     test.child_getppid, FAKE_PPID as u64,
                     "the child's syscalls were not trapped"

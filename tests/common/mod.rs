@@ -171,3 +171,20 @@ pub fn libc_handler(signal: i32, handler: extern "C" fn(i32), flags: i32) {
         assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
     }
 }
+
+/// Waits until thread `tid`, created with CLONE_CHILD_CLEARTID pointing at
+/// `child_tid`, has exited: the kernel zeroes the word and wakes its futex.
+pub fn wait_for_thread_exit(child_tid: &std::sync::atomic::AtomicU32, tid: i64) {
+    while child_tid.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+        // SAFETY: a futex wait on a live u32.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                child_tid.as_ptr(),
+                libc::FUTEX_WAIT,
+                tid as u32,
+                0,
+            )
+        };
+    }
+}
