@@ -760,12 +760,12 @@ fn per_thread_selectors_are_independent() {
             sud::install(handler).unwrap();
             let one = std::thread::spawn(|| {
                 let thread = armed_thread();
-                thread.set_data(1 as *mut ());
+                thread.set_data(std::ptr::without_provenance_mut(1));
                 blocked(&thread, trapped_getppid)
             });
             let two = std::thread::spawn(|| {
                 let thread = armed_thread();
-                thread.set_data(2 as *mut ());
+                thread.set_data(std::ptr::without_provenance_mut(2));
                 while !IN_CALLBACK.load(Ordering::SeqCst) {
                     std::thread::yield_now();
                 }
@@ -1124,7 +1124,7 @@ fn guest_handlers_are_guest_code_with_virtual_masks() {
             assert_eq!(
                 old,
                 KernelSigaction {
-                    mask: u64::MAX & !(common::bit(libc::SIGKILL) | common::bit(libc::SIGSTOP)),
+                    mask: !(common::bit(libc::SIGKILL) | common::bit(libc::SIGSTOP)),
                     ..action
                 }
             );
@@ -1588,14 +1588,13 @@ fn guest_autodisarm_altstack_keeps_the_threads_state() {
         || {
             fn talkative(call: &mut Syscall) -> Action {
                 if call.number() == __NR_getppid {
-                    // Ordinary syscalls in the callback: they must run under ALLOW.
-                    eprintln!(
-                        "{}",
-                        format!(
-                            "callback: getppid on selector {:p}",
-                            call.selector().as_ptr()
-                        )
+                    // Ordinary syscalls in the callback (an allocation, a
+                    // write): they must run under ALLOW.
+                    let line = format!(
+                        "callback: getppid on selector {:p}",
+                        call.selector().as_ptr()
                     );
+                    eprintln!("{line}");
                 }
                 emulate_getppid(call)
             }

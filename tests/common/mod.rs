@@ -134,14 +134,14 @@ pub fn blocked_in(tid: i32) -> Option<(i64, usize)> {
 /// returns the instruction pointer it is blocked at.
 pub fn wait_blocked_in(tid: i32, nr: i64) -> usize {
     for _ in 0..10_000 {
-        if let Some((n, pc)) = blocked_in(tid) {
-            if n == nr {
-                // Sleeping, not just passing through.
-                let state = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-                let after_name = &state[state.rfind(')').unwrap() + 2..];
-                if after_name.starts_with('S') {
-                    return pc;
-                }
+        if let Some((n, pc)) = blocked_in(tid)
+            && n == nr
+        {
+            // Sleeping, not just passing through.
+            let state = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+            let after_name = &state[state.rfind(')').unwrap() + 2..];
+            if after_name.starts_with('S') {
+                return pc;
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
