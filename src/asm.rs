@@ -16,8 +16,10 @@ use linux_raw_sys::general::{
 };
 use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF};
 
-/// A signal set with every signal, for the task stubs' rt_sigprocmask.
-static ALL_SIGNALS: u64 = !0;
+/// A signal set with every signal but SIGSYS, for the task stubs'
+/// rt_sigprocmask: a SIGSYS the kernel forces (seccomp's RET_TRAP on the
+/// clone itself) must find it unblocked, or it kills the process.
+static ALL_BUT_SIGSYS: u64 = !crate::kernel::sigmask(SIGSYS);
 /// A `stack_t` (sp, flags, size) that disables the alternate signal stack.
 static NO_ALTSTACK: [u64; 3] = [0, SS_DISABLE as u64, 0];
 
@@ -61,7 +63,7 @@ global_asm!(
     VFORK_STATE = const offset_of!(VforkParent, state),
     VFORK_ENTRY_SIZE = const size_of::<VforkParent>(),
     SIGSET_SIZE = const SIGSET_SIZE,
-    ALL_SIGNALS = sym ALL_SIGNALS,
+    ALL_BUT_SIGSYS = sym ALL_BUT_SIGSYS,
     NO_ALTSTACK = sym NO_ALTSTACK,
     PR_SYS_DISPATCH_OFF = const PR_SYS_DISPATCH_OFF,
     XSAVE_HEADER = const xsave::HEADER_OFFSET,

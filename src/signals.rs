@@ -30,13 +30,13 @@ use crate::sigsys::{Interrupted, Reissue, sigaction};
 use crate::syscalls::{guest_memory, host};
 use crate::thread::{self, ThreadState};
 use core::mem::offset_of;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 use linux_raw_sys::general::{
-    __NR_close, __NR_epoll_pwait, __NR_epoll_pwait2, __NR_io_pgetevents, __NR_io_uring_enter,
-    __NR_openat, __NR_ppoll, __NR_pselect6, __NR_read, __NR_rt_sigaction, __NR_rt_sigprocmask,
-    __NR_rt_sigsuspend, __NR_sched_yield, __NR_sigaltstack, AT_FDCWD, MINSIGSTKSZ, O_RDONLY,
-    SA_ONSTACK, SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK,
-    SIGKILL, SIGSTOP, SIGSYS, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
+    __NR_close, __NR_epoll_pwait, __NR_epoll_pwait2, __NR_getpid, __NR_gettid, __NR_io_pgetevents,
+    __NR_io_uring_enter, __NR_kcmp, __NR_openat, __NR_ppoll, __NR_pselect6, __NR_read,
+    __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigsuspend, __NR_sched_yield, __NR_sigaltstack,
+    AT_FDCWD, MINSIGSTKSZ, O_RDONLY, SA_ONSTACK, SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIG_BLOCK,
+    SIG_SETMASK, SIG_UNBLOCK, SIGKILL, SIGSTOP, SIGSYS, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
 };
 use linux_raw_sys::io_uring::{
     IORING_ENTER_EXT_ARG, IORING_ENTER_EXT_ARG_REG, IORING_ENTER_GETEVENTS,
@@ -48,6 +48,7 @@ const SIGSYS_BIT: u64 = sigmask(SIGSYS);
 
 /// A kernel_sigaction in atomics, for tables read in signal context: a
 /// sequence count makes every read see one whole action, never half of two.
+/// Written only under its signal's [`HolderLock`].
 struct ActionCell {
     /// Odd while a write is under way.
     sequence: AtomicU64,
@@ -71,7 +72,8 @@ impl ActionCell {
         }
     }
 
-    fn get(&self) -> Option<KernelSigaction> {
+    /// The action; `lock` is the one its writers hold.
+    fn get(&self, lock: &HolderLock) -> Option<KernelSigaction> {
         let mut wait = Wait::new();
         loop {
             let before = self.sequence.load(Ordering::Acquire);
@@ -87,42 +89,26 @@ impl ActionCell {
                 if self.sequence.load(Ordering::Relaxed) == before {
                     return set.then_some(action);
                 }
-            } else if !wait.more() {
-                self.abandon_write(before);
+            } else if wait.long() && lock.holder_is_gone() {
+                // Forked while a thread of the parent was writing: that
+                // write will never end here.  The cell is taken as it is.
+                let _ = self.sequence.compare_exchange(
+                    before,
+                    before + 1,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
             }
         }
     }
 
-    /// A write that never ends: its thread is not in this process (forked
-    /// in the middle of it).  The cell is taken as it is.
-    fn abandon_write(&self, sequence: u64) {
-        let _ = self.sequence.compare_exchange(
-            sequence,
-            sequence + 1,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
-    }
-
-    /// Writes `action` (or clears the cell), with every signal blocked, so
-    /// that no handler on this thread waits for a write it interrupted.
+    /// Writes `action` (or clears the cell).  The caller holds the
+    /// signal's lock, so no other write is under way (but one abandoned by
+    /// a thread the process was forked from).
     fn write(&self, action: Option<&KernelSigaction>) {
-        let saved = block_all_signals();
-        let mut wait = Wait::new();
-        let before = loop {
-            let sequence = self.sequence.load(Ordering::Relaxed);
-            if sequence & 1 == 0 {
-                if self
-                    .sequence
-                    .compare_exchange(sequence, sequence + 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    break sequence;
-                }
-            } else if !wait.more() {
-                self.abandon_write(sequence);
-            }
-        };
+        let sequence = self.sequence.load(Ordering::Relaxed);
+        let before = sequence + (sequence & 1);
+        self.sequence.store(before + 1, Ordering::Relaxed);
         fence(Ordering::Release);
         if let Some(action) = action {
             self.handler.store(action.handler, Ordering::Relaxed);
@@ -131,78 +117,132 @@ impl ActionCell {
             self.mask.store(action.mask, Ordering::Relaxed);
         }
         self.set.store(action.is_some() as u64, Ordering::Relaxed);
-        // A compare-and-swap: a reader that gave up on this write (it took
-        // seconds) has moved the count on already.
-        let _ = self.sequence.compare_exchange(
-            before + 1,
-            before + 2,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
-        restore_signals(saved);
-    }
-
-    fn put(&self, action: &KernelSigaction) {
-        self.write(Some(action));
-    }
-
-    fn clear(&self) {
-        self.write(None);
+        self.sequence.store(before + 2, Ordering::Release);
     }
 }
 
-/// Waiting for another thread's few instructions (a write to an
-/// [`ActionCell`], a guest rt_sigaction): spinning, then yielding the CPU,
-/// until it is long past any preemption, which means the other thread is not
-/// in this process at all (it was forked while that thread was inside).
+/// Waiting for another thread's few instructions: spinning, then yielding
+/// the CPU.  After a while the wait is `long`, and it is worth asking
+/// whether the other thread is there at all.
 struct Wait {
     rounds: u32,
 }
 
 impl Wait {
     const SPINS: u32 = 1 << 10;
-    const YIELDS: u32 = 1 << 16;
+    const YIELDS: u32 = 1 << 14;
 
     fn new() -> Wait {
         Wait { rounds: 0 }
     }
 
-    /// Waits a little; false once the wait is over for good.
-    fn more(&mut self) -> bool {
-        self.rounds += 1;
+    /// Waits a little; true once the wait has been long (and from then on).
+    fn long(&mut self) -> bool {
+        self.rounds = self.rounds.saturating_add(1);
         if self.rounds < Self::SPINS {
             core::hint::spin_loop();
-        } else if self.rounds < Self::SPINS + Self::YIELDS {
+        } else {
             // SAFETY: sched_yield has no arguments.
             let _ = unsafe { host::syscall0(__NR_sched_yield) };
-        } else {
-            return false;
         }
-        true
+        self.rounds >= Self::SPINS + Self::YIELDS
     }
 }
 
-/// One lock per signal, so that a guest's rt_sigaction records and
-/// installs as one step: two threads setting the same signal at once leave
-/// the recorded and the installed disposition the same one.
-static ACTION_LOCKS: [AtomicBool; NSIG] = [const { AtomicBool::new(false) }; NSIG];
-
-/// Runs `f` holding `signal`'s lock, with every signal blocked (a handler on
-/// this thread could want the lock too).
-fn with_action_lock<T>(signal: u32, f: impl FnOnce() -> T) -> T {
-    let saved = block_all_signals();
-    let lock = &ACTION_LOCKS[signal as usize];
-    let mut wait = Wait::new();
-    while lock
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-        && wait.more()
-    {}
-    let out = f();
-    lock.store(false, Ordering::Release);
-    restore_signals(saved);
-    out
+/// A lock that names its holder (a tid), taken with every signal blocked
+/// (a handler on the holder's thread could want it too).  A process forked
+/// while a thread of its parent held it has a copy of it held by no one
+/// here: after a long wait a waiter asks the kernel whether the holder
+/// shares its memory (kcmp KCMP_VM) and takes the lock over only if it does
+/// not, or no longer exists.  A holder that is merely slow (preempted,
+/// stopped by a debugger) is waited for, however long.
+struct HolderLock {
+    holder: AtomicU32,
 }
+
+/// `KCMP_VM` of `enum kcmp_type` (include/uapi/linux/kcmp.h).
+const KCMP_VM: usize = 1;
+
+impl HolderLock {
+    const fn new() -> HolderLock {
+        HolderLock {
+            holder: AtomicU32::new(0),
+        }
+    }
+
+    /// Runs `f` holding the lock, with every signal blocked.
+    fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        let saved = block_all_signals();
+        // SAFETY: gettid has no arguments.
+        let me = unsafe { host::syscall0(__NR_gettid) }.unwrap_or(0) as u32;
+        let mut wait = Wait::new();
+        loop {
+            let holder = self.holder.load(Ordering::Relaxed);
+            let takeable = holder == 0 || (wait.long() && holder_is_gone(holder));
+            if takeable
+                && self
+                    .holder
+                    .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                break;
+            }
+        }
+        let out = f();
+        self.holder.store(0, Ordering::Release);
+        restore_signals(saved);
+        out
+    }
+
+    /// Whether the lock is held by a thread that is not in this memory.
+    fn holder_is_gone(&self) -> bool {
+        let holder = self.holder.load(Ordering::Relaxed);
+        holder != 0 && holder_is_gone(holder)
+    }
+}
+
+/// Whether thread `holder` does not share this process's memory (or does
+/// not exist).  When the kernel cannot tell (no kcmp), it is assumed to.
+fn holder_is_gone(holder: u32) -> bool {
+    // SAFETY: getpid has no arguments; kcmp only compares.
+    unsafe {
+        let Ok(me) = host::syscall0(__NR_getpid) else {
+            return false;
+        };
+        match host::syscall5(__NR_kcmp, me, holder as usize, KCMP_VM, 0, 0) {
+            Ok(same) => same != 0,
+            Err(errno) => errno == Errno::ESRCH,
+        }
+    }
+}
+
+/// One signal's dispositions, the guest's and the host's, and the lock
+/// every change to either is made under, with what is installed for it.
+struct SignalActions {
+    lock: HolderLock,
+    /// The guest's disposition, as it set it (SIGSYS's is never installed).
+    guest: ActionCell,
+    /// The host handler sud runs under ALLOW.
+    host: ActionCell,
+}
+
+impl SignalActions {
+    fn guest(&self) -> Option<KernelSigaction> {
+        self.guest.get(&self.lock)
+    }
+
+    fn host(&self) -> Option<KernelSigaction> {
+        self.host.get(&self.lock)
+    }
+}
+
+static ACTIONS: [SignalActions; NSIG] = [const {
+    SignalActions {
+        lock: HolderLock::new(),
+        guest: ActionCell::new(),
+        host: ActionCell::new(),
+    }
+}; NSIG];
 
 /// Blocks every signal on this thread; returns the mask to restore.
 fn block_all_signals() -> u64 {
@@ -233,19 +273,21 @@ fn restore_signals(mask: u64) {
     };
 }
 
-/// The guest's dispositions, as it set them (SIGSYS's is never installed).
-static GUEST_ACTIONS: [ActionCell; NSIG] = [const { ActionCell::new() }; NSIG];
-/// The host handlers sud runs for each signal under ALLOW.
-static HOST_ACTIONS: [ActionCell; NSIG] = [const { ActionCell::new() }; NSIG];
-
-/// Resets the guest's disposition for `signal` to SIG_DFL (SA_RESETHAND).
-pub(crate) fn reset_guest_action(signal: u32) {
-    GUEST_ACTIONS[signal as usize].put(&KernelSigaction::default());
+/// SA_RESETHAND: the kernel reset `signal`'s disposition as it delivered
+/// it; the guest's record follows, unless the guest set another one since
+/// (the record is no longer `delivered`).
+pub(crate) fn reset_guest_action(signal: u32, delivered: &KernelSigaction) {
+    let actions = &ACTIONS[signal as usize];
+    actions.lock.with(|| {
+        if actions.guest() == Some(*delivered) {
+            actions.guest.write(Some(&KernelSigaction::default()));
+        }
+    });
 }
 
 /// The guest's SIGSYS disposition, if it set one.
 pub(crate) fn guest_sigsys_action() -> Option<KernelSigaction> {
-    GUEST_ACTIONS[SIGSYS as usize].get()
+    ACTIONS[SIGSYS as usize].guest()
 }
 
 /// The disposition the guest last set for `signal` through a trapped
@@ -253,9 +295,9 @@ pub(crate) fn guest_sigsys_action() -> Option<KernelSigaction> {
 /// sud keeps to itself rather than install), so that a host handler can pass
 /// a signal on to the guest.  `None` if the guest never set one.
 pub fn guest_action(signal: u32) -> Option<(usize, u64, u64)> {
-    GUEST_ACTIONS
+    ACTIONS
         .get(signal as usize)?
-        .get()
+        .guest()
         .map(|a| (a.handler, a.flags, a.mask))
 }
 
@@ -290,11 +332,13 @@ pub fn install_host_handler(
     };
     // Under the signal's lock: a guest's rt_sigaction for it at the same
     // time cannot install over this.
-    with_action_lock(signal, || {
-        HOST_ACTIONS[signal as usize].put(&action);
+    let actions = &ACTIONS[signal as usize];
+    actions.lock.with(|| {
+        let previous = actions.host();
+        actions.host.write(Some(&action));
         let real = real_action(&action);
         if let Err(errno) = sigaction(signal, Some(&real)) {
-            HOST_ACTIONS[signal as usize].clear();
+            actions.host.write(previous.as_ref());
             return Err(errno.into());
         }
         Ok(())
@@ -351,10 +395,16 @@ unsafe extern "C" fn signal_entry(signal: i32, info: *mut SigInfo, uc: *mut UCon
     // SAFETY: the kernel passes the live frame's siginfo and ucontext.
     let uc_ref = unsafe { &mut *uc };
     let state = thread::current(uc_ref);
-    let index = signal as usize;
-    if let Some(host) = HOST_ACTIONS[index].get() {
+    let actions = &ACTIONS[signal as usize];
+    if let Some(host) = actions.host() {
         if host.flags & SA_RESETHAND as u64 != 0 {
-            HOST_ACTIONS[index].clear();
+            // The kernel reset the real disposition as it delivered this:
+            // the host handler is gone, unless another was installed since.
+            actions.lock.with(|| {
+                if actions.host() == Some(host) {
+                    actions.host.write(None);
+                }
+            });
         }
         let selector = state.selector();
         let was_blocked = selector.is_blocked();
@@ -365,10 +415,9 @@ unsafe extern "C" fn signal_entry(signal: i32, info: *mut SigInfo, uc: *mut UCon
             // SAFETY: puts back the state the thread was interrupted in.
             unsafe { selector.block() };
         }
-    } else if let Some(guest) = GUEST_ACTIONS[index].get() {
+    } else if let Some(guest) = actions.guest() {
         if guest.flags & SA_RESETHAND as u64 != 0 {
-            // The kernel reset the real disposition as it delivered this.
-            GUEST_ACTIONS[index].put(&KernelSigaction::default());
+            reset_guest_action(signal as u32, &guest);
         }
         if guest.handler > SIG_IGN {
             // SAFETY: the guest's handler, entered as the kernel would.
@@ -520,7 +569,9 @@ fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
     } else {
         None
     };
-    let old = with_action_lock(signal, || record_and_install(signal, new))?;
+    let old = ACTIONS[signal as usize]
+        .lock
+        .with(|| record_and_install(signal, new))?;
     if oldact != 0 {
         guest_memory::write(oldact, &old)?;
     }
@@ -530,7 +581,9 @@ fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
 /// rt_sigaction's work, under the signal's lock: the guest's previous
 /// disposition, and `new` recorded and installed.
 fn record_and_install(signal: u32, new: Option<KernelSigaction>) -> Result<KernelSigaction, Errno> {
-    let old = match GUEST_ACTIONS[signal as usize].get() {
+    let actions = &ACTIONS[signal as usize];
+    let recorded = actions.guest();
+    let old = match recorded {
         Some(old) => old,
         None => {
             let real = sigaction(signal, None)?;
@@ -543,11 +596,9 @@ fn record_and_install(signal: u32, new: Option<KernelSigaction>) -> Result<Kerne
     };
     if let Some(mut new) = new {
         new.mask &= !(sigmask(SIGKILL) | sigmask(SIGSTOP));
-        let cell = &GUEST_ACTIONS[signal as usize];
-        let previous = cell.get();
         // Recorded first: the signal may come the moment it is installed.
-        cell.put(&new);
-        let keep_to_ourselves = signal == SIGSYS || HOST_ACTIONS[signal as usize].get().is_some();
+        actions.guest.write(Some(&new));
+        let keep_to_ourselves = signal == SIGSYS || actions.host().is_some();
         if !keep_to_ourselves {
             let real = if new.handler <= SIG_IGN {
                 KernelSigaction {
@@ -561,7 +612,7 @@ fn record_and_install(signal: u32, new: Option<KernelSigaction>) -> Result<Kerne
                 })
             };
             if let Err(errno) = sigaction(signal, Some(&real)) {
-                cell.write(previous.as_ref());
+                actions.guest.write(recorded.as_ref());
                 return Err(errno);
             }
         }

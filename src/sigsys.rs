@@ -644,7 +644,7 @@ unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut UContext) {
         handler => {
             if previous.flags & SA_RESETHAND as u64 != 0 {
                 match guest {
-                    Some(_) => signals::reset_guest_action(SIGSYS),
+                    Some(guest) => signals::reset_guest_action(SIGSYS, &guest),
                     None => PREVIOUS.store(&KernelSigaction::default()),
                 }
             }

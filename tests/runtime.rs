@@ -10,7 +10,8 @@ mod common;
 
 use common::{Ends, isolated};
 use linux_raw_sys::general::{
-    __NR_getpid, __NR_getppid, __NR_getuid, __NR_prctl, __NR_read, __NR_rt_sigprocmask,
+    __NR_fork, __NR_getpid, __NR_getppid, __NR_getuid, __NR_prctl, __NR_read, __NR_rt_sigprocmask,
+    __NR_vfork,
 };
 use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_INCLUSIVE_ON};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
@@ -299,6 +300,37 @@ fn seccomp_trap_reaches_previous_handler() {
                 linux_raw_sys::general::SYS_SECCOMP as i32
             );
             assert!(!PREVIOUS_SELECTOR_BLOCKED.load(Ordering::SeqCst));
+        },
+    );
+}
+
+/// A fork or vfork that sud reissues and seccomp traps (SECCOMP_RET_TRAP)
+/// raises its SIGSYS in sud's task stub, which blocks other signals around
+/// the clone: SIGSYS must stay deliverable there, reach the previous
+/// handler, and the guest must get that handler's answer with its own mask.
+#[test]
+fn seccomp_trap_of_a_reissued_fork_reaches_previous_handler() {
+    isolated(
+        "seccomp_trap_of_a_reissued_fork_reaches_previous_handler",
+        Ends::Passing,
+        || {
+            install_previous_sigsys();
+            sud::install(|_| Action::Reissue).unwrap();
+            common::seccomp(__NR_fork, &[], libc::SECCOMP_RET_TRAP);
+            common::seccomp(__NR_vfork, &[], libc::SECCOMP_RET_TRAP);
+            let mask = common::sigblk(common::gettid());
+            for nr in [__NR_fork, __NR_vfork] {
+                PREVIOUS_SYSCALL.store(0, Ordering::SeqCst);
+                // SAFETY: seccomp traps it: no child is ever made.
+                let r = blocked(|| unsafe { guest::syscall0(nr) });
+                assert_eq!(r, Ok(777), "syscall {nr}");
+                assert_eq!(PREVIOUS_SYSCALL.load(Ordering::SeqCst), nr as i32);
+                assert_eq!(
+                    common::sigblk(common::gettid()),
+                    mask,
+                    "syscall {nr}: the guest's mask was not put back"
+                );
+            }
         },
     );
 }

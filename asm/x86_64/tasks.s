@@ -10,15 +10,18 @@
 # STATE_* from Rust).  A child starts right after the `syscall` below with
 # the parent's registers, RAX = 0, and RCX, R11 as the kernel leaves them.
 #
-# Every signal is blocked across the clone, and in the child until it is
-# set up: a signal taken before then would find no state of its own, and a
-# guest handler would run unarmed.  The guest's mask is kept where each side
+# Every signal but SIGSYS is blocked across the clone, and in the child
+# until it is set up: a signal taken before then would find no state of its
+# own, and a guest handler would run unarmed.  (SIGSYS stays deliverable: the
+# stubs' syscalls are never dispatched, and one seccomp forces must not kill
+# the process; sud's handler passes it on.)  The guest's mask is kept where each side
 # finds it afterwards, and put back.
 
     .pushsection sud_allowed, "axR", @progbits
 
 # rt_sigprocmask, keeping every guest register but rcx and r11.
-# `block_all`: every signal blocked, the old mask stored where R11 points;
+# Clobbers the flags.  `block_all`: every signal but SIGSYS blocked, the old
+# mask stored where R11 points;
 # `set`: the mask R11 points to installed.
 .macro sigprocmask kind
     push rax                            # the guest registers the syscall takes
@@ -28,7 +31,7 @@
     push r10                            # the guest's r10
 .ifc \kind,block_all
     mov edi, {SIG_BLOCK}                # block
-    lea rsi, [rip + {ALL_SIGNALS}]      # every signal
+    lea rsi, [rip + {ALL_BUT_SIGSYS}]   # every signal but SIGSYS
     mov rdx, r11                        # the old mask, kept where R11 says
 .else
     mov edi, {SIG_SETMASK}              # replace the mask
@@ -92,7 +95,7 @@ sud_reissue_fork:
     push r11                            # the state, for the child
     lea rsp, [rsp - 8]                  # a slot for the guest's mask
     mov r11, rsp                        # where block_all keeps it
-    sigprocmask block_all               # every signal blocked, the guest's mask in the slot
+    sigprocmask block_all               # every signal but SIGSYS blocked, the guest's mask in the slot
     syscall                             # the guest's fork or clone
     push r11                            # RFLAGS as the kernel restored them (r11 holds them here)
     test rax, rax                       # 0 in the child
@@ -134,7 +137,7 @@ sud_reissue_vfork:
     push qword ptr [r11 + {VFORK_STATE}]    # the state, for the child
     push r11                            # the entry, across the rt_sigprocmask
     lea r11, [r11 + {VFORK_MASK}]       # the guest's mask goes into the entry
-    sigprocmask block_all               # every signal blocked
+    sigprocmask block_all               # every signal but SIGSYS blocked
     pop r11                             # the entry
     push qword ptr [r11 + {VFORK_MASK}] # and the child's copy of the mask, in its slot
     syscall                             # the guest's vfork: the parent sleeps until the child execs or exits
@@ -182,7 +185,7 @@ sud_reissue_thread:
     push r11                            # the child's state, to report the result in
     lea rsp, [rsp - 8]                  # a slot for the guest's mask
     mov r11, rsp                        # where block_all keeps it
-    sigprocmask block_all               # every signal blocked, the guest's mask in the slot
+    sigprocmask block_all               # every signal but SIGSYS blocked, the guest's mask in the slot
     mov r11, [rsp + 8]                  # the child's state
     mov rcx, [rsp]                      # the guest's mask (rcx is saved above)
     mov [r11 + {STATE_CLONE_MASK}], rcx # the child's copy, in its state
@@ -235,7 +238,7 @@ sud_reissue_thread:
     .size sud_reissue_thread, . - sud_reissue_thread
 
 # sud_reissue_exit: a managed thread's exit.  R11 = its state, RDI = the
-# status.  The thread blocks every signal, disarms, drops its alternate
+# status.  The thread blocks every signal but SIGSYS, disarms, drops its alternate
 # stack, marks its state dead (a new thread may take it from then on) and
 # exits; nothing of it is left behind.
     .globl sud_reissue_exit
@@ -244,9 +247,9 @@ sud_reissue_thread:
 sud_reissue_exit:
     mov r12, rdi                        # the status; the thread ends, so its registers no longer matter
     mov r13, r11                        # the state
-    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(SIG_SETMASK, &every signal, NULL, size)
+    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(SIG_SETMASK, &every signal but SIGSYS, NULL, size)
     mov edi, {SIG_SETMASK}              # replace the whole mask
-    lea rsi, [rip + {ALL_SIGNALS}]      # with every signal
+    lea rsi, [rip + {ALL_BUT_SIGSYS}]   # with every signal but SIGSYS (a forced one must not kill the process)
     xor edx, edx                        # no old mask wanted
     mov r10d, {SIGSET_SIZE}             # the kernel's sigset size
     syscall                             # no signal from here on: its stack is going away
