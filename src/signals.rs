@@ -569,18 +569,65 @@ fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
     } else {
         None
     };
+    let record = records_are_mine();
     let old = ACTIONS[signal as usize]
         .lock
-        .with(|| record_and_install(signal, new))?;
+        .with(|| record_and_install(signal, new, record))?;
     if oldact != 0 {
         guest_memory::write(oldact, &old)?;
     }
     Ok(())
 }
 
+/// The process whose dispositions the records are (0 until the first
+/// guest rt_sigaction): they describe its handler table, in its memory.
+static RECORDS_PID: AtomicUsize = AtomicUsize::new(0);
+
+/// `KCMP_SIGHAND` of `enum kcmp_type` (include/uapi/linux/kcmp.h).
+const KCMP_SIGHAND: usize = 4;
+
+/// Whether a guest rt_sigaction made here belongs in the records: in the
+/// process they describe, or in one with a copy of them (a fork child, whose
+/// copy they become), or in one that shares both the memory and the handler
+/// table.  Not in a child that shares the memory but has a handler table of
+/// its own (vfork, posix_spawn): what it sets (SIG_DFL for every handled
+/// signal, before it execs) is its own, and recorded it would become its
+/// parent's.  When the kernel cannot tell (no kcmp), they are.
+fn records_are_mine() -> bool {
+    // SAFETY: getpid has no arguments.
+    let Ok(me) = (unsafe { host::syscall0(__NR_getpid) }) else {
+        return true;
+    };
+    let owner = match RECORDS_PID.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => return true,
+        Err(owner) => owner,
+    };
+    if owner == me {
+        return true;
+    }
+    // SAFETY: kcmp only compares two tasks' resources.
+    let same = |what: usize| unsafe { host::syscall5(__NR_kcmp, owner, me, what, 0, 0) };
+    match same(KCMP_VM) {
+        // Shared memory: the records are its too only with the handlers
+        // (kcmp answers 1, 2 or 3 for two different ones).
+        Ok(0) => !matches!(same(KCMP_SIGHAND), Ok(1..)),
+        Err(errno) if errno != Errno::ESRCH => true,
+        // Memory of its own (or the owner is gone): the records are this
+        // process's from now on.
+        _ => {
+            RECORDS_PID.store(me, Ordering::Release);
+            true
+        }
+    }
+}
+
 /// rt_sigaction's work, under the signal's lock: the guest's previous
-/// disposition, and `new` recorded and installed.
-fn record_and_install(signal: u32, new: Option<KernelSigaction>) -> Result<KernelSigaction, Errno> {
+/// disposition, and `new` installed and, if `record`, recorded.
+fn record_and_install(
+    signal: u32,
+    new: Option<KernelSigaction>,
+    record: bool,
+) -> Result<KernelSigaction, Errno> {
     let actions = &ACTIONS[signal as usize];
     let recorded = actions.guest();
     let old = match recorded {
@@ -597,7 +644,9 @@ fn record_and_install(signal: u32, new: Option<KernelSigaction>) -> Result<Kerne
     if let Some(mut new) = new {
         new.mask &= !(sigmask(SIGKILL) | sigmask(SIGSTOP));
         // Recorded first: the signal may come the moment it is installed.
-        actions.guest.write(Some(&new));
+        if record {
+            actions.guest.write(Some(&new));
+        }
         let keep_to_ourselves = signal == SIGSYS || actions.host().is_some();
         if !keep_to_ourselves {
             let real = if new.handler <= SIG_IGN {
@@ -612,7 +661,9 @@ fn record_and_install(signal: u32, new: Option<KernelSigaction>) -> Result<Kerne
                 })
             };
             if let Err(errno) = sigaction(signal, Some(&real)) {
-                actions.guest.write(recorded.as_ref());
+                if record {
+                    actions.guest.write(recorded.as_ref());
+                }
                 return Err(errno);
             }
         }

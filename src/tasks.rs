@@ -13,8 +13,8 @@ use crate::syscalls::{guest_memory, host};
 use crate::thread::{self, ThreadState};
 use core::sync::atomic::{AtomicU64, Ordering};
 use linux_raw_sys::general::{
-    __NR_clone, __NR_clone3, __NR_fork, __NR_gettid, __NR_vfork, CLONE_CLEAR_SIGHAND, CLONE_VFORK,
-    CLONE_VM, SIGCHLD,
+    __NR_clone, __NR_clone3, __NR_fork, __NR_gettid, __NR_kill, __NR_vfork, CLONE_CLEAR_SIGHAND,
+    CLONE_VFORK, CLONE_VM, SIGCHLD,
 };
 
 /// How many threads can be inside a vfork at once.
@@ -105,7 +105,7 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
     let stale = VFORK_PARENTS.iter().find(|entry| {
         entry.tid.load(Ordering::Relaxed) == tid && entry.rsp.load(Ordering::Relaxed) == rsp
     });
-    let entry = stale.or_else(|| {
+    let free = || {
         VFORK_PARENTS.iter().find(|entry| {
             entry.tid.load(Ordering::Relaxed) == 0
                 && entry
@@ -113,6 +113,10 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
                     .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
         })
+    };
+    let entry = stale.or_else(free).or_else(|| {
+        free_entries_of_gone_threads();
+        free()
     });
     let Some(entry) = entry else {
         return Reissue::Done(Errno::EAGAIN.to_syscall_result());
@@ -125,6 +129,21 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
     Reissue::Stub {
         entry: addr::sud_reissue_vfork(),
         r11: entry as *const VforkParent as u64,
+    }
+}
+
+/// Frees the entries of threads that no longer exist (left by a vfork that
+/// never reached its stub, its thread gone since).
+fn free_entries_of_gone_threads() {
+    for entry in &VFORK_PARENTS {
+        let tid = entry.tid.load(Ordering::Relaxed);
+        // SAFETY: signal 0 only checks that a task `tid` exists (in any
+        // process: a vfork child of this memory files entries too).
+        if tid != 0 && unsafe { host::syscall2(__NR_kill, tid as usize, 0) } == Err(Errno::ESRCH) {
+            let _ = entry
+                .tid
+                .compare_exchange(tid, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 }
 
@@ -180,9 +199,11 @@ fn new_thread(
     if guest_memory::write(top.wrapping_sub(16) as usize, &ticket).is_err() {
         // The new stack is not writable memory: no thread could run on it.
         let result = Errno::EFAULT.to_syscall_result();
-        // The creator is done with the slot: it may be reused.
-        child.clone_result.store(result as u64, Ordering::Release);
         thread::release(child);
+        // Only now is the creator done with the slot: from here on it may be
+        // claimed (an error result makes it reusable), and nothing here
+        // touches it again.
+        child.clone_result.store(result as u64, Ordering::Release);
         return Reissue::Done(result);
     }
     Reissue::Stub {

@@ -294,7 +294,9 @@ fn set_status(state: &ThreadState, status: u64) {
         .store(word & !STATUS | status, Ordering::Release);
 }
 
-/// Gives a slot back (its thread no longer uses it).
+/// Gives a slot back (its thread no longer uses it).  Only its owner
+/// calls it, while the slot cannot be claimed (its status LIVE, and an error
+/// `clone_result` not yet stored).
 pub(crate) fn release(state: &ThreadState) {
     forget_guest_altstacks(state);
     set_status(state, DEAD);

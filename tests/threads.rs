@@ -191,6 +191,33 @@ guest_syscall2_at:
     pop rbx
     ret
 
+# extern "C" fn guest_vfork_sigaction(act: *const KernelSigaction) -> i64:
+# vfork; the child sets SIGUSR1's disposition to *act, as a posix_spawn
+# child resets its parent's handlers, and exits 0 (1 if that failed).
+    .globl guest_vfork_sigaction
+guest_vfork_sigaction:
+    push r15
+    mov r15, rdi                        # the action, in a register the child keeps
+    mov eax, {NR_VFORK}
+    syscall
+    test rax, rax
+    jz 1f
+    pop r15                             # the parent, woken when the child is gone
+    ret
+1:
+    mov eax, {NR_RT_SIGACTION}          # rt_sigaction(SIGUSR1, act, NULL, 8)
+    mov edi, {SIGUSR1}
+    mov rsi, r15
+    xor edx, edx
+    mov r10d, 8
+    syscall
+    xor edi, edi
+    test rax, rax
+    setnz dil                           # 1 if it failed
+    mov eax, {NR_EXIT_GROUP}
+    syscall
+    ud2
+
 # extern "C" fn guest_vfork_exec(t: *const VforkTest) -> i64: vfork (or
 # clone(CLONE_VM | CLONE_VFORK | SIGCHLD) with no new stack); the child
 # checks that it is trapped (else exits 99) and that its signal mask is
@@ -292,6 +319,8 @@ guest_vfork_exec:
     T_CHILD_GETPPID = const std::mem::offset_of!(CloneTest, child_getppid),
     T_CHILD_MASK = const std::mem::offset_of!(CloneTest, child_mask),
     NR_RT_SIGPROCMASK = const __NR_rt_sigprocmask,
+    NR_RT_SIGACTION = const __NR_rt_sigaction,
+    SIGUSR1 = const SIGUSR1,
     EXPECTED_CHILD_MASK = sym EXPECTED_CHILD_MASK,
     V_MASK = const std::mem::offset_of!(VforkTest, mask),
     V_USE_CLONE = const std::mem::offset_of!(VforkTest, use_clone),
@@ -308,6 +337,7 @@ unsafe extern "C" {
     fn guest_fork(nr: u64, a1: u64, a2: u64) -> i64;
     fn guest_vfork_exec(test: *const VforkTest) -> i64;
     fn guest_syscall2_at(rsp: u64, nr: u64, a1: u64, a2: u64) -> i64;
+    fn guest_vfork_sigaction(act: *const KernelSigaction) -> i64;
 }
 
 /// guest_clone's arguments and the child's report.
@@ -1999,6 +2029,61 @@ fn concurrent_guest_rt_sigaction_keeps_record_and_kernel_in_step() {
             assert_eq!(
                 disagreements, 0,
                 "recorded and installed dispositions disagreed in {disagreements} of {ROUNDS} rounds"
+            );
+        },
+    );
+}
+
+/// A vfork child shares its parent's memory, where sud keeps the guest's
+/// dispositions, but not its handler table: what it sets (as a posix_spawn
+/// child resets every handled signal to SIG_DFL before it execs) stays its
+/// own.  The parent still reads back its handler, and its handler still
+/// runs.
+#[test]
+fn vfork_child_rt_sigaction_leaves_the_parents_handlers() {
+    isolated(
+        "vfork_child_rt_sigaction_leaves_the_parents_handlers",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let thread = armed_thread();
+            let action = KernelSigaction {
+                handler: guest_handler as *const () as usize,
+                flags: (SA_SIGINFO | SA_RESTORER) as u64,
+                restorer: 0,
+                mask: 0,
+            };
+            let (r, _) = blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action)));
+            assert_eq!(r, Ok(0));
+            let default = KernelSigaction::default();
+            // SAFETY: the vfork child only makes syscalls and exits.
+            let pid = blocked(&thread, || unsafe { guest_vfork_sigaction(&default) });
+            assert!(pid > 0, "vfork failed: {pid}");
+            let status = wait_status(pid);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "the child's rt_sigaction failed: {status:#x}"
+            );
+            assert_eq!(
+                sud::guest_action(SIGUSR1).map(|(handler, ..)| handler),
+                Some(action.handler),
+                "the child's SIG_DFL became the parent's"
+            );
+            let (r, old) = blocked(&thread, || guest_rt_sigaction(SIGUSR1, None));
+            assert_eq!(r, Ok(0));
+            assert_eq!(old.handler, action.handler);
+            let before = GUEST_HANDLED.load(Ordering::SeqCst);
+            let pid = std::process::id() as usize;
+            let tid = common::gettid() as usize;
+            // SAFETY: a signal to ourselves.
+            let r = blocked(&thread, || unsafe {
+                guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
+            });
+            assert_eq!(r, Ok(0));
+            assert_eq!(
+                GUEST_HANDLED.load(Ordering::SeqCst),
+                before + 1,
+                "the parent's handler did not run"
             );
         },
     );
