@@ -917,3 +917,58 @@ pub(crate) fn guest_sigreturn(state: &ThreadState, regs: &Registers) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    /// A lock left held by a thread of another memory (as in a process
+    /// forked while a thread of its parent held it) is taken over.
+    #[test]
+    fn lock_of_a_holder_in_another_memory_is_taken_over() {
+        // A task that is not in this memory: a child process (kcmp says
+        // another VM), then, reaped, no task at all (ESRCH).
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let lock = HolderLock::new();
+        lock.holder.store(child.id(), Ordering::Relaxed);
+        assert!(lock.holder_is_gone(), "a live holder in another memory");
+        assert_eq!(lock.with(|| 7), 7);
+        assert_eq!(lock.holder.load(Ordering::Relaxed), 0);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        lock.holder.store(child.id(), Ordering::Relaxed);
+        assert!(lock.holder_is_gone(), "a holder that no longer exists");
+        assert_eq!(lock.with(|| 8), 8);
+    }
+
+    /// A lock held by a thread of this process is waited for, however long.
+    #[test]
+    fn lock_of_a_live_holder_is_waited_for() {
+        let lock = Arc::new(HolderLock::new());
+        // SAFETY: gettid has no arguments.
+        let me = unsafe { host::syscall0(__NR_gettid) }.unwrap() as u32;
+        lock.holder.store(me, Ordering::Relaxed);
+        assert!(!lock.holder_is_gone());
+        let entered = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (lock, entered) = (lock.clone(), entered.clone());
+            std::thread::spawn(move || lock.with(|| entered.store(true, Ordering::SeqCst)))
+        };
+        // Far longer than a Wait takes to become long.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            !entered.load(Ordering::SeqCst),
+            "the lock was taken from a live holder"
+        );
+        lock.holder.store(0, Ordering::Release);
+        waiter.join().unwrap();
+        assert!(entered.load(Ordering::SeqCst));
+    }
+}
