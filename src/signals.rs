@@ -26,7 +26,7 @@ use crate::error::{Errno, Error};
 use crate::kernel::{
     KernelSigaction, RED_ZONE, Registers, SIG_IGN, SIGSET_SIZE, SigInfo, UContext, sigmask,
 };
-use crate::sigsys::{Interrupted, Reissue, sigaction};
+use crate::sigsys::{Interrupted, Reissue, set_thread_mask, sigaction};
 use crate::syscalls::{guest_memory, host};
 use crate::thread::{self, ThreadState};
 use core::mem::offset_of;
@@ -190,7 +190,7 @@ impl HolderLock {
         }
         let out = f();
         self.holder.store(0, Ordering::Release);
-        restore_signals(saved);
+        set_thread_mask(saved);
         out
     }
 
@@ -260,18 +260,6 @@ fn block_all_signals() -> u64 {
     old
 }
 
-fn restore_signals(mask: u64) {
-    // SAFETY: a valid sigset, no old one wanted.
-    let _ = unsafe {
-        host::syscall4(
-            __NR_rt_sigprocmask,
-            SIG_SETMASK as usize,
-            &mask as *const u64 as usize,
-            0,
-            SIGSET_SIZE,
-        )
-    };
-}
 
 /// SA_RESETHAND: the kernel reset `signal`'s disposition as it delivered
 /// it; the guest's record follows, unless the guest set another one since

@@ -688,7 +688,7 @@ fn thread_mask() -> u64 {
 }
 
 /// Sets the calling thread's real signal mask.
-fn set_thread_mask(mask: u64) {
+pub(crate) fn set_thread_mask(mask: u64) {
     // SAFETY: a valid sigset, no old set wanted.
     let _ = unsafe {
         host::syscall4(
