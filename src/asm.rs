@@ -14,6 +14,7 @@ use linux_raw_sys::general::{
     __NR_exit, __NR_gettid, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn,
     __NR_sigaltstack, SIG_BLOCK, SIG_SETMASK, SIGSYS, SS_DISABLE,
 };
+use linux_raw_sys::io_uring::io_uring_getevents_arg;
 use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF};
 
 /// A signal set with every signal but SIGSYS, for the task stubs'
@@ -63,6 +64,8 @@ global_asm!(
     VFORK_STATE = const offset_of!(VforkParent, state),
     VFORK_ENTRY_SIZE = const size_of::<VforkParent>(),
     SIGSET_SIZE = const SIGSET_SIZE,
+    URING_ARG_SIGMASK_SZ = const offset_of!(io_uring_getevents_arg, sigmask_sz),
+    URING_ARG_TS = const offset_of!(io_uring_getevents_arg, ts),
     ALL_BUT_SIGSYS = sym ALL_BUT_SIGSYS,
     NO_ALTSTACK = sym NO_ALTSTACK,
     PR_SYS_DISPATCH_OFF = const PR_SYS_DISPATCH_OFF,

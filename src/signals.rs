@@ -39,7 +39,7 @@ use linux_raw_sys::general::{
     SIG_SETMASK, SIG_UNBLOCK, SIGKILL, SIGSTOP, SIGSYS, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
 };
 use linux_raw_sys::io_uring::{
-    IORING_ENTER_EXT_ARG, IORING_ENTER_EXT_ARG_REG, IORING_ENTER_GETEVENTS,
+    IORING_ENTER_EXT_ARG, IORING_ENTER_EXT_ARG_REG, IORING_ENTER_GETEVENTS, io_uring_getevents_arg,
 };
 
 /// Signals 1 to 64; index 0 unused.
@@ -259,7 +259,6 @@ fn block_all_signals() -> u64 {
     };
     old
 }
-
 
 /// SA_RESETHAND: the kernel reset `signal`'s disposition as it delivered
 /// it; the guest's record follows, unless the guest set another one since
@@ -873,15 +872,14 @@ fn sanitise_io_uring_enter(regs: &Registers) -> Reissue {
     if flags & IORING_ENTER_EXT_ARG == 0 {
         return sanitise_mask(regs, Arg::R8);
     }
-    // struct io_uring_getevents_arg { u64 sigmask; u32 sigmask_sz; u32 min_wait_usec; u64 ts; }
     // Any other size the kernel refuses (EINVAL), as it is.
-    if regs.r9 != size_of::<[u64; 3]>() as u64 {
+    if regs.r9 != size_of::<io_uring_getevents_arg>() as u64 {
         return Reissue::Plain;
     }
-    let Ok([mask_pointer, ..]) = guest_memory::read::<[u64; 3]>(regs.r8 as usize) else {
+    let Ok(arg) = guest_memory::read::<io_uring_getevents_arg>(regs.r8 as usize) else {
         return Reissue::Plain;
     };
-    match mask_holding_sigsys(mask_pointer) {
+    match mask_holding_sigsys(arg.sigmask) {
         Some(mask) if regs.r8 != 0 => Reissue::Stub {
             entry: addr::sud_reissue_mask_uring_arg(),
             r11: mask & !SIGSYS_BIT,
@@ -889,6 +887,15 @@ fn sanitise_io_uring_enter(regs: &Registers) -> Reissue {
         _ => Reissue::Plain,
     }
 }
+
+// `sud_reissue_mask_uring_arg` copies the struct as three quadwords, the
+// first of them `sigmask`.
+static_assertions::const_assert_eq!(offset_of!(io_uring_getevents_arg, sigmask), 0);
+static_assertions::const_assert_eq!(
+    offset_of!(io_uring_getevents_arg, sigmask_sz) + 8,
+    offset_of!(io_uring_getevents_arg, ts)
+);
+static_assertions::const_assert_eq!(size_of::<io_uring_getevents_arg>(), 3 * 8);
 
 /// A guest's own rt_sigreturn: its frame's mask is the one to reinstall,
 /// so SIGSYS goes from it to the virtual mask.  RSP points at the frame's

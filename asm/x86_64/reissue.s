@@ -98,9 +98,9 @@ sud_reissue_mask_uring_arg:
     push r8                             # the guest's own pointer to its struct
     push r11                            # the mask without SIGSYS
     mov r11, rsp                        # its address, for the copy
-    push qword ptr [r8 + 16]            # the copy: ts
-    push qword ptr [r8 + 8]             # sigmask_sz and min_wait_usec
-    push r11                            # sigmask: the mask above
+    push qword ptr [r8 + {URING_ARG_TS}]         # the copy, from the top: ts
+    push qword ptr [r8 + {URING_ARG_SIGMASK_SZ}] # sigmask_sz and min_wait_usec
+    push r11                            # sigmask: the mask above (offset 0)
     mov r8, rsp                         # the syscall reads the copy
     syscall                             # the syscall
     lea rsp, [rsp + 32]                 # over the copy and the mask; lea keeps the flags
