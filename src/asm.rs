@@ -1,28 +1,34 @@
 //! Every line of assembly in the crate: the files in `asm/x86_64/`, given
-//! their constants and symbols by Rust, and the declarations Rust calls them by.
+//! their constants and symbols by Rust.  Nothing imports this module: it
+//! only takes from every layer what the asm needs (struct offsets, stack
+//! layouts, syscall numbers, the Rust functions it calls), and the layers
+//! declare the asm symbols they use themselves (`sys::raw`: the
+//! trampolines; `region`: everything else).
 //!
 //! The allowed-region files go into a single `global_asm!` so they land in
 //! one object file, in this order, as one input section `sud_allowed`.
 
-use crate::kernel::{RED_ZONE, Registers, SIGSET_SIZE};
-use crate::sigsys::{DirectFrame, entry_dispatch, redirect_run, xsave};
-use crate::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN, VforkParent};
-use crate::thread::{DEAD, ThreadState};
+use crate::dispatch::direct::{DirectFrame, entry_dispatch, redirect_run};
+use crate::dispatch::signal::dispatch;
+use crate::kernel::Registers;
+use crate::kernel::sigaction::{ALL_BUT_SIGSYS, SIGSET_SIZE};
+use crate::kernel::stack::{AtomicStack, RED_ZONE, disabled_stack};
+use crate::region::sud_restorer;
+use crate::reissue::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN, VforkParent};
+use crate::signals::on_signal;
+use crate::thread::state::{DEAD, ThreadState};
+use crate::xsave;
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
 use linux_raw_sys::general::{
     __NR_exit, __NR_gettid, __NR_prctl, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn,
-    __NR_sigaltstack, SIG_BLOCK, SIG_SETMASK, SIGSYS, SS_DISABLE,
+    __NR_sigaltstack, SIG_BLOCK, SIG_SETMASK, SIGSYS,
 };
 use linux_raw_sys::io_uring::io_uring_getevents_arg;
 use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF};
 
-/// A signal set with every signal but SIGSYS, for the task stubs'
-/// rt_sigprocmask: a SIGSYS the kernel forces (seccomp's RET_TRAP on the
-/// clone itself) must find it unblocked, or it kills the process.
-static ALL_BUT_SIGSYS: u64 = !crate::kernel::sigmask(SIGSYS);
-/// A `stack_t` (sp, flags, size) that disables the alternate signal stack.
-static NO_ALTSTACK: [u64; 3] = [0, SS_DISABLE as u64, 0];
+/// A `stack_t` that disables the alternate signal stack, for the exit stub.
+static NO_ALTSTACK: AtomicStack = AtomicStack::holding(disabled_stack());
 
 // The allowed region: trampolines, reissue and task stubs, restorer.
 global_asm!(
@@ -43,17 +49,17 @@ global_asm!(
     SIG_SETMASK = const SIG_SETMASK,
     SIG_BLOCK = const SIG_BLOCK,
     RED_ZONE = const RED_ZONE,
-    STATE_ARM_OP = const offset_of!(ThreadState, arm),
-    STATE_ARM_OFFSET = const offset_of!(ThreadState, arm) + 8,
-    STATE_ARM_LEN = const offset_of!(ThreadState, arm) + 16,
-    STATE_ARM_SELECTOR = const offset_of!(ThreadState, arm) + 24,
-    STATE_RESUME = const offset_of!(ThreadState, resume),
-    STATE_ALTSTACK = const offset_of!(ThreadState, altstack),
-    STATE_CLONE_RESULT = const offset_of!(ThreadState, clone_result),
-    STATE_CLONE_MASK = const offset_of!(ThreadState, clone_mask),
-    STATE_STATE = const offset_of!(ThreadState, state),
-    STATE_SIGSYS_ACTION = const offset_of!(ThreadState, sigsys_action),
-    STATE_TID = const offset_of!(ThreadState, tid),
+    STATE_ARM_OP = const offset_of!(ThreadState, task.arming.op),
+    STATE_ARM_OFFSET = const offset_of!(ThreadState, task.arming.offset),
+    STATE_ARM_LEN = const offset_of!(ThreadState, task.arming.len),
+    STATE_ARM_SELECTOR = const offset_of!(ThreadState, task.arming.selector),
+    STATE_RESUME = const offset_of!(ThreadState, task.resume),
+    STATE_ALTSTACK = const offset_of!(ThreadState, task.altstack),
+    STATE_CLONE_RESULT = const offset_of!(ThreadState, claim.clone_result),
+    STATE_CLONE_MASK = const offset_of!(ThreadState, task.clone_mask),
+    STATE_STATE = const offset_of!(ThreadState, claim.status),
+    STATE_SIGSYS_ACTION = const offset_of!(ThreadState, task.sigsys_action),
+    STATE_TID = const offset_of!(ThreadState, claim.tid),
     STATE_DEAD = const DEAD,
     VFORK_PARENTS = sym VFORK_PARENTS,
     VFORK_PARENTS_LEN = const VFORK_PARENTS_LEN,
@@ -103,106 +109,14 @@ global_asm!(
     REDIRECT_RUN = sym redirect_run,
 );
 
-// The raw SIGSYS entry (ordinary text: it makes no syscall).
+// The raw handler entries (ordinary text: they make no syscall).
 global_asm!(
     include_str!("../asm/x86_64/sigsys_entry.s"),
-    DISPATCH = sym crate::sigsys::dispatch,
+    DISPATCH = sym dispatch,
     RESTORER = sym sud_restorer,
 );
-
-unsafe extern "C" {
-    /// Trampoline: syscall `nr` with no argument, from the allowed region.
-    pub(crate) fn sud_syscall0(nr: usize) -> usize;
-    pub(crate) fn sud_syscall1(nr: usize, a1: usize) -> usize;
-    pub(crate) fn sud_syscall2(nr: usize, a1: usize, a2: usize) -> usize;
-    pub(crate) fn sud_syscall3(nr: usize, a1: usize, a2: usize, a3: usize) -> usize;
-    pub(crate) fn sud_syscall4(nr: usize, a1: usize, a2: usize, a3: usize, a4: usize) -> usize;
-    pub(crate) fn sud_syscall5(
-        nr: usize,
-        a1: usize,
-        a2: usize,
-        a3: usize,
-        a4: usize,
-        a5: usize,
-    ) -> usize;
-    pub(crate) fn sud_syscall6(
-        nr: usize,
-        a1: usize,
-        a2: usize,
-        a3: usize,
-        a4: usize,
-        a5: usize,
-        a6: usize,
-    ) -> usize;
-
-    // Code Rust never calls, only points the kernel or generated code at:
-    // declared as bytes, so that all Rust can do is take their address.
-
-    /// Trampoline with the `syscall` instruction's own registers.
-    static sud_syscall: u8;
-    /// The restorer: `mov rax, 15; syscall`.
-    static sud_restorer: u8;
-    /// Reissue stub: runs the guest's syscall and returns to the guest.
-    static sud_reissue: u8;
-    /// Reissue stub for a guest's rt_sigreturn.
-    static sud_reissue_sigreturn: u8;
-    /// Installs an alternate stack after rt_sigreturn.
-    static sud_reissue_set_altstack: u8;
-    /// Reissue stubs running a syscall with a copy of its signal mask
-    /// (the argument in one register, behind a pair, or in io_uring's struct).
-    static sud_reissue_mask_rdi: u8;
-    static sud_reissue_mask_r10: u8;
-    static sud_reissue_mask_r8: u8;
-    static sud_reissue_mask_pair: u8;
-    static sud_reissue_mask_uring_arg: u8;
-    /// The signal-free entry and the redirect stubs.
-    static sud_entry: u8;
-    static sud_redirect: u8;
-    static sud_redirect_on_stack: u8;
-    /// Task stubs: fork-like, vfork-like, new thread, thread exit.
-    static sud_reissue_fork: u8;
-    static sud_reissue_vfork: u8;
-    static sud_reissue_thread: u8;
-    static sud_reissue_exit: u8;
-    /// The SIGSYS entry the kernel calls as an SA_SIGINFO handler.
-    static sud_sigsys_entry: u8;
-
-    /// First byte of the allowed region; defined by the linker.
-    static __start_sud_allowed: u8;
-    /// One past the last byte of the allowed region; defined by the linker.
-    static __stop_sud_allowed: u8;
-}
-
-/// Addresses of the asm code that Rust only points to.
-pub(crate) mod addr {
-    macro_rules! addresses {
-        ($($name:ident),*) => {$(
-            #[inline(always)]
-            pub(crate) fn $name() -> usize {
-                (&raw const super::$name) as usize
-            }
-        )*};
-    }
-    addresses!(
-        sud_syscall,
-        sud_restorer,
-        sud_reissue,
-        sud_reissue_sigreturn,
-        sud_reissue_set_altstack,
-        sud_reissue_mask_rdi,
-        sud_reissue_mask_r10,
-        sud_reissue_mask_r8,
-        sud_reissue_mask_pair,
-        sud_reissue_mask_uring_arg,
-        sud_entry,
-        sud_redirect,
-        sud_redirect_on_stack,
-        sud_reissue_fork,
-        sud_reissue_vfork,
-        sud_reissue_thread,
-        sud_reissue_exit,
-        sud_sigsys_entry,
-        __start_sud_allowed,
-        __stop_sud_allowed
-    );
-}
+global_asm!(
+    include_str!("../asm/x86_64/signal_entry.s"),
+    ON_SIGNAL = sym on_signal,
+    RESTORER = sym sud_restorer,
+);

@@ -53,7 +53,7 @@
 //! with [`Thread`]; the tasks guest code creates (clone, clone3, fork, vfork)
 //! are armed again before they run a guest instruction.  While armed, SIGSYS
 //! stays deliverable whatever the guest does with masks and dispositions
-//! (see `src/signals.rs`), and [`install_host_handler`] runs host signal
+//! (see `src/reissue/sigstate.rs`), and [`install_host_handler`] runs host signal
 //! handlers under ALLOW.
 //!
 //! ```no_run
@@ -95,13 +95,26 @@
 //! # }
 //! ```
 //!
-//! Where things are:
-//! - the allowed region and its symbols: [`allowed_region`] (`src/region.rs`,
-//!   `asm/x86_64/{trampolines,reissue,tasks,restorer}.s`);
-//! - the selector and arming: `src/arm.rs`; per-thread state: `src/thread.rs`;
-//! - the SIGSYS path: `asm/x86_64/sigsys_entry.s` -> `src/sigsys.rs`, with
-//!   `src/tasks.rs` and `src/signals.rs` for what a reissue must take care of;
-//! - the kernel structs it reads: `src/kernel.rs`.
+//! Where things are, layer by layer from the bottom (each module uses only
+//! those above it in this list; `asm.rs` is imported by nobody):
+//! - `kernel/`: the kernel ABI types (signal frame, `kernel_sigaction`,
+//!   `stack_t`), layouts asserted; `error.rs`: [`Errno`], [`Error`];
+//!   `xsave.rs`: how the direct paths keep the extended state;
+//! - `sys/`: typed wrappers for every syscall the runtime makes, through the
+//!   trampolines; the raw [`host`] and [`guest`] syscalls;
+//! - `region.rs`: the [allowed region](allowed_region) and the asm symbols;
+//! - `selector.rs`: [`Selector`]; `arm.rs`: arming, [`support`];
+//! - `thread/`: per-thread state, its arena, [`Thread`], [`arm`];
+//! - `dispositions/`: the guest's and the host's signal dispositions and
+//!   their lock;
+//! - `callback/`: the callback's view ([`Syscall`]) and answer ([`Action`]),
+//!   [`install`];
+//! - `reissue/`: what a reissued syscall needs (tasks, the signal state,
+//!   sigaltstack, masked waits), behind one router;
+//! - `signals/`: host and guest handlers, foreign SIGSYS;
+//! - `dispatch/`: the SIGSYS path and the direct paths (`sud_entry`,
+//!   redirect), which put it all together;
+//! - `asm/x86_64/*.s` through `asm.rs`: every line of assembly.
 
 #![no_std]
 // Syscall numbers keep the kernel's names (`__NR_getpid`), in patterns too.
@@ -112,22 +125,26 @@ compile_error!("sud supports x86-64 Linux only");
 
 mod arm;
 mod asm;
+mod callback;
+mod dispatch;
+mod dispositions;
 mod error;
 mod kernel;
 mod region;
+mod reissue;
+mod selector;
 mod signals;
-mod sigsys;
-mod syscalls;
-mod tasks;
+mod sys;
 mod thread;
+mod xsave;
 
-pub use arm::{
-    SELECTOR, Selector, Support, arm, arm_inclusive, disarm, set_syscall_user_dispatch, support,
-};
+pub use arm::{Support, disarm, set_syscall_user_dispatch, support};
+pub use callback::{Action, Handler, Redirect, Syscall, install, install_redirect, uninstall};
+pub use dispositions::guest_action;
 pub use error::{Errno, Error};
 pub use kernel::{Registers, SigContext, SigInfo, UContext};
 pub use region::{RegionSymbols, allowed_region, region_symbols};
-pub use signals::{HostHandler, adopt_signal, guest_action, install_host_handler};
-pub use sigsys::{Action, Handler, Redirect, Syscall, install, install_redirect, uninstall};
-pub use syscalls::{guest, host};
-pub use thread::Thread;
+pub use selector::{SELECTOR, Selector};
+pub use signals::{HostHandler, adopt_signal, install_host_handler};
+pub use sys::{guest, host};
+pub use thread::{Thread, arm, arm_inclusive};

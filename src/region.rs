@@ -21,11 +21,91 @@
 //! it, and every `syscall` in it is followed by another instruction, because
 //! the kernel tests the address *after* the `syscall`.
 
+//!
+//! This module also declares every asm entry point Rust refers to but the
+//! trampolines (which `sys` declares, since it calls them): the code that
+//! Rust only points the kernel, a signal frame or generated code at is
+//! declared as bytes, so that all Rust can do is take its address.
+
+use crate::sys::raw;
 use core::ops::Range;
+
+unsafe extern "C" {
+    /// Trampoline with the `syscall` instruction's own registers.
+    static sud_syscall: u8;
+    /// The restorer: `mov rax, 15; syscall`.
+    pub(crate) static sud_restorer: u8;
+    /// Reissue stub: runs the guest's syscall and returns to the guest.
+    static sud_reissue: u8;
+    /// Reissue stub for a guest's rt_sigreturn.
+    static sud_reissue_sigreturn: u8;
+    /// Installs an alternate stack after rt_sigreturn.
+    static sud_reissue_set_altstack: u8;
+    /// Reissue stubs running a syscall with a copy of its signal mask
+    /// (the argument in one register, behind a pair, or in io_uring's struct).
+    static sud_reissue_mask_rdi: u8;
+    static sud_reissue_mask_r10: u8;
+    static sud_reissue_mask_r8: u8;
+    static sud_reissue_mask_pair: u8;
+    static sud_reissue_mask_uring_arg: u8;
+    /// The signal-free entry and the redirect stubs.
+    static sud_entry: u8;
+    static sud_redirect: u8;
+    static sud_redirect_on_stack: u8;
+    /// Task stubs: fork-like, vfork-like, new thread, thread exit.
+    static sud_reissue_fork: u8;
+    static sud_reissue_vfork: u8;
+    static sud_reissue_thread: u8;
+    static sud_reissue_exit: u8;
+    /// The SIGSYS entry the kernel calls as an SA_SIGINFO handler.
+    static sud_sigsys_entry: u8;
+    /// The entry of every other handler sud installs (host and guest handlers).
+    static sud_signal_entry: u8;
+
+    /// First byte of the allowed region; defined by the linker.
+    static __start_sud_allowed: u8;
+    /// One past the last byte of the allowed region; defined by the linker.
+    static __stop_sud_allowed: u8;
+}
+
+/// Addresses of the asm code that Rust only points to.
+pub(crate) mod addr {
+    macro_rules! addresses {
+        ($($name:ident),*) => {$(
+            #[inline(always)]
+            pub(crate) fn $name() -> usize {
+                (&raw const super::$name) as usize
+            }
+        )*};
+    }
+    addresses!(
+        sud_syscall,
+        sud_restorer,
+        sud_reissue,
+        sud_reissue_sigreturn,
+        sud_reissue_set_altstack,
+        sud_reissue_mask_rdi,
+        sud_reissue_mask_r10,
+        sud_reissue_mask_r8,
+        sud_reissue_mask_pair,
+        sud_reissue_mask_uring_arg,
+        sud_entry,
+        sud_redirect,
+        sud_redirect_on_stack,
+        sud_reissue_fork,
+        sud_reissue_vfork,
+        sud_reissue_thread,
+        sud_reissue_exit,
+        sud_sigsys_entry,
+        sud_signal_entry,
+        __start_sud_allowed,
+        __stop_sud_allowed
+    );
+}
 
 /// The allowed region's address range in this process.
 pub fn allowed_region() -> Range<usize> {
-    crate::asm::addr::__start_sud_allowed()..crate::asm::addr::__stop_sud_allowed()
+    addr::__start_sud_allowed()..addr::__stop_sud_allowed()
 }
 
 /// Addresses of the allowed region's entry points, for generated code that
@@ -50,16 +130,15 @@ pub struct RegionSymbols {
 
 /// Where each entry point of the allowed region lies in this process.
 pub fn region_symbols() -> RegionSymbols {
-    use crate::asm::{self, addr};
     RegionSymbols {
         syscall_c: [
-            asm::sud_syscall0 as *const () as usize,
-            asm::sud_syscall1 as *const () as usize,
-            asm::sud_syscall2 as *const () as usize,
-            asm::sud_syscall3 as *const () as usize,
-            asm::sud_syscall4 as *const () as usize,
-            asm::sud_syscall5 as *const () as usize,
-            asm::sud_syscall6 as *const () as usize,
+            raw::sud_syscall0 as *const () as usize,
+            raw::sud_syscall1 as *const () as usize,
+            raw::sud_syscall2 as *const () as usize,
+            raw::sud_syscall3 as *const () as usize,
+            raw::sud_syscall4 as *const () as usize,
+            raw::sud_syscall5 as *const () as usize,
+            raw::sud_syscall6 as *const () as usize,
         ],
         syscall: addr::sud_syscall(),
         reissue: addr::sud_reissue(),

@@ -1,8 +1,19 @@
-//! The kernel's x86-64 signal ABI, written out by hand because linux-raw-sys
-//! has no `ucontext` or `sigcontext` for x86-64.  Every struct the SIGSYS path
-//! or the assembly touches has its size and field offsets asserted, against
-//! linux-raw-sys where it has the type and against the kernel's uapi headers
-//! (`asm/sigcontext.h`, `asm-generic/ucontext.h`) where it has not.
+//! The bottom layer: the kernel's x86-64 ABI as the runtime uses it, one
+//! Rust type per kernel struct.
+//!
+//! - the signal frame (`ucontext`, `sigcontext`, `siginfo`), here, written out
+//!   by hand because linux-raw-sys has none for x86-64;
+//! - `kernel_sigaction` and signal sets: [`sigaction`];
+//! - `stack_t` (linux-raw-sys's) and the red zone: [`stack`].
+//!
+//! Every struct the SIGSYS path or the assembly touches has its size and
+//! field offsets asserted, against linux-raw-sys where it has the type and
+//! against the kernel's uapi headers (`asm/sigcontext.h`,
+//! `asm-generic/ucontext.h`) where it has not.  Where several threads share
+//! one of these structs, its atomic holder is defined beside it.
+
+pub(crate) mod sigaction;
+pub(crate) mod stack;
 
 use core::mem::{offset_of, size_of};
 use linux_raw_sys::general as sys;
@@ -36,6 +47,17 @@ pub struct Registers {
     pub rsp: u64,
     pub rip: u64,
     pub rflags: u64,
+}
+
+impl Registers {
+    /// Leaves the registers as a native `syscall` returning `result` would:
+    /// RAX = the result, RCX = the return address (RIP), R11 = RFLAGS.
+    #[inline]
+    pub(crate) fn finish_syscall(&mut self, result: usize) {
+        self.rax = result as u64;
+        self.rcx = self.rip;
+        self.r11 = self.rflags;
+    }
 }
 
 /// `struct sigcontext` (64-bit): the registers rt_sigreturn reinstalls.
@@ -86,33 +108,6 @@ pub struct SigInfo {
     _rest: [u64; 12],
 }
 
-/// `struct kernel_sigaction`, the argument of the raw `rt_sigaction`.  The
-/// handler is a plain address so that SIG_DFL (0) and SIG_IGN (1) fit.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct KernelSigaction {
-    pub handler: usize,
-    pub flags: u64,
-    pub restorer: usize,
-    pub mask: u64,
-}
-
-/// `SIG_DFL` as a handler address.
-pub(crate) const SIG_DFL: usize = 0;
-/// `SIG_IGN` as a handler address.
-pub(crate) const SIG_IGN: usize = 1;
-/// The size of the kernel's signal set, the last argument of rt_sigaction
-/// and rt_sigprocmask.
-pub(crate) const SIGSET_SIZE: usize = size_of::<u64>();
-/// The bytes below RSP that x86-64 code may use without moving RSP, and that
-/// the kernel skips before it builds a signal frame.
-pub(crate) const RED_ZONE: usize = 128;
-
-/// The bit of a signal in a kernel signal set.
-pub(crate) const fn sigmask(signal: u32) -> u64 {
-    1 << (signal - 1)
-}
-
 // Offsets from arch/x86/include/uapi/asm/sigcontext.h and the rt frame.
 const_assert_eq!(size_of::<Registers>(), 18 * 8);
 const_assert_eq!(offset_of!(Registers, rax), 13 * 8);
@@ -133,21 +128,3 @@ const_assert_eq!(offset_of!(SigInfo, si_code), 8);
 const_assert_eq!(offset_of!(SigInfo, si_call_addr), 16);
 const_assert_eq!(offset_of!(SigInfo, si_syscall), 24);
 const_assert_eq!(offset_of!(SigInfo, si_arch), 28);
-// kernel_sigaction: the same layout as linux-raw-sys's.
-const_assert_eq!(
-    size_of::<KernelSigaction>(),
-    size_of::<sys::kernel_sigaction>()
-);
-const_assert_eq!(
-    offset_of!(KernelSigaction, flags),
-    offset_of!(sys::kernel_sigaction, sa_flags)
-);
-const_assert_eq!(
-    offset_of!(KernelSigaction, restorer),
-    offset_of!(sys::kernel_sigaction, sa_restorer)
-);
-const_assert_eq!(
-    offset_of!(KernelSigaction, mask),
-    offset_of!(sys::kernel_sigaction, sa_mask)
-);
-const_assert_eq!(SIGSET_SIZE, size_of::<sys::kernel_sigset_t>());

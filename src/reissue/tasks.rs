@@ -4,17 +4,20 @@
 //! state and alternate stack), and a managed thread's exit leaves nothing
 //! behind.  The stubs are in `asm/x86_64/tasks.s`.
 
-use crate::arm::SELECTOR;
-use crate::asm::addr;
+use super::continuation::Continuation;
+use crate::dispositions::our_sigsys_action;
 use crate::error::Errno;
-use crate::kernel::{KernelSigaction, RED_ZONE, Registers};
-use crate::sigsys::Reissue;
-use crate::syscalls::{guest_memory, host};
-use crate::thread::{self, ThreadState};
+use crate::kernel::Registers;
+use crate::kernel::sigaction::KernelSigaction;
+use crate::kernel::stack::RED_ZONE;
+use crate::region::addr;
+use crate::sys::{self, guest_memory};
+use crate::thread::arena;
+use crate::thread::state::ThreadState;
 use core::sync::atomic::{AtomicU64, Ordering};
 use linux_raw_sys::general::{
-    __NR_clone, __NR_clone3, __NR_fork, __NR_gettid, __NR_kill, __NR_vfork, CLONE_CLEAR_SIGHAND,
-    CLONE_VFORK, CLONE_VM, SIGCHLD,
+    __NR_clone, __NR_clone3, __NR_fork, __NR_vfork, CLONE_ARGS_SIZE_VER0, CLONE_CLEAR_SIGHAND,
+    CLONE_VFORK, CLONE_VM, SIGCHLD, clone_args,
 };
 
 /// How many threads can be inside a vfork at once.
@@ -50,7 +53,11 @@ pub(crate) static VFORK_PARENTS: [VforkParent; VFORK_PARENTS_LEN] = [const {
 /// What `sud_reissue_vfork` has pushed below the guest's red zone when it
 /// looks for its entry: the return address, the state, the mask, RFLAGS and
 /// RAX.
-const VFORK_STUB_PUSHES: u64 = 5 * 8;
+pub(crate) const VFORK_STUB_PUSHES: u64 = 5 * 8;
+
+/// Where a new thread finds its state: this far below the top of the stack
+/// its clone gives it, written there by the dispatcher.
+pub(crate) const NEW_THREAD_TICKET_DEPTH: u64 = 16;
 
 /// The flags and, when the child gets one, the top of the new stack.
 fn clone_shape(nr: u32, regs: &Registers) -> Option<(u64, Option<u64>)> {
@@ -60,27 +67,40 @@ fn clone_shape(nr: u32, regs: &Registers) -> Option<(u64, Option<u64>)> {
         // clone(flags, stack, parent_tid, child_tid, tls)
         __NR_clone => Some((regs.rdi, (regs.rsi != 0).then_some(regs.rsi))),
         __NR_clone3 => {
-            // struct clone_args: flags at 0, stack at 40, stack_size at 48.
             // Anything the kernel will refuse (a short or unreadable struct)
             // is left for it to refuse.
-            if regs.rsi < 64 {
+            if regs.rsi < CLONE_ARGS_SIZE_VER0 as u64 {
                 return None;
             }
-            let args: [u64; 8] = guest_memory::read(regs.rdi as usize).ok()?;
-            let (flags, stack, size) = (args[0], args[5], args[6]);
-            Some((flags, (stack != 0).then_some(stack.wrapping_add(size))))
+            // The fields read here are all in the first version of the struct.
+            let args: CloneArgs =
+                guest_memory::read_prefix(regs.rdi as usize, CLONE_ARGS_SIZE_VER0 as usize).ok()?;
+            let args = args.0;
+            let stack = (args.stack != 0).then_some(args.stack.wrapping_add(args.stack_size));
+            Some((args.flags, stack))
         }
         _ => None,
+    }
+}
+
+/// `clone_args`, zero-initialised for a prefix read.
+#[derive(Clone, Copy)]
+struct CloneArgs(clone_args);
+
+impl Default for CloneArgs {
+    fn default() -> CloneArgs {
+        // SAFETY: clone_args is plain integers; all zeros is its default.
+        CloneArgs(unsafe { core::mem::zeroed() })
     }
 }
 
 /// fork, vfork, clone, clone3: picks the stub, and for a new thread
 /// prepares its state.  `blocked`: whether the guest made the syscall under
 /// BLOCK, as a new thread's own selector starts out.
-pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool) -> Reissue {
+pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool) -> Continuation {
     let nr = regs.rax as u32;
     let Some((flags, new_stack)) = clone_shape(nr, regs) else {
-        return Reissue::Plain;
+        return Continuation::Plain;
     };
     let clear_sighand = flags & CLONE_CLEAR_SIGHAND != 0;
     if let Some(top) = new_stack {
@@ -91,13 +111,12 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
     // while its parent sleeps.
     state.sigsys_action_for_child(clear_sighand);
     if flags & CLONE_VFORK as u64 == 0 {
-        return Reissue::Stub {
+        return Continuation::Stub {
             entry: addr::sud_reissue_fork(),
             r11: state as *const ThreadState as u64,
         };
     }
-    // SAFETY: gettid has no arguments.
-    let tid = unsafe { host::syscall0(__NR_gettid) }.unwrap_or(0) as u64;
+    let tid = sys::gettid() as u64;
     let rsp = regs.rsp.wrapping_sub(RED_ZONE as u64 + VFORK_STUB_PUSHES);
     // An entry with this very key is left over from a vfork that never
     // reached its stub (the thread was interrupted and went elsewhere):
@@ -119,14 +138,14 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
         free()
     });
     let Some(entry) = entry else {
-        return Reissue::Done(Errno::EAGAIN.to_syscall_result());
+        return Continuation::Done(Errno::EAGAIN.to_syscall_result());
     };
     entry.rsp.store(rsp, Ordering::Relaxed);
     entry.resume.store(regs.rip, Ordering::Relaxed);
     entry
         .state
         .store(state as *const ThreadState as u64, Ordering::Release);
-    Reissue::Stub {
+    Continuation::Stub {
         entry: addr::sud_reissue_vfork(),
         r11: entry as *const VforkParent as u64,
     }
@@ -137,9 +156,8 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
 fn free_entries_of_gone_threads() {
     for entry in &VFORK_PARENTS {
         let tid = entry.tid.load(Ordering::Relaxed);
-        // SAFETY: signal 0 only checks that a task `tid` exists (in any
-        // process: a vfork child of this memory files entries too).
-        if tid != 0 && unsafe { host::syscall2(__NR_kill, tid as usize, 0) } == Err(Errno::ESRCH) {
+        // In any process: a vfork child of this memory files entries too.
+        if tid != 0 && !sys::task_exists(tid as i32) {
             let _ = entry
                 .tid
                 .compare_exchange(tid, 0, Ordering::AcqRel, Ordering::Relaxed);
@@ -156,57 +174,55 @@ fn new_thread(
     top: u64,
     clear_sighand: bool,
     blocked: bool,
-) -> Reissue {
-    let child = match thread::allocate() {
+) -> Continuation {
+    let child = match arena::allocate() {
         Ok(child) => child,
-        Err(errno) => return Reissue::Done(errno.to_syscall_result()),
+        Err(errno) => return Continuation::Done(errno.to_syscall_result()),
     };
     if parent.is_global() {
         // Children of threads on the global selector stay on it, as it is.
-        child
-            .selector
-            .store(&SELECTOR as *const _ as *mut _, Ordering::Relaxed);
+        child.use_global_selector();
     } else if blocked {
         // The child resumes guest code in the state its parent made the
         // clone in (its own selector starts at ALLOW).
         // SAFETY: that is the state the parent's guest code runs in.
         unsafe { child.selector().block() };
     }
-    let selector = child.selector();
-    let arm: [u64; 4] = core::array::from_fn(|i| parent.arm[i].load(Ordering::Relaxed));
-    child.set_arm(
-        arm[0] as u32,
-        arm[1] as usize,
-        arm[2] as usize,
-        selector.as_ptr(),
-    );
-    child.resume.store(regs.rip, Ordering::Relaxed);
+    let (op, range) = parent.task.arming.mode();
+    child.task.arming.set(op, range, child.selector().as_ptr());
+    child.task.resume.store(regs.rip, Ordering::Relaxed);
     child
+        .host
         .data
-        .store(parent.data.load(Ordering::Relaxed), Ordering::Relaxed);
-    child.guest_blocks_sigsys.store(
-        parent.guest_blocks_sigsys.load(Ordering::Relaxed),
+        .store(parent.host.data.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.guest.blocks_sigsys.store(
+        parent.guest.blocks_sigsys.load(Ordering::Relaxed),
         Ordering::Relaxed,
     );
     // A child in a memory of its own (no CLONE_VM), or a vfork child, is of
     // no more use to this process once the parent is back.
     let parent_releases = flags & CLONE_VM as u64 == 0 || flags & CLONE_VFORK as u64 != 0;
     child
+        .claim
         .parent_releases
         .store(parent_releases, Ordering::Relaxed);
     child.sigsys_action_for_child(clear_sighand);
     let ticket = child as *const ThreadState as u64;
-    if guest_memory::write(top.wrapping_sub(16) as usize, &ticket).is_err() {
+    let ticket_at = top.wrapping_sub(NEW_THREAD_TICKET_DEPTH) as usize;
+    if guest_memory::write(ticket_at, &ticket).is_err() {
         // The new stack is not writable memory: no thread could run on it.
         let result = Errno::EFAULT.to_syscall_result();
-        thread::release(child);
+        arena::release(child);
         // Only now is the creator done with the slot: from here on it may be
         // claimed (an error result makes it reusable), and nothing here
         // touches it again.
-        child.clone_result.store(result as u64, Ordering::Release);
-        return Reissue::Done(result);
+        child
+            .claim
+            .clone_result
+            .store(result as u64, Ordering::Release);
+        return Continuation::Done(result);
     }
-    Reissue::Stub {
+    Continuation::Stub {
         entry: addr::sud_reissue_thread(),
         r11: ticket,
     }
@@ -218,19 +234,11 @@ impl ThreadState {
     /// otherwise.
     fn sigsys_action_for_child(&self, clear_sighand: bool) {
         let action = if clear_sighand {
-            crate::sigsys::our_sigsys_action()
+            our_sigsys_action()
         } else {
             KernelSigaction::default()
         };
-        let words = [
-            action.handler as u64,
-            action.flags,
-            action.restorer as u64,
-            action.mask,
-        ];
-        for (field, word) in self.sigsys_action.iter().zip(words) {
-            field.store(word, Ordering::Relaxed);
-        }
+        self.task.sigsys_action.store(&action);
     }
 }
 
@@ -240,21 +248,20 @@ impl ThreadState {
 /// thread may reach here with the process-wide state (through `sud_entry`
 /// with `sud_selector`, which a child of an unmanaged thread keeps, or from
 /// an alternate stack sud has no record of): its slot is found by its tid.
-pub(crate) fn exit(state: &'static ThreadState) -> Reissue {
-    // SAFETY: gettid has no arguments.
-    let tid = unsafe { host::syscall0(__NR_gettid) }.unwrap_or(0) as i32;
+pub(crate) fn exit(state: &'static ThreadState) -> Continuation {
+    let tid = sys::gettid();
     let state = if state.is_global() {
-        match thread::find_live(tid) {
+        match arena::find_live(tid) {
             Some(own) => own,
-            None => return Reissue::Plain,
+            None => return Continuation::Plain,
         }
     } else {
         state
     };
-    if state.tid.load(Ordering::Relaxed) != tid {
-        return Reissue::Plain;
+    if state.claim.tid.load(Ordering::Relaxed) != tid {
+        return Continuation::Plain;
     }
-    Reissue::Stub {
+    Continuation::Stub {
         entry: addr::sud_reissue_exit(),
         r11: state as *const ThreadState as u64,
     }

@@ -1,0 +1,63 @@
+//! A SIGSYS that is not from dispatch (seccomp's SECCOMP_RET_TRAP, a
+//! `kill`): it goes where the kernel would have sent it.
+
+use super::run::{call_handler, run_guest_handler};
+use crate::dispositions::{PREVIOUS_SIGSYS, guest_sigsys_action, reset_guest_action};
+use crate::kernel::sigaction::{KernelSigaction, SIG_DFL, SIG_IGN, SIGSYS_BIT};
+use crate::kernel::{SigInfo, UContext};
+use crate::selector::HostScope;
+use crate::sys;
+use crate::thread::state::ThreadState;
+use linux_raw_sys::general::{SA_RESETHAND, SIGSYS};
+
+/// A SIGSYS that is not from dispatch: give it to the guest's own SIGSYS
+/// disposition if it set one, else to the one [`install`] replaced, as the
+/// kernel would have.
+///
+/// # Safety
+/// `info` and `uc` are the live frame's.
+pub(crate) unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut UContext) {
+    let guest = guest_sigsys_action();
+    let previous = guest.unwrap_or_else(|| PREVIOUS_SIGSYS.load());
+    // SAFETY: the live frame.
+    let (info_ref, uc_ref) = unsafe { (&*info, &mut *uc) };
+    // The kernel forces the SIGSYS it generates (si_code > 0): an ignored
+    // one gets the default action.  One sent by a process may be ignored.
+    let kernel_sent = info_ref.si_code > 0;
+    match previous.handler {
+        SIG_IGN if !kernel_sent => {}
+        SIG_DFL | SIG_IGN => default_action(info_ref, uc_ref),
+        handler => {
+            if previous.flags & SA_RESETHAND as u64 != 0 {
+                match guest {
+                    Some(guest) => reset_guest_action(SIGSYS, &guest),
+                    None => PREVIOUS_SIGSYS.store(&KernelSigaction::default()),
+                }
+            }
+            if let Some(guest) = guest {
+                // Guest code: under BLOCK, with SIGSYS deliverable so that its
+                // own syscalls can be dispatched, and its own mask otherwise.
+                let mask = (uc_ref.uc_sigmask | guest.mask) & !SIGSYS_BIT;
+                sys::set_thread_mask(mask);
+                // SAFETY: the guest's SIGSYS handler, given the frame.
+                unsafe { run_guest_handler(state, &guest, SIGSYS as i32, info, uc) };
+                sys::set_thread_mask(!0);
+            } else {
+                let host_code = HostScope::enter_as_found(state.selector());
+                // SAFETY: the function the application installed for SIGSYS.
+                unsafe { call_handler(handler, SIGSYS as i32, info, uc) };
+                host_code.leave();
+            }
+        }
+    }
+}
+
+/// The default action for a foreign SIGSYS: the process dies of it.  The
+/// disposition is reset and the same siginfo queued again to this thread;
+/// SIGSYS is blocked while the handler runs and is taken out of the mask
+/// rt_sigreturn reinstalls, so it is delivered, fatally, at that point.
+fn default_action(info: &SigInfo, uc: &mut UContext) {
+    let _ = sys::sigaction(SIGSYS, Some(&KernelSigaction::default()));
+    uc.uc_sigmask &= !SIGSYS_BIT;
+    let _ = sys::queue_to_self(SIGSYS, info);
+}

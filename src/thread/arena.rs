@@ -1,0 +1,219 @@
+//! The slot arena: every thread sud manages gets a slot in one reserved
+//! arena, holding its alternate signal stack and, right above it, its
+//! [`ThreadState`].  Every handler sud installs runs on the alternate stack,
+//! so a signal frame lies in the thread's slot and the state is found from
+//! the frame's address by arithmetic: no syscall, no FS or GS, no memory
+//! sud does not own.  Frames on a guest's own alternate stack are found
+//! through [`guest_altstacks`](super::guest_altstacks).
+
+use super::guest_altstacks::{forget_guest_altstacks, owner_of};
+use super::state::{CLAIMED, DEAD, GENERATION, GLOBAL, LIVE, STATUS, ThreadState};
+use crate::error::Errno;
+use crate::kernel::UContext;
+use crate::kernel::stack::stack_t;
+use crate::selector::Selector;
+use crate::sys;
+use core::ops::Range;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+// The arena: SLOTS slots of SLOT_SIZE bytes, reserved once (PROT_NONE,
+// MAP_NORESERVE: address space only) and made usable slot by slot.  A slot
+// is [guard page][alternate signal stack][ThreadState page].
+const SLOT_SIZE: usize = 128 * 1024;
+const SLOTS: usize = 4096;
+const PAGE: usize = 4096;
+/// The alternate signal stack of a slot: room for the largest XSAVE frame
+/// (AVX-512: 3.5 KB, AMX: 11 KB) many times over, and for the callback.
+pub(crate) const ALTSTACK_SIZE: usize = SLOT_SIZE - 2 * PAGE;
+
+static ARENA: AtomicUsize = AtomicUsize::new(0);
+/// Slots handed out at least once.
+static SLOT_TAKEN: [AtomicU64; SLOTS / 64] = [const { AtomicU64::new(0) }; SLOTS / 64];
+/// Slots whose memory is usable and whose state is initialised: only these
+/// are looked at for reuse.
+static SLOT_USABLE: [AtomicU64; SLOTS / 64] = [const { AtomicU64::new(0) }; SLOTS / 64];
+
+fn arena() -> Result<usize, Errno> {
+    let base = ARENA.load(Ordering::Acquire);
+    if base != 0 {
+        return Ok(base);
+    }
+    let fresh = sys::mmap_reserve(SLOTS * SLOT_SIZE)?;
+    match ARENA.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(fresh),
+        Err(winner) => {
+            // Another thread reserved it first: give ours back.
+            // SAFETY: our own reservation, never published.
+            let _ = unsafe { sys::munmap(fresh, SLOTS * SLOT_SIZE) };
+            Ok(winner)
+        }
+    }
+}
+
+fn slot_base(arena: usize, index: usize) -> usize {
+    arena + index * SLOT_SIZE
+}
+
+fn state_of_slot(base: usize) -> &'static ThreadState {
+    // SAFETY: the last page of a usable slot holds its ThreadState.
+    unsafe { &*((base + SLOT_SIZE - PAGE) as *const ThreadState) }
+}
+
+/// Whether a taken slot's thread is gone for good.  Never before its
+/// creator is done with it (`clone_result` set: by the parent's stub for a
+/// guest's thread, at once by `Thread::new`); then if the thread exited,
+/// or the clone that was to create it failed, or it never used this memory
+/// after the clone returned (a vfork child, or one with a memory of its own).
+fn reusable(state: &ThreadState) -> bool {
+    let claim = &state.claim;
+    let result = claim.clone_result.load(Ordering::Acquire);
+    result != 0
+        && (claim.status.load(Ordering::Acquire) & STATUS == DEAD
+            || Errno::result(result as usize).is_err()
+            || claim.parent_releases.load(Ordering::Acquire))
+}
+
+/// A slot for a new thread, its memory usable and its state fresh: a
+/// reusable one if there is one, else a never-used one.  Callable in signal
+/// context and from any number of threads at once: a slot's state is only
+/// looked at once its memory is usable, and claimed by compare-and-swap.
+pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
+    let arena = arena()?;
+    for (word_index, word) in SLOT_USABLE.iter().enumerate() {
+        let usable = word.load(Ordering::Acquire);
+        for bit in (0..64).filter(|bit| usable & (1 << bit) != 0) {
+            let base = slot_base(arena, word_index * 64 + bit);
+            let state = state_of_slot(base);
+            // The word first: `reusable` must judge this use of the slot or
+            // a later one, never an earlier one the claim could then succeed on.
+            let was = state.claim.status.load(Ordering::Acquire);
+            let claimed = (was & !STATUS).wrapping_add(GENERATION) | CLAIMED;
+            if was & STATUS != CLAIMED
+                && reusable(state)
+                && state
+                    .claim
+                    .status
+                    .compare_exchange(was, claimed, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Ok(prepare(state, base));
+            }
+        }
+    }
+    for index in 0..SLOTS {
+        let (word, bit) = (index / 64, 1u64 << (index % 64));
+        if SLOT_TAKEN[word].fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+            continue;
+        }
+        let base = slot_base(arena, index);
+        // SAFETY: the slot is ours; its guard page stays PROT_NONE.
+        if let Err(errno) = unsafe { sys::mprotect_read_write(base + PAGE, SLOT_SIZE - PAGE) } {
+            SLOT_TAKEN[word].fetch_and(!bit, Ordering::AcqRel);
+            return Err(errno);
+        }
+        let state = prepare(state_of_slot(base), base);
+        // Only now may other threads look at the slot.
+        SLOT_USABLE[word].fetch_or(bit, Ordering::AcqRel);
+        return Ok(state);
+    }
+    Err(Errno::EAGAIN)
+}
+
+/// Resets a slot's state for a new thread: LIVE, its own selector at
+/// ALLOW, its alternate stack the slot's.  Sub-struct by sub-struct, with
+/// atomic stores: other threads may be looking at the state while they
+/// search for a free slot.
+fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
+    forget_guest_altstacks(state);
+    state.task.reset();
+    state.guest.reset();
+    state.host.reset();
+    let claim = &state.claim;
+    claim.clone_result.store(0, Ordering::Relaxed);
+    claim.tid.store(0, Ordering::Relaxed);
+    claim.parent_releases.store(false, Ordering::Relaxed);
+    state.use_own_selector();
+    state.task.altstack.store(&stack_t {
+        ss_sp: (base + PAGE) as *mut core::ffi::c_void,
+        ss_flags: 0,
+        ss_size: ALTSTACK_SIZE as u64,
+    });
+    set_status(state, LIVE);
+    state
+}
+
+/// Sets the status byte, keeping the generation.
+fn set_status(state: &ThreadState, status: u64) {
+    let word = state.claim.status.load(Ordering::Relaxed);
+    state
+        .claim
+        .status
+        .store(word & !STATUS | status, Ordering::Release);
+}
+
+/// Gives a slot back (its thread no longer uses it).  Only its owner
+/// calls it, while the slot cannot be claimed (its status LIVE, and an error
+/// `clone_result` not yet stored).
+pub(crate) fn release(state: &ThreadState) {
+    forget_guest_altstacks(state);
+    set_status(state, DEAD);
+}
+
+/// The live slot of the thread `tid`, if it has one: for a thread whose
+/// state was not found from its signal frame or selector.
+pub(crate) fn find_live(tid: i32) -> Option<&'static ThreadState> {
+    let arena = ARENA.load(Ordering::Acquire);
+    if arena == 0 {
+        return None;
+    }
+    for (word_index, word) in SLOT_USABLE.iter().enumerate() {
+        let usable = word.load(Ordering::Acquire);
+        for bit in (0..64).filter(|bit| usable & (1 << bit) != 0) {
+            let state = state_of_slot(slot_base(arena, word_index * 64 + bit));
+            let claim = &state.claim;
+            // Not a slot its parent gave up on: its tid may be reused.
+            if claim.status.load(Ordering::Acquire) & STATUS == LIVE
+                && !claim.parent_releases.load(Ordering::Relaxed)
+                && claim.tid.load(Ordering::Relaxed) == tid
+            {
+                return Some(state);
+            }
+        }
+    }
+    None
+}
+
+/// The slots' address range, once the arena exists.
+fn arena_range() -> Range<usize> {
+    let base = ARENA.load(Ordering::Acquire);
+    base..base + if base == 0 { 0 } else { SLOTS * SLOT_SIZE }
+}
+
+/// The state whose selector is `selector`: a slot's own, or GLOBAL for
+/// `sud_selector`, null, or any selector sud does not manage.
+pub(crate) fn for_selector(selector: *const Selector) -> &'static ThreadState {
+    let arena = arena_range();
+    let at = selector as usize;
+    if arena.contains(&at) {
+        let state = state_of_slot(arena.start + (at - arena.start) / SLOT_SIZE * SLOT_SIZE);
+        if core::ptr::eq(state.selector(), selector) {
+            return state;
+        }
+    }
+    &GLOBAL
+}
+
+/// The state of the thread whose signal frame is `uc`: found from where
+/// the frame lies, the thread's alternate stack.
+#[inline]
+pub(crate) fn current(uc: &UContext) -> &'static ThreadState {
+    let frame = uc as *const UContext as usize;
+    let arena = arena_range();
+    if arena.contains(&frame) {
+        return state_of_slot(arena.start + (frame - arena.start) / SLOT_SIZE * SLOT_SIZE);
+    }
+    owner_of(frame).unwrap_or(&GLOBAL)
+}
+
+// A state fits the page its slot gives it.
+static_assertions::const_assert!(core::mem::size_of::<ThreadState>() <= PAGE);

@@ -1,0 +1,177 @@
+//! Per-thread state, found without TLS, and the public face of it:
+//! [`Thread`], and arming with the global state ([`arm`], [`arm_inclusive`]).
+//!
+//! - [`state`]: one thread's state; [`GLOBAL`](state::GLOBAL), shared by
+//!   every thread sud does not manage, whose selector is `sud_selector`;
+//! - [`arena`]: the slots that hold each managed thread's state and
+//!   alternate signal stack, and finding a state from a signal frame;
+//! - [`guest_altstacks`]: the guest alternate stacks, mapped back to their
+//!   thread's state.
+
+pub(crate) mod arena;
+pub(crate) mod guest_altstacks;
+pub(crate) mod state;
+
+use crate::arm::{check_inclusive, disarm, set_syscall_user_dispatch};
+use crate::error::Error;
+use crate::kernel::stack::stack_t;
+use crate::region::allowed_region;
+use crate::selector::Selector;
+use crate::sys;
+use core::marker::PhantomData;
+use core::ops::Range;
+use core::sync::atomic::Ordering;
+use linux_raw_sys::prctl::{
+    PR_SYS_DISPATCH_EXCLUSIVE_ON, PR_SYS_DISPATCH_INCLUSIVE_ON, PR_SYS_DISPATCH_OFF,
+};
+use state::{GLOBAL, ThreadState};
+
+/// Arms the calling thread in exclusive mode over the [allowed region]
+/// (crate::allowed_region) with the global selector, [`SELECTOR`](crate::SELECTOR): while it
+/// says BLOCK, every syscall the thread makes from anywhere else is
+/// dispatched as SIGSYS.  For a selector of the thread's own, see
+/// [`Thread`](crate::Thread).
+///
+/// Arming is per thread and is not inherited by threads, processes or exec'd
+/// images the host creates; the tasks guest code creates while blocked
+/// (clone, fork, vfork, clone3) are armed again by the runtime.  Install the
+/// SIGSYS handler ([`install`](crate::install)) before the selector first
+/// says BLOCK.
+pub fn arm() -> Result<(), Error> {
+    arm_state(&GLOBAL, PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region())
+}
+
+/// Arms the calling thread in inclusive mode (Linux 6.17) with the global
+/// selector: while it says BLOCK, the syscalls made from inside `range` (a
+/// JIT's code cache, a loaded guest image) are dispatched, and those from
+/// anywhere else run.
+///
+/// The kernel tests the address *after* the `syscall` instruction, so a range
+/// that should trap a syscall ending exactly at its end must reach one byte
+/// further.  On a kernel without inclusive mode this returns
+/// [`Error::NoInclusiveMode`]; the fallback is exclusive mode, [`arm`], with
+/// host code making its syscalls through [`host`](crate::host).  A range that
+/// is empty, wraps, or overlaps the allowed region is refused with
+/// `Os(EINVAL)` before the kernel is asked.
+pub fn arm_inclusive(range: Range<usize>) -> Result<(), Error> {
+    check_inclusive(&range)?;
+    arm_state(&GLOBAL, PR_SYS_DISPATCH_INCLUSIVE_ON, range)
+}
+
+/// Arms the calling thread with `state`'s selector, and records how, so
+/// that the tasks its guest creates are armed the same way.
+pub(crate) fn arm_state(state: &ThreadState, op: u32, range: Range<usize>) -> Result<(), Error> {
+    let selector = state.selector().as_ptr();
+    // SAFETY: the range exempts the runtime's region (exclusive) or avoids
+    // it (inclusive, checked by the callers); the selector lives as long as
+    // the state, which outlives the arming.
+    unsafe { set_syscall_user_dispatch(op, range.start, range.len(), selector)? };
+    state.task.arming.set(op, range, selector);
+    Ok(())
+}
+
+/// The calling thread's own dispatch state: a selector of its own, so that
+/// its flips, and its time in the SIGSYS callback, never let another
+/// thread's guest syscalls through; an alternate signal stack, on which
+/// sud's handlers run however small or broken the guest's stack is; and the
+/// virtual signal state the runtime keeps for its guest.
+///
+/// Generated code reaches the thread's selector through
+/// [`selector`](Thread::selector)`().as_ptr()`: store that address where the
+/// thread's code can find it (its context structure, or the code itself).
+/// In the SIGSYS callback, [`Syscall::selector`](crate::Syscall::selector)
+/// is the trapped thread's.  Threads the guest creates (clone, clone3) get a
+/// state of their own automatically, freed when they exit.
+///
+/// Dropping it disarms the thread, puts its previous alternate stack back
+/// and releases the state; it must be dropped on the thread that made it.
+pub struct Thread {
+    state: &'static ThreadState,
+    previous_altstack: stack_t,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Thread {
+    /// Sets up the calling thread: allocates its state and installs its
+    /// alternate signal stack (keeping the one it had, for [`Drop`]).
+    pub fn new() -> Result<Thread, Error> {
+        let state = arena::allocate()?;
+        let tid = sys::gettid();
+        state.claim.tid.store(tid, Ordering::Relaxed);
+        // Its creator (this very call) is done with it: once released, it may be reused.
+        state
+            .claim
+            .clone_result
+            .store(tid as u64, Ordering::Release);
+        let previous = match sys::sigaltstack(Some(&state.task.altstack.load())) {
+            Ok(previous) => previous,
+            Err(errno) => {
+                arena::release(state);
+                return Err(errno.into());
+            }
+        };
+        Ok(Thread {
+            state,
+            previous_altstack: previous,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Arms the thread in exclusive mode over the allowed region with its
+    /// own selector.
+    pub fn arm(&self) -> Result<(), Error> {
+        arm_state(self.state, PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region())
+    }
+
+    /// Arms the thread in inclusive mode over `range` with its own selector;
+    /// see [`arm_inclusive`](crate::arm_inclusive).
+    pub fn arm_inclusive(&self, range: Range<usize>) -> Result<(), Error> {
+        check_inclusive(&range)?;
+        arm_state(self.state, PR_SYS_DISPATCH_INCLUSIVE_ON, range)
+    }
+
+    /// Disarms the thread.
+    pub fn disarm(&self) -> Result<(), Error> {
+        self.state.selector().allow();
+        self.state
+            .task
+            .arming
+            .set(PR_SYS_DISPATCH_OFF, 0..0, core::ptr::null());
+        disarm()
+    }
+
+    /// This thread's selector.
+    pub fn selector(&self) -> &Selector {
+        self.state.selector()
+    }
+
+    /// Gives [`Action::Redirect`](crate::Action::Redirect) functions a
+    /// stack of their own on this thread, instead of the guest's (below its
+    /// red zone).  A redirect interrupted by a signal whose handler's syscall
+    /// is redirected again continues below it on the same stack.
+    ///
+    /// # Safety
+    /// `base..base + len` is writable memory that nothing else uses, and
+    /// stays so while the thread can redirect.
+    pub unsafe fn set_redirect_stack(&self, base: *mut u8, len: usize) {
+        let (low, high) = (base as u64, base as u64 + len as u64);
+        let host = &self.state.host;
+        host.redirect_low.store(low, Ordering::Relaxed);
+        host.redirect_high.store(high, Ordering::Relaxed);
+    }
+
+    /// Stores a pointer for the SIGSYS callback ([`Syscall::thread_data`](crate::Syscall::thread_data)).
+    /// Threads the guest creates inherit their creator's.
+    pub fn set_data(&self, data: *mut ()) {
+        self.state.host.data.store(data, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        let _ = self.disarm();
+        // Puts back the stack sigaltstack returned in new().
+        let _ = sys::sigaltstack(Some(&self.previous_altstack));
+        arena::release(self.state);
+    }
+}
