@@ -9,25 +9,11 @@
 
 mod common;
 
+use common::guest::{FAKE_PPID, blocked, native_getppid, stack_pointer};
 use common::{Ends, isolated};
 use linux_raw_sys::general::{__NR_getpid, __NR_getppid, __NR_read};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use sud::{Action, Errno, Error, Syscall, Thread, guest};
-
-const FAKE_PPID: usize = 7777;
-
-fn blocked<T>(thread: &Thread, f: impl FnOnce() -> T) -> T {
-    // SAFETY: the tests' guest code only makes syscalls meant for the callback.
-    unsafe { thread.selector().block() };
-    let out = f();
-    thread.selector().allow();
-    out
-}
-
-fn native_getppid() -> usize {
-    // SAFETY: getppid has no effect.
-    unsafe { libc::getppid() as usize }
-}
 
 static HOOK_EINTR: AtomicUsize = AtomicUsize::new(0);
 static HOOK_OWN_SYSCALL: AtomicU64 = AtomicU64::new(0);
@@ -38,13 +24,6 @@ static PIPE_READ_END: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn count_signal(_: i32) {
     SIGNALS.fetch_add(1, Ordering::SeqCst);
-}
-
-fn stack_pointer() -> u64 {
-    let rsp: u64;
-    // SAFETY: reads RSP.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp) };
-    rsp
 }
 
 /// The redirect function: ordinary code that blocks in a native read (libc,

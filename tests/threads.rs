@@ -8,6 +8,15 @@
 
 mod common;
 
+use common::guest::{
+    FAKE_PPID, LAST_GETPPID_SELECTOR, armed_thread, blocked, emulate_getppid, stack_pointer,
+    trapped_getppid,
+};
+use common::proc::wait_status;
+use common::signals::{
+    GUEST_HANDLED, GUEST_HANDLER_RESULT, GUEST_HANDLER_RSP, KernelSigaction, Stack, guest_handler,
+    guest_rt_sigaction,
+};
 use common::{Ends, isolated};
 use linux_raw_sys::general::{
     __NR_clone, __NR_clone3, __NR_epoll_pwait, __NR_epoll_pwait2, __NR_exit, __NR_fork,
@@ -19,43 +28,6 @@ use linux_raw_sys::general::{
 };
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use sud::{Action, Errno, Syscall, Thread, guest};
-
-/// What emulated getppid answers: a trapped call is told this.
-const FAKE_PPID: usize = 7777;
-
-/// The selector of the thread whose getppid was last trapped.
-static LAST_GETPPID_SELECTOR: AtomicU64 = AtomicU64::new(0);
-
-/// The tests' policy: getppid emulated, everything else run natively.
-fn emulate_getppid(call: &mut Syscall) -> Action {
-    if call.number() == __NR_getppid {
-        LAST_GETPPID_SELECTOR.store(call.selector().as_ptr() as u64, Ordering::SeqCst);
-        Action::Emulate(FAKE_PPID)
-    } else {
-        Action::Reissue
-    }
-}
-
-/// Sets up this thread with its own selector and arms it.
-fn armed_thread() -> Thread {
-    let thread = Thread::new().expect("Thread::new");
-    thread.arm().expect("arm");
-    thread
-}
-
-/// Runs `f` with `thread`'s selector at BLOCK.
-fn blocked<T>(thread: &Thread, f: impl FnOnce() -> T) -> T {
-    // SAFETY: the tests' guest code only makes syscalls meant for the callback.
-    unsafe { thread.selector().block() };
-    let out = f();
-    thread.selector().allow();
-    out
-}
-
-fn trapped_getppid() -> Result<usize, Errno> {
-    // SAFETY: getppid has no arguments or effects.
-    unsafe { guest::syscall0(__NR_getppid) }
-}
 
 // Guest code making raw clone, clone3, fork and vfork syscalls itself, with
 // its children running guest code from their first instruction.
@@ -596,17 +568,6 @@ fn guest_thread_of_global_selector_thread() {
     );
 }
 
-fn wait_status(pid: i64) -> i32 {
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    assert_eq!(
-        unsafe { libc::waitpid(pid as i32, &mut status, 0) },
-        pid as i32
-    );
-    status
-}
-
-/// A child in a memory of its own, created from guest code by `nr` with
 /// arguments (a1, a2), must have its syscalls trapped.
 fn check_fork_like(thread: &Thread, nr: u32, a1: u64, a2: u64) {
     let mask = distinct_mask();
@@ -1083,56 +1044,6 @@ fn masked_waits_keep_sigsys_deliverable() {
     );
 }
 
-static GUEST_HANDLED: AtomicUsize = AtomicUsize::new(0);
-static GUEST_HANDLER_RESULT: AtomicU64 = AtomicU64::new(0);
-static GUEST_HANDLER_RSP: AtomicU64 = AtomicU64::new(0);
-
-/// A guest signal handler: guest code, so its own syscall is trapped.
-extern "C" fn guest_handler(_: i32, _: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    GUEST_HANDLER_RSP.store(stack_pointer(), Ordering::SeqCst);
-    GUEST_HANDLER_RESULT.store(trapped_getppid().unwrap_or(0) as u64, Ordering::SeqCst);
-    GUEST_HANDLED.fetch_add(1, Ordering::SeqCst);
-    // The guest also asks, through its frame, for SIGSYS to be blocked after
-    // it returns: the runtime must keep it virtual.
-    // SAFETY: the kernel's ucontext.
-    unsafe {
-        (*(uc as *mut libc::ucontext_t)).uc_sigmask =
-            std::mem::transmute::<[u64; 16], libc::sigset_t>([1 << (libc::SIGSYS - 1); 16])
-    };
-}
-
-/// `struct kernel_sigaction`.
-#[repr(C)]
-#[derive(Default, Debug, PartialEq, Eq, Clone, Copy)]
-struct KernelSigaction {
-    handler: usize,
-    flags: u64,
-    restorer: usize,
-    mask: u64,
-}
-
-fn guest_rt_sigaction(
-    signal: u32,
-    new: Option<&KernelSigaction>,
-) -> (Result<usize, Errno>, KernelSigaction) {
-    let mut old = KernelSigaction::default();
-    let new = new.map_or(0, |n| n as *const KernelSigaction as usize);
-    // SAFETY: valid kernel_sigaction pointers.
-    let r = unsafe {
-        guest::syscall4(
-            __NR_rt_sigaction,
-            signal as usize,
-            new,
-            &mut old as *mut _ as usize,
-            8,
-        )
-    };
-    (r, old)
-}
-
-/// A guest's rt_sigaction with every signal in its mask: SIGSYS is left out
-/// of what is installed, but the guest reads back its own mask; its handler
-/// runs as guest code, and SIGSYS set in its frame's mask stays virtual.
 #[test]
 fn guest_handlers_are_guest_code_with_virtual_masks() {
     isolated(
@@ -1283,13 +1194,6 @@ unsafe extern "C" fn host_handler(_: i32, _: *mut sud::SigInfo, _: *mut sud::UCo
     // Under ALLOW: an ordinary syscall runs natively.
     HOST_SYSCALL_OK.store(trapped_getppid() != Ok(FAKE_PPID), Ordering::SeqCst);
     SPIN_FLAG.store(1, Ordering::SeqCst);
-}
-
-fn stack_pointer() -> u64 {
-    let rsp: u64;
-    // SAFETY: reads RSP.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp) };
-    rsp
 }
 
 /// Guest code that spins, making no syscall, until `flag` is set.
@@ -1501,15 +1405,6 @@ fn sigsys_runs_on_the_alternate_stack() {
         assert_eq!(result, FAKE_PPID);
         let _ = tiny;
     });
-}
-
-/// `stack_t`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Stack {
-    sp: u64,
-    flags: i32,
-    size: u64,
 }
 
 fn guest_sigaltstack(new: Option<&Stack>) -> (Result<usize, Errno>, Stack) {

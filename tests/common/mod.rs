@@ -1,11 +1,15 @@
 //! Shared by the std test programs: one process per test (SIGSYS
 //! dispositions, seccomp filters and dispatch state do not mix between
-//! tests), seccomp filters (`seccomp`), and ways to look at a thread from
-//! outside (`proc`).
+//! tests), and what several of them use: the tests' dispatch policy and
+//! guest-side calls (`guest`), signal set-up as a guest makes it
+//! (`signals`), seccomp filters (`seccomp`), and ways to look at a thread
+//! from outside (`proc`).
 #![allow(dead_code)]
 
+pub mod guest;
 pub mod proc;
 pub mod seccomp;
+pub mod signals;
 
 // The helpers the test programs name as `common::...`; each program uses
 // some of them.
@@ -13,6 +17,7 @@ pub mod seccomp;
 pub use {
     proc::{bit, gettid, sigblk, wait_blocked_in, wait_for_thread_exit},
     seccomp::seccomp,
+    signals::libc_handler,
 };
 
 use std::os::unix::process::ExitStatusExt;
@@ -72,16 +77,5 @@ pub fn isolated(name: &str, ends: Ends, body: impl FnOnce()) {
                 out.status
             )
         }
-    }
-}
-
-/// Installs a plain libc signal handler.
-pub fn libc_handler(signal: i32, handler: extern "C" fn(i32), flags: i32) {
-    // SAFETY: a zeroed sigaction with a valid handler.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler as *const () as usize;
-        action.sa_flags = flags;
-        assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
     }
 }

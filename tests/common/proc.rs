@@ -69,3 +69,14 @@ pub fn wait_for_thread_exit(child_tid: &std::sync::atomic::AtomicU32, tid: i64) 
         };
     }
 }
+
+/// Waits for child process `pid` to end and returns its wait status.
+pub fn wait_status(pid: i64) -> i32 {
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(
+        unsafe { libc::waitpid(pid as i32, &mut status, 0) },
+        pid as i32
+    );
+    status
+}
