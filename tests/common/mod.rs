@@ -2,10 +2,11 @@
 //! dispositions, seccomp filters and dispatch state do not mix between
 //! tests), and what several of them use: the tests' dispatch policy and
 //! guest-side calls (`guest`), signal set-up as a guest makes it
-//! (`signals`), seccomp filters (`seccomp`), and ways to look at a thread
-//! from outside (`proc`).
+//! (`signals`), guest code in assembly (`asm`), seccomp filters
+//! (`seccomp`), and ways to look at a thread from outside (`proc`).
 #![allow(dead_code)]
 
+pub mod asm;
 pub mod guest;
 pub mod proc;
 pub mod seccomp;
