@@ -13,12 +13,11 @@ use common::guest::{
 };
 use common::signals::{
     GUEST_HANDLER_RESULT, GUEST_HANDLER_RSP, KernelSigaction, Stack, guest_handler,
-    guest_rt_sigaction,
+    guest_rt_sigaction, raise_as_guest,
 };
 use common::{Ends, isolated};
 use linux_raw_sys::general::{
-    __NR_getppid, __NR_sigaltstack, __NR_tgkill, SA_ONSTACK, SA_RESTORER, SA_SIGINFO, SIGUSR1,
-    SS_DISABLE,
+    __NR_getppid, __NR_sigaltstack, SA_ONSTACK, SA_RESTORER, SA_SIGINFO, SIGUSR1, SS_DISABLE,
 };
 use std::sync::atomic::Ordering;
 use sud::{Action, Errno, Syscall, guest};
@@ -112,12 +111,7 @@ fn guest_sigaltstack_is_honoured() {
             (theirs.sp, theirs.size),
             "the guest's stack is not really installed"
         );
-        let pid = std::process::id() as usize;
-        let tid = common::gettid() as usize;
-        // SAFETY: a signal to ourselves.
-        let r = blocked(&thread, || unsafe {
-            guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
-        });
+        let r = raise_as_guest(&thread, SIGUSR1);
         assert_eq!(r, Ok(0));
         let rsp = GUEST_HANDLER_RSP.load(Ordering::SeqCst);
         assert!(
@@ -192,12 +186,7 @@ fn guest_autodisarm_altstack_keeps_the_threads_state() {
                 blocked(&thread, || guest_rt_sigaction(SIGUSR1, Some(&action))).0,
                 Ok(0)
             );
-            let pid = std::process::id() as usize;
-            let tid = common::gettid() as usize;
-            // SAFETY: a signal to ourselves.
-            let r = blocked(&thread, || unsafe {
-                guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
-            });
+            let r = raise_as_guest(&thread, SIGUSR1);
             assert_eq!(r, Ok(0));
             let rsp = GUEST_HANDLER_RSP.load(Ordering::SeqCst);
             assert!(

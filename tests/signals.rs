@@ -15,11 +15,10 @@ use common::guest::{
 use common::proc::wait_status;
 use common::signals::{
     GUEST_HANDLED, GUEST_HANDLER_RESULT, KernelSigaction, Stack, guest_handler, guest_rt_sigaction,
+    raise_as_guest,
 };
 use common::{Ends, isolated};
-use linux_raw_sys::general::{
-    __NR_rt_sigprocmask, __NR_tgkill, SA_RESTORER, SA_SIGINFO, SIGSYS, SIGUSR1,
-};
+use linux_raw_sys::general::{__NR_rt_sigprocmask, SA_RESTORER, SA_SIGINFO, SIGSYS, SIGUSR1};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use sud::guest;
 
@@ -61,12 +60,7 @@ fn guest_handlers_are_guest_code_with_virtual_masks() {
             // SAFETY: a valid sigset.
             assert_eq!(unsafe { libc::sigismember(&real.sa_mask, libc::SIGSYS) }, 0);
             // Raise it from guest code: the handler runs as guest code (its getppid trapped).
-            let pid = std::process::id() as usize;
-            let tid = common::gettid() as usize;
-            // SAFETY: a signal to ourselves.
-            let r = blocked(&thread, || unsafe {
-                guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
-            });
+            let r = raise_as_guest(&thread, SIGUSR1);
             assert_eq!(r, Ok(0));
             assert_eq!(GUEST_HANDLED.load(Ordering::SeqCst), 1);
             assert_eq!(
@@ -127,12 +121,7 @@ fn guest_sigsys_disposition_is_virtual() {
         );
         // Dispatch still works, and a SIGSYS sent to this thread reaches the guest.
         assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
-        let pid = std::process::id() as usize;
-        let tid = common::gettid() as usize;
-        // SAFETY: a SIGSYS to this thread.
-        let r = blocked(&thread, || unsafe {
-            guest::syscall3(__NR_tgkill, pid, tid, SIGSYS as usize)
-        });
+        let r = raise_as_guest(&thread, SIGSYS);
         assert_eq!(r, Ok(0));
         assert_eq!(
             GUEST_SIGSYS.load(Ordering::SeqCst),
@@ -152,10 +141,8 @@ fn guest_sigsys_disposition_is_virtual() {
             Ok(0)
         );
         assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
-        // SAFETY: an ignored SIGSYS to this thread.
-        let r = blocked(&thread, || unsafe {
-            guest::syscall3(__NR_tgkill, pid, tid, SIGSYS as usize)
-        });
+        // An ignored SIGSYS to this thread.
+        let r = raise_as_guest(&thread, SIGSYS);
         assert_eq!(r, Ok(0));
     });
 }
@@ -260,12 +247,7 @@ fn vfork_child_rt_sigaction_leaves_the_parents_handlers() {
             assert_eq!(r, Ok(0));
             assert_eq!(old.handler, action.handler);
             let before = GUEST_HANDLED.load(Ordering::SeqCst);
-            let pid = std::process::id() as usize;
-            let tid = common::gettid() as usize;
-            // SAFETY: a signal to ourselves.
-            let r = blocked(&thread, || unsafe {
-                guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
-            });
+            let r = raise_as_guest(&thread, SIGUSR1);
             assert_eq!(r, Ok(0));
             assert_eq!(
                 GUEST_HANDLED.load(Ordering::SeqCst),
@@ -379,12 +361,7 @@ fn guest_action_for_a_host_signal_is_kept_aside() {
                 sud::guest_action(SIGUSR1),
                 Some((action.handler, action.flags, action.mask))
             );
-            let pid = std::process::id() as usize;
-            let tid = common::gettid() as usize;
-            // SAFETY: a signal to ourselves.
-            let r = blocked(&thread, || unsafe {
-                guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
-            });
+            let r = raise_as_guest(&thread, SIGUSR1);
             assert_eq!(r, Ok(0));
             assert_eq!(
                 HOST_RUNS.load(Ordering::SeqCst),
@@ -419,12 +396,7 @@ fn adopted_handler_runs_under_allow() {
         common::libc_handler(libc::SIGUSR1, someone_elses_handler, 0);
         sud::adopt_signal(SIGUSR1).unwrap();
         let thread = armed_thread();
-        let pid = std::process::id() as usize;
-        let tid = common::gettid() as usize;
-        // SAFETY: a signal to ourselves.
-        let r = blocked(&thread, || unsafe {
-            guest::syscall3(__NR_tgkill, pid, tid, SIGUSR1 as usize)
-        });
+        let r = raise_as_guest(&thread, SIGUSR1);
         assert_eq!(r, Ok(0));
         assert_eq!(
             ADOPTED_RUNS.load(Ordering::SeqCst),

@@ -6,6 +6,20 @@
 # (tests/common/asm.rs).
 
     .text
+
+# A child's own signal mask, into RAX, read through a slot it makes below
+# RSP (and leaves there).
+.macro read_signal_mask
+    sub rsp, 8                          # room for the mask
+    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(0, NULL, rsp, 8)
+    xor edi, edi
+    xor esi, esi
+    mov rdx, rsp
+    mov r10d, {SIGSET_SIZE}
+    syscall
+    mov rax, [rsp]
+.endm
+
 # extern "C" fn guest_clone(t: *mut CloneTest) -> i64: clone(2) or clone3(2)
 # (t.clone3 != 0) with t's arguments.  The child records its registers,
 # RFLAGS, RSP, a trapped getppid and its signal mask in t, then exits with
@@ -106,14 +120,7 @@ guest_fork:
     xor r12d, r12d
     cmp rax, {FAKE_PPID}
     setne r12b                          # bit 0: not trapped
-    sub rsp, 8                          # room for the mask
-    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(0, NULL, rsp, 8)
-    xor edi, edi
-    xor esi, esi
-    mov rdx, rsp
-    mov r10d, {SIGSET_SIZE}
-    syscall
-    mov rax, [rsp]
+    read_signal_mask
     cmp rax, [rip + {EXPECTED_CHILD_MASK}]
     setne al
     shl al, 1
@@ -204,14 +211,7 @@ guest_vfork_exec:
     mov edi, 99
     cmp rax, {FAKE_PPID}
     jne 5f
-    sub rsp, 8                          # room for the mask (the parent's stack: it is asleep)
-    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(0, NULL, rsp, 8)
-    xor edi, edi
-    xor esi, esi
-    mov rdx, rsp
-    mov r10d, {SIGSET_SIZE}
-    syscall
-    mov rax, [rsp]
+    read_signal_mask                    # on the parent's stack: it is asleep
     mov edi, 98
     cmp rax, [r15 + {V_MASK}]
     jne 5f

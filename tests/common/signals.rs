@@ -3,10 +3,10 @@
 //! that reports where it ran and what its trapped syscall was told, and a
 //! plain libc handler for signals sud is not asked about.
 
-use super::guest::{stack_pointer, trapped_getppid};
-use linux_raw_sys::general::__NR_rt_sigaction;
+use super::guest::{blocked, stack_pointer, trapped_getppid};
+use linux_raw_sys::general::{__NR_rt_sigaction, __NR_tgkill};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use sud::{Errno, guest};
+use sud::{Errno, Thread, guest};
 
 /// Installs a plain libc signal handler.
 pub fn libc_handler(signal: i32, handler: extern "C" fn(i32), flags: i32) {
@@ -17,6 +17,18 @@ pub fn libc_handler(signal: i32, handler: extern "C" fn(i32), flags: i32) {
         action.sa_flags = flags;
         assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
     }
+}
+
+/// Sends `signal` to the calling thread from guest code: a tgkill made with
+/// `thread`'s selector at BLOCK, so trapped and reissued.  A handled signal
+/// has been handled when it returns.
+pub fn raise_as_guest(thread: &Thread, signal: u32) -> Result<usize, Errno> {
+    let pid = std::process::id() as usize;
+    let tid = super::gettid() as usize;
+    // SAFETY: a signal to this thread, which the test is ready for.
+    blocked(thread, || unsafe {
+        guest::syscall3(__NR_tgkill, pid, tid, signal as usize)
+    })
 }
 
 /// How many times guest_handler ran.
