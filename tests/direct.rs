@@ -9,25 +9,12 @@
 
 mod common;
 
+use common::asm::{entry_clone, entry_with_pending_x87};
+use common::guest::{FAKE_PPID, blocked, native_getppid, stack_pointer};
 use common::{Ends, isolated};
 use linux_raw_sys::general::{__NR_getpid, __NR_getppid, __NR_read};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use sud::{Action, Errno, Error, Syscall, Thread, guest};
-
-const FAKE_PPID: usize = 7777;
-
-fn blocked<T>(thread: &Thread, f: impl FnOnce() -> T) -> T {
-    // SAFETY: the tests' guest code only makes syscalls meant for the callback.
-    unsafe { thread.selector().block() };
-    let out = f();
-    thread.selector().allow();
-    out
-}
-
-fn native_getppid() -> usize {
-    // SAFETY: getppid has no effect.
-    unsafe { libc::getppid() as usize }
-}
 
 static HOOK_EINTR: AtomicUsize = AtomicUsize::new(0);
 static HOOK_OWN_SYSCALL: AtomicU64 = AtomicU64::new(0);
@@ -38,13 +25,6 @@ static PIPE_READ_END: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn count_signal(_: i32) {
     SIGNALS.fetch_add(1, Ordering::SeqCst);
-}
-
-fn stack_pointer() -> u64 {
-    let rsp: u64;
-    // SAFETY: reads RSP.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp) };
-    rsp
 }
 
 /// The redirect function: ordinary code that blocks in a native read (libc,
@@ -455,71 +435,6 @@ fn entry_reissue_of_fork_arms_the_child() {
             let _ = __NR_getpid;
         },
     );
-}
-
-// Guest code that creates a thread through sud_entry rather than `syscall`.
-core::arch::global_asm!(
-    r#"
-    .text
-# extern "C" fn entry_clone(flags, stack_top, child_tid, marker) -> i64:
-# clone(flags, stack_top, 0, child_tid, 0) through `call sud_entry` with
-# R11 = 0 (the global selector).  The child, on its new stack, sets *marker
-# and exits through sud_entry too (it is not armed, as its creator was not,
-# but sud made it a state of its own, which its exit must give back).
-    .globl entry_clone
-entry_clone:
-    push r15
-    mov r15, rcx                        # the marker pointer, in a register the child keeps
-    mov r10, rdx                        # child_tid (the kernel's fourth argument)
-    xor edx, edx                        # no parent_tid
-    mov eax, {NR_CLONE}
-    xor r8d, r8d                        # no tls
-    xor r11d, r11d                      # the global selector
-    call {ENTRY}
-    test rax, rax
-    jz 1f
-    pop r15                             # the parent
-    ret
-1:
-    mov qword ptr [r15], 1              # the child ran guest code
-    mov eax, {NR_EXIT}
-    xor edi, edi
-    xor r11d, r11d                      # the global selector
-    call {ENTRY}
-    ud2
-
-# extern "C" fn entry_with_pending_x87() -> u64: a getppid through
-# sud_entry (global selector) made with an unmasked x87 exception pending,
-# as a guest may leave one: the status word after it.
-    .globl entry_with_pending_x87
-entry_with_pending_x87:
-    sub rsp, 8                          # a slot, and RSP 16-byte aligned
-    fninit
-    mov word ptr [rsp], 0x037e          # the default control word, invalid operation unmasked
-    fldcw [rsp]
-    fld1
-    fchs
-    fsqrt                               # sqrt(-1): invalid, unmasked: pending until the next waiting x87 instruction
-    mov eax, {NR_GETPPID}
-    xor r11d, r11d                      # the global selector
-    call {ENTRY}
-    fnstsw ax                           # no wait: the status word as the guest has it
-    movzx eax, ax
-    fnclex                              # the pending exception, dropped
-    fninit
-    add rsp, 8
-    ret
-"#,
-    NR_GETPPID = const linux_raw_sys::general::__NR_getppid,
-    NR_CLONE = const linux_raw_sys::general::__NR_clone,
-    NR_EXIT = const linux_raw_sys::general::__NR_exit,
-    ENTRY = sym sud_entry,
-);
-
-unsafe extern "C" {
-    fn entry_clone(flags: u64, stack_top: u64, child_tid: *mut u32, marker: *mut u64) -> i64;
-    fn entry_with_pending_x87() -> u64;
-    fn sud_entry();
 }
 
 /// A thread created through sud_entry by an unarmed thread: the child runs

@@ -1,4 +1,5 @@
-//! The core runtime from an ordinary std program: emulate, reissue and deny;
+//! The core runtime from an ordinary std program: emulate, reissue and deny,
+//! and the callback's changes to the guest's registers taking effect;
 //! reissued syscalls that block, are interrupted (EINTR) and are restarted
 //! (SA_RESTART) outside signal context; foreign SIGSYS (seccomp) reaching
 //! the previous disposition; typed errors, including kernels without the
@@ -8,6 +9,7 @@
 
 mod common;
 
+use common::guest::{armed_thread, blocked as thread_blocked, trapped_getppid};
 use common::{Ends, isolated};
 use linux_raw_sys::general::{
     __NR_fork, __NR_getpid, __NR_getppid, __NR_getuid, __NR_prctl, __NR_read, __NR_rt_sigprocmask,
@@ -99,6 +101,48 @@ fn callback_runs_under_allow_and_guest_resumes_blocked() {
                 "the callback ran under BLOCK"
             );
             assert!(blocked_after, "the guest resumed under ALLOW");
+        },
+    );
+}
+
+/// The callback may change the saved registers: what is reissued, and
+/// what the guest resumes with, is what it leaves there.
+#[test]
+fn callback_changes_to_registers_take_effect() {
+    isolated(
+        "callback_changes_to_registers_take_effect",
+        Ends::Passing,
+        || {
+            fn handler(call: &mut Syscall) -> Action {
+                match call.number() {
+                    // Reissue something else: getpid instead of getppid.
+                    __NR_getppid => {
+                        call.regs_mut().rax = __NR_getpid as u64;
+                        Action::Reissue
+                    }
+                    // Emulate, and hand the guest a register of our choosing.
+                    _ => {
+                        call.regs_mut().r12 = 0xfeed_f00d;
+                        Action::Emulate(5)
+                    }
+                }
+            }
+            sud::install(handler).unwrap();
+            let thread = armed_thread();
+            let pid = std::process::id() as usize;
+            assert_eq!(
+                thread_blocked(&thread, trapped_getppid),
+                Ok(pid),
+                "the changed syscall number was not reissued"
+            );
+            // SAFETY: a trapped syscall 500, r12 given and read back.
+            let (result, r12) = thread_blocked(&thread, || unsafe {
+                let (result, r12): (usize, u64);
+                core::arch::asm!("syscall", inlateout("rax") 500usize => result, inlateout("r12") 1u64 => r12,
+                lateout("rcx") _, lateout("r11") _);
+                (result, r12)
+            });
+            assert_eq!((result, r12), (5, 0xfeed_f00d));
         },
     );
 }
