@@ -141,12 +141,13 @@ mod tp;
 mod xsave;
 
 pub use arm::{Support, set_syscall_user_dispatch, support};
-pub use callback::{Action, Handler, Redirect, Syscall, install, install_redirect, uninstall};
+pub use callback::{Action, Handler, Redirect, Syscall, install_redirect};
 pub use dispositions::guest_action;
 pub use error::{Errno, Error};
 pub use kernel::{Registers, SigContext, SigInfo, UContext};
 pub use region::{RegionSymbols, allowed_region, region_symbols};
 pub use selector::{SELECTOR, Selector};
+pub use signals::install::{install, uninstall};
 pub use signals::{HostHandler, adopt_signal, install_host_handler};
 pub use sys::{guest, host};
 pub use thread::{Thread, arm, arm_inclusive, disarm};
