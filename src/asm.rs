@@ -4,7 +4,7 @@
 //! The allowed-region files go into a single `global_asm!` so they land in
 //! one object file, in this order, as one input section `sud_allowed`.
 
-use crate::kernel::{RED_ZONE, Registers, SIGSET_SIZE};
+use crate::kernel::{RED_ZONE, Registers, SIGSET_SIZE, UContext};
 use crate::sigsys::{DirectFrame, entry_dispatch, redirect_run, xsave};
 use crate::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN, VforkParent};
 use crate::thread::{DEAD, ThreadState};
@@ -97,6 +97,7 @@ global_asm!(
     REGS_RSP = const offset_of!(Registers, rsp),
     REGS_RIP = const offset_of!(Registers, rip),
     REGS_RFLAGS = const offset_of!(Registers, rflags),
+    UC_MCONTEXT = const offset_of!(UContext, uc_mcontext),
     XSAVE_MODE = sym xsave::XSAVE_MODE,
     XSAVE_SIZE = sym xsave::XSAVE_SIZE,
     ENTRY_DISPATCH = sym entry_dispatch,
