@@ -10,7 +10,7 @@
 
 use crate::dispatch::direct::{DirectFrame, entry_dispatch, redirect_run};
 use crate::dispatch::signal::dispatch;
-use crate::kernel::Registers;
+use crate::kernel::{Registers, UContext};
 use crate::kernel::sigaction::{ALL_BUT_SIGSYS, SIGSET_SIZE};
 use crate::kernel::stack::{AtomicStack, RED_ZONE, disabled_stack};
 use crate::region::sud_restorer;
@@ -103,6 +103,7 @@ global_asm!(
     REGS_RSP = const offset_of!(Registers, rsp),
     REGS_RIP = const offset_of!(Registers, rip),
     REGS_RFLAGS = const offset_of!(Registers, rflags),
+    UC_MCONTEXT = const offset_of!(UContext, uc_mcontext),
     XSAVE_MODE = sym xsave::XSAVE_MODE,
     XSAVE_SIZE = sym xsave::XSAVE_SIZE,
     ENTRY_DISPATCH = sym entry_dispatch,
