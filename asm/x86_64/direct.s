@@ -160,8 +160,8 @@ sud_entry:
     mov rbx, rsp
     cfi_registers_at 3, 0
     call_with_extended_state {ENTRY_DISPATCH}
-    lea rsp, [rsp - 8]
-    .cfi_adjust_cfa_offset 8
+    lea rsp, [rsp - {ENTRY_CONTINUE_SLOT}]
+    .cfi_adjust_cfa_offset {ENTRY_CONTINUE_SLOT}
     ret
     .cfi_endproc
     .size sud_entry, . - sud_entry

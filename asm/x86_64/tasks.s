@@ -102,6 +102,12 @@
     .cfi_adjust_cfa_offset -8
 .endm
 
+# The frame sud_reissue_fork and sud_reissue_vfork both build below the red
+# zone, from the top: the return address, the state the child is armed
+# from, the guest's mask, and RFLAGS after the syscall.  .Lfork_child
+# finds the state in it, whichever of the two it came from.
+.set FORK_FRAME_STATE, 2 * 8
+
 # sud_reissue_fork: fork, or a clone without CLONE_VFORK that keeps the
 # caller's stack (no new stack given).  R11 = the state the child is armed
 # from: the parent's, of which the child has its own copy.  Below the red
@@ -144,7 +150,7 @@ sud_reissue_fork:
     .cfi_adjust_cfa_offset 8
     push r8
     .cfi_adjust_cfa_offset 8
-    mov r11, [rsp + 7 * 8]              # the state: above the five registers, the flags and the mask
+    mov r11, [rsp + 5 * 8 + FORK_FRAME_STATE]   # above the five registers just pushed
     arm_child
     pop r8
     .cfi_adjust_cfa_offset -8
@@ -169,16 +175,15 @@ sud_reissue_fork:
     .size sud_reissue_fork, . - sud_reissue_fork
 
 # sud_reissue_vfork: vfork, or a clone with CLONE_VFORK that keeps the
-# caller's stack.  R11 = the thread's entry in VFORK_PARENTS (offsets
+# caller's stack.  R11 = the thread's entry in the vfork table (offsets
 # VFORK_*), filed by the dispatcher with the state the child is armed from.
 # The stack below the red zone is laid out as sud_reissue_fork's, for the
 # child's sake: the return address, the state, the child's copy of the
 # guest's mask, RFLAGS.  The child runs on this very stack while the parent
-# sleeps, and leaves it used: the parent finds what it needs afterwards in
-# its entry (the mask, the return address), which it looks up by its tid
-# and its RSP as the dispatcher filed them.  Until it has the return
-# address from there, the parent's CFI has none: its slot may hold the
-# child's leftovers.
+# sleeps, and leaves it used; but registers are each task's own, so the
+# parent keeps its entry in RBX across the vfork (the guest's RBX waits in
+# the entry) and finds there what the stack may have lost: the mask and the
+# return address.
     .globl sud_reissue_vfork
     .type sud_reissue_vfork, @function
     .p2align 4
@@ -193,45 +198,29 @@ sud_reissue_vfork:
     .cfi_offset rip, -8-{RED_ZONE}
     push qword ptr [r11 + {VFORK_STATE}]
     .cfi_adjust_cfa_offset 8
-    push r11
-    .cfi_adjust_cfa_offset 8
-    lea r11, [r11 + {VFORK_MASK}]
+    mov [r11 + {VFORK_RBX}], rbx
+    mov rbx, r11
+    cfi_saved_at 3, 3, {VFORK_RBX}
+    lea r11, [rbx + {VFORK_MASK}]
     sigprocmask block_all               # the guest's mask goes into the entry
-    pop r11
-    .cfi_adjust_cfa_offset -8
-    push qword ptr [r11 + {VFORK_MASK}]
+    push qword ptr [rbx + {VFORK_MASK}]
     .cfi_adjust_cfa_offset 8
     syscall                             # the guest's vfork: the parent sleeps until the child execs or exits
     push r11
     .cfi_adjust_cfa_offset 8
     test rax, rax
-    jz .Lfork_child
-    push rax                            # the parent: the child's pid, or -errno
+    .cfi_remember_state
+    jz 5f
+    cfi_saved_at 16, 3, {VFORK_RETURN}  # the parent: the stack's return address may be the child's leftovers
+    push rax
     .cfi_adjust_cfa_offset 8
-    .cfi_undefined rip
-    mov eax, {NR_GETTID}
-    syscall                             # rcx and r11 are free from here on
-    lea r11, [rip + {VFORK_PARENTS}]
-    mov ecx, {VFORK_PARENTS_LEN}
-2:
-    cmp [r11 + {VFORK_TID}], rax
-    jne 3f
-    cmp [r11 + {VFORK_RSP}], rsp
-    je 4f
-3:
-    add r11, {VFORK_ENTRY_SIZE}
-    dec ecx
-    jnz 2b
-    ud2                                 # no entry: impossible, the dispatcher always files one
-4:
-    push r11
-    .cfi_adjust_cfa_offset 8
-    lea r11, [r11 + {VFORK_MASK}]
+    lea r11, [rbx + {VFORK_MASK}]
     sigprocmask set                     # the child's copy may be gone
-    pop r11
-    .cfi_adjust_cfa_offset -8
-    mov rcx, [r11 + {VFORK_RETURN}]
+    mov rcx, [rbx + {VFORK_RETURN}]
     .cfi_register rip, rcx
+    mov r11, rbx
+    mov rbx, [r11 + {VFORK_RBX}]
+    .cfi_restore rbx
     mov qword ptr [r11 + {VFORK_TID}], 0    # the entry is free again
     pop rax
     .cfi_adjust_cfa_offset -8
@@ -241,6 +230,11 @@ sud_reissue_vfork:
     lea rsp, [rsp + 24 + {RED_ZONE}]
     .cfi_adjust_cfa_offset -24-{RED_ZONE}
     jmp rcx
+5:
+    .cfi_restore_state
+    mov rbx, [rbx + {VFORK_RBX}]        # the child: the entry is intact while its parent sleeps
+    .cfi_restore rbx
+    jmp .Lfork_child
     .cfi_endproc
     .size sud_reissue_vfork, . - sud_reissue_vfork
 
@@ -294,7 +288,7 @@ sud_reissue_thread:
     # The child, on its new stack: nothing above it to return to.
     .cfi_def_cfa rsp, 8
     .cfi_undefined rip
-    mov r11, [rsp - 8]                  # its state, at top - 16
+    mov r11, [rsp + 8 - {NEW_THREAD_TICKET_DEPTH}]  # its state, that far below the top, 8 above RSP after the RFLAGS push
     push rdi
     .cfi_adjust_cfa_offset 8
     push rsi

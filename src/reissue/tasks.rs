@@ -9,7 +9,6 @@ use crate::dispositions::our_sigsys_action;
 use crate::error::Errno;
 use crate::kernel::Registers;
 use crate::kernel::sigaction::KernelSigaction;
-use crate::kernel::stack::RED_ZONE;
 use crate::region::addr;
 use crate::sys::{self, guest_memory};
 use crate::thread::arena;
@@ -25,12 +24,14 @@ pub(crate) const VFORK_PARENTS_LEN: usize = 64;
 
 /// A thread inside a vfork, as `sud_reissue_vfork` reads it.  A vfork
 /// parent wakes to a stack its child has used, so what it needs afterwards
-/// is kept here, found under its tid and its stub's RSP.
+/// is kept here; the stub carries the entry's address across the vfork in
+/// RBX, whose guest value waits here meanwhile.
 #[repr(C)]
 pub(crate) struct VforkParent {
     /// The parent's tid; 0 for a free entry.
     pub tid: AtomicU64,
-    /// RSP in the stub when it looks for its entry.
+    /// The guest's RSP at its vfork: with the tid, what tells a call that
+    /// never reached its stub (a signal took the thread elsewhere).
     pub rsp: AtomicU64,
     /// The guest's return address.
     pub resume: AtomicU64,
@@ -38,6 +39,8 @@ pub(crate) struct VforkParent {
     pub mask: AtomicU64,
     /// The state the child is armed from.
     pub state: AtomicU64,
+    /// The guest's RBX, while the stub keeps the entry there.
+    pub rbx: AtomicU64,
 }
 
 pub(crate) static VFORK_PARENTS: [VforkParent; VFORK_PARENTS_LEN] = [const {
@@ -47,13 +50,9 @@ pub(crate) static VFORK_PARENTS: [VforkParent; VFORK_PARENTS_LEN] = [const {
         resume: AtomicU64::new(0),
         mask: AtomicU64::new(0),
         state: AtomicU64::new(0),
+        rbx: AtomicU64::new(0),
     }
 }; VFORK_PARENTS_LEN];
-
-/// What `sud_reissue_vfork` has pushed below the guest's red zone when it
-/// looks for its entry: the return address, the state, the mask, RFLAGS and
-/// RAX.
-pub(crate) const VFORK_STUB_PUSHES: u64 = 5 * 8;
 
 /// Where a new thread finds its state: this far below the top of the stack
 /// its clone gives it, written there by the dispatcher.
@@ -117,7 +116,7 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
         };
     }
     let tid = sys::gettid() as u64;
-    let rsp = regs.rsp.wrapping_sub(RED_ZONE as u64 + VFORK_STUB_PUSHES);
+    let rsp = regs.rsp;
     // An entry with this very key is left over from a vfork that never
     // reached its stub (the thread was interrupted and went elsewhere):
     // take it over.  Only this thread writes entries with its tid.
