@@ -61,10 +61,8 @@ fn std_callback(call: &mut Syscall) -> Action {
         .get_or_insert_with(HashMap::new)
         .entry(nr)
         .or_default() += 1;
-    eprintln!(
-        "callback: syscall {nr} ({})",
-        format!("{:#x}", call.call_addr())
-    );
+    let call_addr = format!("{:#x}", call.call_addr());
+    eprintln!("callback: syscall {nr} at {call_addr}");
     if nr == __NR_getppid {
         Action::Emulate(FAKE_PPID)
     } else {
