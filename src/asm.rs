@@ -17,6 +17,7 @@ use crate::region::sud_restorer;
 use crate::reissue::altstack::SET_ALTSTACK_STUB_DEPTH;
 use crate::reissue::tasks::{NEW_THREAD_TICKET_DEPTH, VforkParent};
 use crate::signals::on_signal;
+use crate::thread::spawn::HostContext;
 use crate::thread::state::{DEAD, ThreadState};
 use crate::xsave;
 use core::arch::global_asm;
@@ -121,4 +122,32 @@ global_asm!(
     include_str!("../asm/x86_64/signal_entry.s"),
     ON_SIGNAL = sym on_signal,
     RESTORER = sym sud_restorer,
+);
+
+// A host thread entering and leaving a guest thread (ordinary text too).
+global_asm!(
+    include_str!("../asm/x86_64/guest_thread.s"),
+    HOST_RSP = const offset_of!(HostContext, rsp),
+    HOST_RBX = const offset_of!(HostContext, rbx),
+    HOST_RBP = const offset_of!(HostContext, rbp),
+    HOST_R12 = const offset_of!(HostContext, r12),
+    HOST_R13 = const offset_of!(HostContext, r13),
+    HOST_R14 = const offset_of!(HostContext, r14),
+    HOST_R15 = const offset_of!(HostContext, r15),
+    REGS_RAX = const offset_of!(Registers, rax),
+    REGS_RBX = const offset_of!(Registers, rbx),
+    REGS_RDX = const offset_of!(Registers, rdx),
+    REGS_RSI = const offset_of!(Registers, rsi),
+    REGS_RDI = const offset_of!(Registers, rdi),
+    REGS_RBP = const offset_of!(Registers, rbp),
+    REGS_R8 = const offset_of!(Registers, r8),
+    REGS_R9 = const offset_of!(Registers, r9),
+    REGS_R10 = const offset_of!(Registers, r10),
+    REGS_R12 = const offset_of!(Registers, r12),
+    REGS_R13 = const offset_of!(Registers, r13),
+    REGS_R14 = const offset_of!(Registers, r14),
+    REGS_R15 = const offset_of!(Registers, r15),
+    REGS_RSP = const offset_of!(Registers, rsp),
+    REGS_RIP = const offset_of!(Registers, rip),
+    REGS_RFLAGS = const offset_of!(Registers, rflags),
 );

@@ -150,4 +150,5 @@ pub use selector::{SELECTOR, Selector};
 pub use signals::install::{install, uninstall};
 pub use signals::{HostHandler, adopt_signal, install_host_handler};
 pub use sys::{guest, host};
+pub use thread::spawn::{GuestThread, SpawnHook, set_spawn_hook};
 pub use thread::{Thread, arm, arm_inclusive, disarm};

@@ -11,6 +11,7 @@ pub mod guest;
 pub mod proc;
 pub mod seccomp;
 pub mod signals;
+pub mod threads;
 
 // The helpers the test programs name as `common::...`; each program uses
 // some of them.
