@@ -117,6 +117,7 @@
 //! - `asm/x86_64/*.s` through `asm.rs`: every line of assembly.
 
 #![no_std]
+#![warn(missing_docs)]
 // Syscall numbers keep the kernel's names (`__NR_getpid`), in patterns too.
 #![allow(non_upper_case_globals)]
 
@@ -142,7 +143,7 @@ pub use arm::{Support, disarm, set_syscall_user_dispatch, support};
 pub use callback::{Action, Handler, Redirect, Syscall, install, install_redirect, uninstall};
 pub use dispositions::guest_action;
 pub use error::{Errno, Error};
-pub use kernel::{Registers, SigContext, SigInfo, UContext};
+pub use kernel::{Registers, SigContext, SigInfo, SigStack, UContext};
 pub use region::{RegionSymbols, allowed_region, region_symbols};
 pub use selector::{SELECTOR, Selector};
 pub use signals::{HostHandler, adopt_signal, install_host_handler};
