@@ -141,7 +141,7 @@ mod xsave;
 
 pub use arm::{Support, disarm, set_syscall_user_dispatch, support};
 pub use callback::{Action, Handler, Redirect, Syscall, install, install_redirect, uninstall};
-pub use dispositions::guest_action;
+pub use dispositions::{GuestAction, guest_action};
 pub use error::{Errno, Error};
 pub use kernel::{Registers, SigContext, SigInfo, SigStack, UContext};
 pub use region::{RegionSymbols, allowed_region, region_symbols};
