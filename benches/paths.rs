@@ -505,7 +505,7 @@ fn redirect_getppid(call: &mut Syscall) -> Action {
 }
 
 fn redirect() -> Batches {
-    sud::install_redirect(|_| EMULATED);
+    sud::install_redirect(|_| EMULATED).unwrap();
     trapped(redirect_getppid, EMULATED)
 }
 

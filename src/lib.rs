@@ -45,7 +45,7 @@
 //!     0 // end of file
 //! }
 //! sud::install(on_syscall)?;
-//! sud::install_redirect(read_from_my_vfs);
+//! sud::install_redirect(read_from_my_vfs)?;
 //! # Ok::<(), sud::Error>(())
 //! ```
 //!
