@@ -12,6 +12,21 @@
 //! `asm-generic/ucontext.h`) where it has not.  Where several threads share
 //! one of these structs, its atomic holder is defined beside it.
 
+/// Asserts that `$ours` has the size of `$theirs`, and each named field the
+/// offset of its counterpart there.
+macro_rules! same_layout {
+    ($ours:ty = $theirs:ty { $($field:ident = $counterpart:ident),* $(,)? }) => {
+        static_assertions::const_assert_eq!(
+            core::mem::size_of::<$ours>(),
+            core::mem::size_of::<$theirs>()
+        );
+        $(static_assertions::const_assert_eq!(
+            core::mem::offset_of!($ours, $field),
+            core::mem::offset_of!($theirs, $counterpart)
+        );)*
+    };
+}
+
 pub(crate) mod sigaction;
 pub(crate) mod stack;
 

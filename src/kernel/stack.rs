@@ -1,10 +1,8 @@
 //! Stacks: `stack_t` ([`SigStack`]), its atomic holder, and the red zone.
 
-use core::mem::{offset_of, size_of};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use linux_raw_sys::general::{self as sys, SS_DISABLE, SS_ONSTACK};
-use static_assertions::const_assert_eq;
 
 /// `stack_t`: an alternate signal stack, as `sigaltstack` takes and gives
 /// it and as a signal frame's [`uc_stack`](crate::UContext::uc_stack) holds it.
@@ -97,21 +95,5 @@ impl AtomicStack {
     }
 }
 
-const_assert_eq!(size_of::<SigStack>(), size_of::<sys::stack_t>());
-const_assert_eq!(offset_of!(SigStack, ss_sp), offset_of!(sys::stack_t, ss_sp));
-const_assert_eq!(
-    offset_of!(SigStack, ss_flags),
-    offset_of!(sys::stack_t, ss_flags)
-);
-const_assert_eq!(
-    offset_of!(SigStack, ss_size),
-    offset_of!(sys::stack_t, ss_size)
-);
-const_assert_eq!(size_of::<stack_t>(), 24);
-const_assert_eq!(size_of::<AtomicStack>(), size_of::<stack_t>());
-const_assert_eq!(offset_of!(AtomicStack, sp), offset_of!(stack_t, ss_sp));
-const_assert_eq!(
-    offset_of!(AtomicStack, flags),
-    offset_of!(stack_t, ss_flags)
-);
-const_assert_eq!(offset_of!(AtomicStack, size), offset_of!(stack_t, ss_size));
+same_layout!(SigStack = sys::stack_t { ss_sp = ss_sp, ss_flags = ss_flags, ss_size = ss_size });
+same_layout!(AtomicStack = stack_t { sp = ss_sp, flags = ss_flags, size = ss_size });
