@@ -130,6 +130,8 @@ mod callback;
 mod dispatch;
 mod dispositions;
 mod error;
+#[cfg(feature = "freestanding")]
+pub mod freestanding;
 mod kernel;
 mod region;
 mod reissue;
