@@ -9,13 +9,13 @@
 //! reissues or denies](Action) it.
 //!
 //! ```no_run
-//! use linux_raw_sys::general::{__NR_getppid, __NR_write};
+//! use linux_raw_sys::general as nr;
 //! use sud::{Action, Syscall};
 //!
 //! fn on_syscall(call: &mut Syscall) -> Action {
 //!     match call.number() {
-//!         __NR_getppid => Action::Emulate(4242),
-//!         __NR_write => Action::Reissue,
+//!         nr::__NR_getppid => Action::Emulate(4242),
+//!         nr::__NR_write => Action::Reissue,
 //!         _ => Action::default(), // Deny(ENOSYS)
 //!     }
 //! }
@@ -92,6 +92,7 @@
 //!     inlateout("r11") 0usize => _,        // the global selector
 //!     lateout("rcx") _,
 //! );
+//! # let _ = result;
 //! # }
 //! ```
 //!
@@ -118,6 +119,8 @@
 
 #![no_std]
 #![warn(missing_docs)]
+// Examples, the README's included, compile without a warning.
+#![doc(test(attr(deny(warnings))))]
 // Syscall numbers keep the kernel's names (`__NR_getpid`), in patterns too.
 #![allow(non_upper_case_globals)]
 
@@ -151,3 +154,8 @@ pub use selector::{SELECTOR, Selector};
 pub use signals::{HostHandler, adopt_signal, install_host_handler};
 pub use sys::{guest, host};
 pub use thread::{Thread, arm, arm_inclusive};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
