@@ -10,7 +10,7 @@
 //! - the panic handler: the message to stderr, exit status 101;
 //! - `rust_eh_personality`, which the precompiled `core` refers to;
 //! - `memcpy`, `memmove`, `memset`, `memcmp` and `bcmp`, which the compiler
-//!   calls ([`mem`]).
+//!   calls, and `strlen`, which `core` calls ([`mem`]).
 //!
 //! Every syscall here goes through sud's trampolines ([`host`]), so output,
 //! exit and the panic message work whatever the selector says.
@@ -111,6 +111,12 @@ macro_rules! __sud_freestanding_entry {
             unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
                 // SAFETY: bcmp's contract is memcmp's.
                 unsafe { $crate::freestanding::mem::memcmp(a, b, n) }
+            }
+
+            #[unsafe(no_mangle)]
+            unsafe extern "C" fn strlen(s: *const ::core::ffi::c_char) -> usize {
+                // SAFETY: the caller keeps strlen's contract.
+                unsafe { $crate::freestanding::mem::strlen(s) }
             }
         };
     };
@@ -280,10 +286,13 @@ pub fn panic_exit(info: &core::panic::PanicInfo<'_>) -> ! {
     exit(101)
 }
 
-/// The C memory functions that compiled code calls, as [`entry!`] defines
-/// them: string instructions, and a byte loop for the comparisons.  None of
+/// The C functions that compiled code and `core` call, as [`entry!`]
+/// defines them: string instructions, and byte loops for the comparisons
+/// and `strlen`.  None of
 /// them calls another memory function, so none can end up calling itself.
 pub mod mem {
+    use core::ffi::c_char;
+
     /// `memcpy`.
     ///
     /// # Safety
@@ -349,6 +358,21 @@ pub mod mem {
         }
         0
     }
+
+    /// `strlen`, which `core` calls for `CStr::from_ptr`.
+    ///
+    /// # Safety
+    /// `s` points to a NUL-terminated string.
+    #[inline]
+    pub unsafe fn strlen(s: *const c_char) -> usize {
+        let mut n = 0;
+        // SAFETY: the string runs up to its NUL, where the loop stops;
+        // volatile keeps the compiler from turning it into a strlen call.
+        while unsafe { s.add(n).read_volatile() } != 0 {
+            n += 1;
+        }
+        n
+    }
 }
 
 #[cfg(test)]
@@ -372,6 +396,8 @@ mod tests {
             assert_eq!(mem::memcmp(p, b"abd".as_ptr(), 3), -1);
             assert_eq!(mem::memcmp(p, b"abc".as_ptr(), 3), 0);
             mem::memmove(p, p, 0);
+            assert_eq!(mem::strlen(c"sud".as_ptr()), 3);
+            assert_eq!(mem::strlen(c"".as_ptr()), 0);
         }
     }
 }

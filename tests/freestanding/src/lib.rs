@@ -7,6 +7,7 @@
 
 #![no_std]
 
+use core::sync::atomic::{AtomicPtr, Ordering};
 use linux_raw_sys::general::{
     __NR_clone, __NR_dup2, __NR_prlimit64, __NR_wait4, RLIMIT_CORE, SIGCHLD,
 };
@@ -22,7 +23,18 @@ unsafe extern "Rust" {
     safe fn test_main() -> i32;
 }
 
-fn entry(_: Startup) -> i32 {
+/// What `entry` was given, in its frame, which lasts as long as the program.
+static STARTUP: AtomicPtr<Startup> = AtomicPtr::new(core::ptr::null_mut());
+
+/// What the process started with: its arguments, environment, auxiliary vector.
+pub fn startup() -> Startup {
+    // SAFETY: set by `entry` before `test_main` runs, to a value in its
+    // frame, which stays until the process ends.
+    unsafe { *STARTUP.load(Ordering::Acquire) }
+}
+
+fn entry(mut startup: Startup) -> i32 {
+    STARTUP.store(&mut startup, Ordering::Release);
     // No core dumps from the cases that are meant to die of a signal.
     let no_core = [0u64; 2];
     // SAFETY: prlimit64 on ourselves with a valid rlimit.
