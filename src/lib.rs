@@ -96,6 +96,11 @@
 //! # }
 //! ```
 //!
+//! **A freestanding static executable** (no libc, its own `_start`): the
+//! feature `freestanding` adds `sud::freestanding`, whose `entry!(main)`
+//! defines `_start`, the panic handler and the C memory functions; the
+//! README's freestanding section is a complete template.
+//!
 //! Where things are, layer by layer from the bottom (each module uses only
 //! those above it in this list; `asm.rs` is imported by nobody):
 //! - `kernel/`: the kernel ABI types (signal frame, `kernel_sigaction`,
@@ -115,6 +120,8 @@
 //! - `signals/`: host and guest handlers, foreign SIGSYS;
 //! - `dispatch/`: the SIGSYS path and the direct paths (`sud_entry`,
 //!   redirect), which put it all together;
+//! - `freestanding.rs` (feature `freestanding`): `_start`, panic handler,
+//!   memory functions, for a static executable without libc;
 //! - `asm/x86_64/*.s` through `asm.rs`: every line of assembly.
 
 #![no_std]
