@@ -51,7 +51,8 @@ pub struct Registers {
     pub r9: u64,
     /// R10: the syscall's fourth argument.
     pub r10: u64,
-    /// R11: RFLAGS, as the `syscall` instruction saved them (`sud_entry`: the selector's address).
+    /// R11: RFLAGS, as the `syscall` instruction saved them (at a `call
+    /// sud_entry`: the selector's address).
     pub r11: u64,
     /// R12.
     pub r12: u64,
