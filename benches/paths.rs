@@ -505,7 +505,7 @@ fn redirect_getppid(call: &mut Syscall) -> Action {
 }
 
 fn redirect() -> Batches {
-    sud::install_redirect(|_| EMULATED);
+    sud::install_redirect(|_| EMULATED).unwrap();
     trapped(redirect_getppid, EMULATED)
 }
 
@@ -576,9 +576,15 @@ fn ret_after_syscall() -> Batches {
 /// paths do it, into a 64-byte aligned area with a zeroed header.
 fn xsave_restore() -> Batches {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
-    assert!(__cpuid(1).ecx & (1 << 27) != 0, "no OSXSAVE");
-    let size = __cpuid_count(0xd, 0).ebx as usize;
-    let compacted = __cpuid_count(0xd, 1).eax & (1 << 1) != 0;
+    // `__cpuid` is safe since Rust 1.89 and unsafe before: the block keeps
+    // both compiling.
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU.
+    let (leaf1, leaf_d0, leaf_d1) =
+        unsafe { (__cpuid(1), __cpuid_count(0xd, 0), __cpuid_count(0xd, 1)) };
+    assert!(leaf1.ecx & (1 << 27) != 0, "no OSXSAVE");
+    let size = leaf_d0.ebx as usize;
+    let compacted = leaf_d1.eax & (1 << 1) != 0;
     let mut area = vec![0u8; size + 64];
     let offset = area.as_ptr().align_offset(64);
     let area = &mut area[offset..offset + size];

@@ -131,7 +131,7 @@ fn redirected_getppid(_: &mut Syscall) -> usize {
 /// signal frame away by then.
 fn backtrace_from_a_redirect_function(redirect_stack: Option<&mut [u8]>, test: &str) {
     sud::install(redirect_getppid).unwrap();
-    sud::install_redirect(redirected_getppid);
+    sud::install_redirect(redirected_getppid).unwrap();
     let thread = armed_thread();
     if let Some(stack) = redirect_stack {
         // SAFETY: the test's buffer outlives this thread's redirects.

@@ -240,7 +240,7 @@ fn panicking_redirect_function_aborts_with_its_message() {
         "the redirect function panics on purpose",
         || {
             sud::install(|_| Action::Redirect).unwrap();
-            sud::install_redirect(|_| panic!("the redirect function panics on purpose"));
+            sud::install_redirect(|_| panic!("the redirect function panics on purpose")).unwrap();
             sud::arm().unwrap();
             // SAFETY: the trapped getppid is meant to be redirected.
             unsafe { SELECTOR.block() };

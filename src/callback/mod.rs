@@ -5,6 +5,7 @@
 
 pub(crate) mod syscall;
 
+use crate::error::Error;
 use crate::xsave;
 use core::sync::atomic::{AtomicUsize, Ordering};
 pub use syscall::{Action, Handler, Redirect, Syscall};
@@ -41,10 +42,12 @@ pub(crate) fn decide(mut call: Syscall<'_>) -> (Action, bool) {
 static REDIRECT: AtomicUsize = AtomicUsize::new(0);
 
 /// Installs the function that carries out the syscalls the callback answers
-/// with [`Action::Redirect`].
-pub fn install_redirect(redirect: Redirect) {
+/// with [`Action::Redirect`].  Installing again replaces it.  It cannot fail
+/// today; the `Result` is [`install`](crate::install)'s, so that both are used alike.
+pub fn install_redirect(redirect: Redirect) -> Result<(), Error> {
     xsave::init();
     REDIRECT.store(redirect as usize, Ordering::Release);
+    Ok(())
 }
 
 /// The installed redirect function, if any.
