@@ -112,15 +112,17 @@ struct sud_ucontext {
     uint64_t uc_sigmask;               /* the mask rt_sigreturn reinstalls */
 };
 
-/* The part of the kernel's siginfo_t a SIGSYS carries. */
+/* The part of the kernel's siginfo_t a SIGSYS carries.  The last three
+ * fields are si_call_addr, si_syscall and si_arch in the kernel's and
+ * sud's names, which <signal.h> defines as macros. */
 struct sud_siginfo {
     int32_t si_signo;
     int32_t si_errno;
-    int32_t si_code;       /* 2 (SYS_USER_DISPATCH) for dispatch, 1 for seccomp */
+    int32_t si_code;    /* 2 (SYS_USER_DISPATCH) for dispatch, 1 for seccomp */
     int32_t _pad0;
-    uint64_t si_call_addr; /* the address after the `syscall` instruction */
-    int32_t si_syscall;
-    uint32_t si_arch;
+    uint64_t call_addr; /* the address after the `syscall` instruction */
+    int32_t syscall;    /* the syscall number */
+    uint32_t arch;      /* AUDIT_ARCH_X86_64 */
     uint64_t _rest[12];
 };
 
@@ -275,7 +277,7 @@ uintptr_t sud_syscall_call_addr(const struct sud_syscall *call);
  * returns. */
 struct sud_registers *sud_syscall_regs(struct sud_syscall *call);
 
-/* The SIGSYS siginfo (si_code 2, si_call_addr, si_syscall, si_arch); NULL
+/* The SIGSYS siginfo (si_code 2, call_addr, syscall, arch); NULL
  * for a syscall made through sud_entry or in a redirect function. */
 const struct sud_siginfo *sud_syscall_siginfo(const struct sud_syscall *call);
 
@@ -361,7 +363,7 @@ int sud_install_host_handler(int signal, sud_host_handler_fn handler, uint64_t m
 int sud_adopt_signal(int signal);
 
 /* A disposition the guest set with a trapped rt_sigaction. */
-struct sud_guest_action {
+struct sud_sigaction {
     uintptr_t handler; /* the handler's address, or SIG_DFL (0) / SIG_IGN (1) */
     uint64_t flags;    /* its sa_flags */
     uint64_t mask;     /* its sa_mask (SUD_SIGBIT bits) */
@@ -370,7 +372,7 @@ struct sud_guest_action {
 /* The disposition the guest last set for `signal` (one with a host handler,
  * or SIGSYS), so that a host handler can pass the signal on: 1 and *action
  * filled in, or 0 if the guest never set one. */
-int sud_guest_action(int signal, struct sud_guest_action *action);
+int sud_guest_action(int signal, struct sud_sigaction *action);
 
 /* ---------------------------------------------------- allowed region --- */
 

@@ -39,14 +39,22 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     unsafe { core::arch::asm!("ud2", options(noreturn, nostack)) }
 }
 
-/// The unwinder's personality routine for Rust frames, which the toolchain's
-/// precompiled `core` names even though this library never unwinds (it is
-/// built with panic = "abort"; an optimised, LTO build drops the name).  It
-/// is only reached if something unwinds into Rust code, C++ throwing
-/// through sud, say: that ends the process, as an exception through a
-/// `noexcept` function would.
-#[unsafe(no_mangle)]
-extern "C" fn rust_eh_personality() -> ! {
-    // SAFETY: as in panic.
-    unsafe { core::arch::asm!("ud2", options(noreturn, nostack)) }
-}
+// The unwinder's personality routine for Rust frames, which the
+// toolchain's precompiled `core` names even though this library never
+// unwinds (it is built with panic = "abort"; an LTO build drops the name).
+// It is reached only if something unwinds into Rust code, C++ throwing
+// through sud, say: that ends the process, as an exception through a
+// `noexcept` function would.  Hidden: it links into a C program from the
+// static library, and the shared library does not export it (a Rust
+// library loaded next to it keeps its own).
+core::arch::global_asm!(
+    ".text",
+    ".globl rust_eh_personality",
+    ".hidden rust_eh_personality",
+    ".type rust_eh_personality, @function",
+    "rust_eh_personality:",
+    "    .cfi_startproc",
+    "    ud2",
+    "    .cfi_endproc",
+    ".size rust_eh_personality, . - rust_eh_personality",
+);

@@ -5,10 +5,10 @@ use crate::error::{invalid, status};
 use core::ffi::c_int;
 use sud::HostHandler;
 
-/// `struct sud_guest_action`: what [`sud::guest_action`] returns.
+/// `struct sud_sigaction`: what [`sud::guest_action`] returns.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SudGuestAction {
+pub struct SudSigaction {
     /// The handler's address, or SIG_DFL (0) / SIG_IGN (1).
     pub handler: usize,
     /// Its `sa_flags`.
@@ -48,19 +48,19 @@ pub extern "C" fn sud_adopt_signal(signal: c_int) -> c_int {
     status(sud::adopt_signal(signal_number(signal)))
 }
 
-/// `int sud_guest_action(int signal, struct sud_guest_action *action)`:
+/// `int sud_guest_action(int signal, struct sud_sigaction *action)`:
 /// [`sud::guest_action`]: 1 and `*action` filled in if the guest set a
 /// disposition for `signal`, 0 if it did not.
 ///
 /// # Safety
 /// `action` is writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sud_guest_action(signal: c_int, action: *mut SudGuestAction) -> c_int {
+pub unsafe extern "C" fn sud_guest_action(signal: c_int, action: *mut SudSigaction) -> c_int {
     match sud::guest_action(signal_number(signal)) {
         Some((handler, flags, mask)) => {
             // SAFETY: the caller's promise.
             unsafe {
-                action.write(SudGuestAction {
+                action.write(SudSigaction {
                     handler,
                     flags,
                     mask,
