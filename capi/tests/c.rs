@@ -3,8 +3,8 @@
 //! Builds the library the way a C user does, `cargo run -p sud-capi-pack`,
 //! with this test run's profile (debug: `dev`; release: `capi`, the shipped
 //! build) and RUSTFLAGS; compiles the programs in this directory and
-//! `examples/jit.c` with the system's `cc` and `c++` (and `clang`, where
-//! there is one), linked by GNU ld or, unless RUSTFLAGS chose GNU ld
+//! `examples/jit.c` with the system's `cc` and `c++` (and `clang` and
+//! `musl-gcc`, where there are), linked by GNU ld or, unless RUSTFLAGS chose GNU ld
 //! (`-C linker-features=-lld`), by the toolchain's rust-lld as Rust programs
 //! are; runs them and checks that every case they were meant to run
 //! reported `ok`.  The header itself is checked against the Rust
@@ -49,15 +49,17 @@ fn library() -> &'static Library {
         let dir = variant.join("lib");
         // Its own target directory: the `cargo test` running this holds
         // the lock of the workspace's.
-        let status = Command::new(env!("CARGO"))
-            .current_dir(CAPI)
-            .args(["run", "-q", "-p", "sud-capi-pack", "--target-dir"])
-            .arg(&target)
-            .args(["--", "--profile", profile, "--out"])
-            .arg(&dir)
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "cargo run -p sud-capi-pack: {status}");
+        print!(
+            "{}",
+            run_ok(
+                Command::new(env!("CARGO"))
+                    .current_dir(CAPI)
+                    .args(["run", "-q", "-p", "sud-capi-pack", "--target-dir"])
+                    .arg(&target)
+                    .args(["--", "--profile", profile, "--out"])
+                    .arg(&dir)
+            )
+        );
         let bins = variant.join("bin");
         fs::create_dir_all(&bins).expect("create the test programs' directory");
         Library { dir, bins }
@@ -123,7 +125,9 @@ impl Compiler {
             command.arg(Path::new(CAPI).join(source));
         }
         command.args(flags).arg("-o").arg(&out);
-        if !gnu_ld() {
+        // musl-gcc links with GNU ld always: with lld, even an empty static
+        // musl program crashes at start (Debian's musl 1.2.3).
+        if !gnu_ld() && self.command != "musl-gcc" {
             // rust-lld, through the toolchain's `ld.lld` wrapper.
             command
                 .arg(format!("-B{}", gcc_ld().display()))
@@ -244,6 +248,22 @@ fn glibc_static() {
         "not static"
     );
     run_cases(&bin, GLIBC_CASES);
+}
+
+#[test]
+fn musl_pie_and_static() {
+    const MUSL: Compiler = Compiler {
+        command: "musl-gcc",
+        cxx: false,
+    };
+    if !MUSL.present() {
+        println!("no musl-gcc: the musl builds are skipped");
+        return;
+    }
+    for (name, flags) in [("musl-pie", &[][..]), ("musl-static", &["-static"][..])] {
+        let bin = MUSL.build_static(name, "tests/glibc.c", flags);
+        run_cases(&bin, GLIBC_CASES);
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 /*
- * sud's C interface from an ordinary glibc program: built PIE, -static,
+ * sud's C interface from an ordinary C program: glibc, built PIE, -static,
  * and against the shared library (SUD_TEST_SHARED, which exports no asm
- * symbols).  Every case arms, runs guest-style syscalls under BLOCK (inline
+ * symbols), and musl, PIE and -static.  Every case arms, runs guest-style syscalls under BLOCK (inline
  * `syscall` instructions only: glibc's own code never runs blocked), then
  * allows and disarms; the callback records what it saw for the case to
  * check afterwards.
