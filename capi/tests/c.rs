@@ -73,24 +73,24 @@ struct Compiler {
     cxx: bool,
 }
 
-const CC: Compiler = Compiler {
-    command: "cc",
-    cxx: false,
-};
-const CXX: Compiler = Compiler {
-    command: "c++",
-    cxx: true,
-};
-const CLANG: Compiler = Compiler {
-    command: "clang",
-    cxx: false,
-};
-const CLANGXX: Compiler = Compiler {
-    command: "clang++",
-    cxx: true,
-};
+const CC: Compiler = Compiler::c("cc");
+const CXX: Compiler = Compiler::cxx("c++");
+const CLANG: Compiler = Compiler::c("clang");
+const CLANGXX: Compiler = Compiler::cxx("clang++");
+const MUSL: Compiler = Compiler::c("musl-gcc");
 
 impl Compiler {
+    const fn c(command: &'static str) -> Compiler {
+        Compiler {
+            command,
+            cxx: false,
+        }
+    }
+
+    const fn cxx(command: &'static str) -> Compiler {
+        Compiler { command, cxx: true }
+    }
+
     fn is_clang(self) -> bool {
         self.command.starts_with("clang")
     }
@@ -127,7 +127,7 @@ impl Compiler {
         command.args(flags).arg("-o").arg(&out);
         // musl-gcc links with GNU ld always: with lld, even an empty static
         // musl program crashes at start (Debian's musl 1.2.3).
-        if !gnu_ld() && self.command != "musl-gcc" {
+        if !gnu_ld() && self.command != MUSL.command {
             // rust-lld, through the toolchain's `ld.lld` wrapper.
             command
                 .arg(format!("-B{}", gcc_ld().display()))
@@ -252,10 +252,6 @@ fn glibc_static() {
 
 #[test]
 fn musl_pie_and_static() {
-    const MUSL: Compiler = Compiler {
-        command: "musl-gcc",
-        cxx: false,
-    };
     if !MUSL.present() {
         println!("no musl-gcc: the musl builds are skipped");
         return;
@@ -477,36 +473,29 @@ macro_rules! same_layout {
     }};
 }
 
-/// Every constant of sud.h with its value on the Rust side.
+/// Every constant of sud.h with its value on the Rust side, where it has
+/// the same name.
 fn constants() -> Vec<(&'static str, i64)> {
-    use sud_capi_abi as abi;
-    vec![
-        (
-            "SUD_ERR_NO_SYSCALL_USER_DISPATCH",
-            abi::SUD_ERR_NO_SYSCALL_USER_DISPATCH.into(),
-        ),
-        (
-            "SUD_ERR_NO_INCLUSIVE_MODE",
-            abi::SUD_ERR_NO_INCLUSIVE_MODE.into(),
-        ),
-        ("SUD_ERR_UNKNOWN", abi::SUD_ERR_UNKNOWN.into()),
-        ("SUD_SUPPORT_EXCLUSIVE", abi::SUD_SUPPORT_EXCLUSIVE.into()),
-        ("SUD_SUPPORT_INCLUSIVE", abi::SUD_SUPPORT_INCLUSIVE.into()),
-        ("SUD_SELECTOR_ALLOW", abi::SUD_SELECTOR_ALLOW.into()),
-        ("SUD_SELECTOR_BLOCK", abi::SUD_SELECTOR_BLOCK.into()),
-        ("SUD_DISPATCH_OFF", abi::SUD_DISPATCH_OFF.into()),
-        (
-            "SUD_DISPATCH_EXCLUSIVE_ON",
-            abi::SUD_DISPATCH_EXCLUSIVE_ON.into(),
-        ),
-        (
-            "SUD_DISPATCH_INCLUSIVE_ON",
-            abi::SUD_DISPATCH_INCLUSIVE_ON.into(),
-        ),
-        ("SUD_ACTION_EMULATE", abi::SUD_ACTION_EMULATE.into()),
-        ("SUD_ACTION_REISSUE", abi::SUD_ACTION_REISSUE.into()),
-        ("SUD_ACTION_DENY", abi::SUD_ACTION_DENY.into()),
-        ("SUD_ACTION_REDIRECT", abi::SUD_ACTION_REDIRECT.into()),
+    macro_rules! named {
+        ($($name:ident),* $(,)?) => {
+            vec![$((stringify!($name), sud_capi_abi::$name.into())),*]
+        };
+    }
+    named![
+        SUD_ERR_NO_SYSCALL_USER_DISPATCH,
+        SUD_ERR_NO_INCLUSIVE_MODE,
+        SUD_ERR_UNKNOWN,
+        SUD_SUPPORT_EXCLUSIVE,
+        SUD_SUPPORT_INCLUSIVE,
+        SUD_SELECTOR_ALLOW,
+        SUD_SELECTOR_BLOCK,
+        SUD_DISPATCH_OFF,
+        SUD_DISPATCH_EXCLUSIVE_ON,
+        SUD_DISPATCH_INCLUSIVE_ON,
+        SUD_ACTION_EMULATE,
+        SUD_ACTION_REISSUE,
+        SUD_ACTION_DENY,
+        SUD_ACTION_REDIRECT,
     ]
 }
 
