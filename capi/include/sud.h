@@ -25,8 +25,9 @@
  *
  * Building and linking: README.md, "From C and C++".  The library is
  * libsud_capi.a (or libsud_capi.so); it uses no libc, so it links into a
- * glibc, musl or freestanding program alike.  It needs memcpy and memset,
- * which a libc supplies and a freestanding program defines.  This header
+ * glibc, musl or freestanding program alike.  It needs memcpy and memset
+ * (a debug build also memcmp and bcmp), which a libc supplies and a
+ * freestanding program defines.  This header
  * needs only <stddef.h> and <stdint.h>, which freestanding compilers have.
  *
  * Conventions:
@@ -113,8 +114,8 @@ struct sud_ucontext {
 };
 
 /* The part of the kernel's siginfo_t a SIGSYS carries.  The last three
- * fields are si_call_addr, si_syscall and si_arch in the kernel's and
- * sud's names, which <signal.h> defines as macros. */
+ * fields are si_call_addr, si_syscall and si_arch to the kernel and to
+ * sud, names that <signal.h> defines as macros. */
 struct sud_siginfo {
     int32_t si_signo;
     int32_t si_errno;
@@ -241,7 +242,9 @@ typedef uint64_t (*sud_redirect_fn)(struct sud_syscall *call, void *user);
  * blocked while it runs, on the thread's alternate stack, restorer in the
  * allowed region).  The disposition it replaces keeps the SIGSYS that are
  * not dispatch (seccomp's SECCOMP_RET_TRAP, a kill).  Installing again swaps
- * callback and user pointer together, even while other threads trap.
+ * callback and user pointer together, even while other threads trap (from
+ * any thread, the callback included, but not from an asynchronous signal
+ * handler that may have interrupted another sud_install).
  * NULL handler: -EINVAL. */
 int sud_install(sud_handler_fn handler, void *user);
 
@@ -286,7 +289,8 @@ const struct sud_siginfo *sud_syscall_siginfo(const struct sud_syscall *call);
  * context. */
 struct sud_ucontext *sud_syscall_ucontext(struct sud_syscall *call);
 
-/* The trapped thread's selector: its sud_thread's, or the global one. */
+/* The trapped thread's selector: its own (a sud_thread's, or that of a
+ * thread its guest created), or the global one. */
 volatile uint8_t *sud_syscall_selector(const struct sud_syscall *call);
 
 /* The pointer given to sud_thread_set_data() for the trapped thread

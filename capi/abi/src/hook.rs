@@ -30,6 +30,8 @@ impl Hook {
     }
 
     /// Makes `(function, user)` the pair every later [`get`](Self::get) sees.
+    /// Changes are serialised by a spin lock: not for a signal handler that
+    /// may interrupt a change on its own thread.
     pub(crate) fn set(&self, function: usize, user: usize) {
         while self
             .writing
