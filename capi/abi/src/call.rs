@@ -3,7 +3,7 @@
 //!
 //! sud calls a Rust [`sud::Handler`], a plain `fn`; here that is
 //! [`dispatch`], which finds the C callback and its user pointer (one
-//! [`Hook`]), lends it the trapped syscall as an opaque `struct
+//! `Hook`), lends it the trapped syscall as an opaque `struct
 //! sud_syscall`, and turns the `int` it returns into an [`Action`].  The
 //! redirect function goes the same way through [`redirect`].
 

@@ -13,7 +13,7 @@
 //! - a pointer argument the C caller passes is checked for NULL where NULL
 //!   has no meaning, and the function then fails with `-EINVAL`;
 //! - the C callback and its user pointer, and the redirect function and
-//!   its, are kept as one pair each ([`hook`]) behind the Rust callbacks that
+//!   its, are kept as one pair each (`hook.rs`) behind the Rust callbacks that
 //!   sud calls ([`call`]).
 //!
 //! Everything else is sud's own API, passed through: the kernel structs
