@@ -85,7 +85,8 @@ fn exited_guest_threads_leave_nothing_behind() {
     );
 }
 
-/// Threads on the global selector create children on it too.
+/// A thread on the global selector creates children that are trapped (on a
+/// selector of their own).
 #[test]
 fn guest_thread_of_global_selector_thread() {
     isolated(

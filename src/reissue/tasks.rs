@@ -279,12 +279,13 @@ fn new_thread(
         Ok(child) => child,
         Err(errno) => return Continuation::Done(errno.to_syscall_result()),
     };
-    if parent.on_global_selector() {
-        // Children of threads on the global selector stay on it, as it is.
-        child.use_global_selector();
-    } else if blocked {
-        // The child resumes guest code in the state its parent made the
-        // clone in (its own selector starts at ALLOW).
+    // Every new thread gets a selector of its own, a child of a thread on
+    // the global selector too: on a shared one, another thread's time in
+    // its callback (ALLOW) would let this one's syscalls run untrapped, a
+    // mask that blocks SIGSYS among them, and its next trap would then kill
+    // the process.  It resumes guest code in the state its parent made the
+    // clone in (its own selector starts at ALLOW).
+    if blocked {
         // SAFETY: that is the state the parent's guest code runs in.
         unsafe { child.selector().block() };
     }
