@@ -45,7 +45,7 @@ pub(crate) const ENTRY_CONTINUE_SLOT: u64 = 8;
 pub(crate) unsafe extern "C" fn redirect_run(frame: &mut DirectFrame) {
     // SAFETY: the dispatcher passed a live ThreadState.
     let state: &'static ThreadState = unsafe { &*(frame.word as *const ThreadState) };
-    let guest_pointers = enter_host(state);
+    let guest_pointers = enter_host(state, true);
     let result = run_redirect(&mut frame.regs, state);
     frame.regs.finish_syscall(result);
     guest_pointers.leave();
@@ -74,7 +74,7 @@ pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
     if frame.regs.rax as u32 == __NR_arch_prctl {
         state.pointers.guest_moved.store(true, Ordering::Relaxed);
     }
-    let guest_pointers = enter_host(state);
+    let guest_pointers = enter_host(state, true);
     let host_code = HostScope::enter_as_found(state.selector());
     let (action, resume_allowed) = decide(Syscall::direct(&mut frame.regs, state));
     let regs = &mut frame.regs;

@@ -47,7 +47,7 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
     // The callback gets a thread on which ordinary syscalls run, with the
     // host's thread pointers; the trap happened under BLOCK, and the guest
     // resumes under BLOCK, with its own.
-    let guest_pointers = enter_host(state);
+    let guest_pointers = enter_host(state, true);
     let host_code = HostScope::enter(state.selector(), true);
     let (action, resume_allowed) = decide(Syscall::from_signal(uc_ref, info_ref, state));
     // SAFETY: the live frame, as above; the callback's view of it is gone.

@@ -14,6 +14,7 @@ use crate::sys::{self, guest_memory};
 use crate::thread::arena;
 use crate::thread::spawn::{self, GuestThread, SpawnHook, wait_started};
 use crate::thread::state::ThreadState;
+use core::mem::size_of;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use linux_raw_sys::general::{
     __NR_clone, __NR_clone3, __NR_fork, __NR_vfork, CLONE_ARGS_SIZE_VER0, CLONE_CHILD_CLEARTID,
@@ -71,6 +72,23 @@ struct CloneRequest {
     tls: u64,
     parent_tid: u64,
     child_tid: u64,
+    /// clone3's fields past the flags, stack and tid words are their
+    /// defaults (no exit signal, set_tid, cgroup or bytes past the struct
+    /// sud knows): a thread like a pthread may be asked for.
+    plain_extras: bool,
+}
+
+impl CloneRequest {
+    /// Whether the kernel will refuse it for a reason sud can see without
+    /// it: clone3 with a stack but no size or a size but no stack, a thread
+    /// without shared handlers, shared handlers without shared memory.  The
+    /// kernel is left to refuse it, as it is: nothing is written for it.
+    fn refused(&self, stack_and_size_disagree: bool) -> bool {
+        let flags = self.flags as u32;
+        stack_and_size_disagree
+            || (flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0)
+            || (flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0)
+    }
 }
 
 /// What the syscall in `regs` asks for, if it creates a task.
@@ -81,6 +99,7 @@ fn clone_request(nr: u32, regs: &Registers) -> Option<CloneRequest> {
         tls: 0,
         parent_tid: 0,
         child_tid: 0,
+        plain_extras: true,
     };
     match nr {
         __NR_fork => Some(fork_like(SIGCHLD)),
@@ -92,24 +111,34 @@ fn clone_request(nr: u32, regs: &Registers) -> Option<CloneRequest> {
             parent_tid: regs.rdx,
             child_tid: regs.r10,
             tls: regs.r8,
-        }),
+            plain_extras: true,
+        })
+        .filter(|request| !request.refused(false)),
         __NR_clone3 => {
             // Anything the kernel will refuse (a short or unreadable struct)
             // is left for it to refuse.
             if regs.rsi < CLONE_ARGS_SIZE_VER0 as u64 {
                 return None;
             }
-            // The fields read here are all in the first version of the struct.
-            let args: CloneArgs =
-                guest_memory::read_prefix(regs.rdi as usize, CLONE_ARGS_SIZE_VER0 as usize).ok()?;
+            // As much of the struct as the guest gave, and sud knows; the
+            // rest reads as zero (its defaults).
+            let size = (regs.rsi as usize).min(size_of::<clone_args>());
+            let args: CloneArgs = guest_memory::read_prefix(regs.rdi as usize, size).ok()?;
             let args = args.0;
-            Some(CloneRequest {
+            let request = CloneRequest {
                 flags: args.flags,
                 stack_top: (args.stack != 0).then_some(args.stack.wrapping_add(args.stack_size)),
                 parent_tid: args.parent_tid,
                 child_tid: args.child_tid,
                 tls: args.tls,
-            })
+                plain_extras: regs.rsi as usize <= size_of::<clone_args>()
+                    && args.exit_signal == 0
+                    && args.set_tid == 0
+                    && args.set_tid_size == 0
+                    && args.cgroup == 0,
+            };
+            let disagree = (args.stack == 0) != (args.stack_size == 0);
+            (!request.refused(disagree)).then_some(request)
         }
         _ => None,
     }
@@ -141,9 +170,11 @@ pub(crate) fn clone(
         return Continuation::Plain;
     };
     let flags = request.flags;
-    if let (Some(top), Some(hook)) = (request.stack_top, spawn::hook())
-        && is_plain_thread(flags)
-    {
+    if let (Some(top), Some(hook), true) = (
+        request.stack_top,
+        spawn::hook(),
+        is_plain_thread(flags) && request.plain_extras,
+    ) {
         return spawn_guest_thread(hook, state, regs, &request, top, sigmask);
     }
     let new_stack = request.stack_top;
@@ -231,6 +262,7 @@ fn spawn_guest_thread(
     let start = GuestThread {
         regs: child,
         tls: (flags & CLONE_SETTLS != 0).then_some(request.tls),
+        set_parent_tid: (flags & CLONE_PARENT_SETTID != 0).then_some(request.parent_tid as usize),
         set_child_tid: (flags & CLONE_CHILD_SETTID != 0).then_some(request.child_tid as usize),
         clear_child_tid: (flags & CLONE_CHILD_CLEARTID != 0).then_some(request.child_tid as usize),
         sigmask,
@@ -245,9 +277,6 @@ fn spawn_guest_thread(
         return Continuation::Done(errno.to_syscall_result());
     }
     let tid = wait_started(&started);
-    if tid > 0 && flags & CLONE_PARENT_SETTID != 0 {
-        let _ = guest_memory::write(request.parent_tid as usize, &tid);
-    }
     Continuation::Done(tid as isize as usize)
 }
 

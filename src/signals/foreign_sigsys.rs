@@ -44,12 +44,19 @@ pub(crate) unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut U
                 unsafe { run_guest_handler(state, &guest, SIGSYS as i32, info, uc) };
                 sys::set_thread_mask(!0);
             } else {
-                let guest_pointers = enter_host(state);
-                let host_code = HostScope::enter_as_found(state.selector());
-                // SAFETY: the function the application installed for SIGSYS.
-                unsafe { call_handler(handler, SIGSYS as i32, info, uc) };
-                host_code.leave();
-                guest_pointers.leave();
+                if state.is_global() {
+                    // A thread with no state of its own: host code, and
+                    // the global selector is not its to flip.
+                    // SAFETY: the function the application installed for SIGSYS.
+                    unsafe { call_handler(handler, SIGSYS as i32, info, uc) };
+                } else {
+                    let guest_pointers = enter_host(state, false);
+                    let host_code = HostScope::enter_as_found(state.selector());
+                    // SAFETY: as above.
+                    unsafe { call_handler(handler, SIGSYS as i32, info, uc) };
+                    host_code.leave();
+                    guest_pointers.leave();
+                }
             }
         }
     }

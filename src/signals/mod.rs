@@ -118,7 +118,11 @@ pub(crate) unsafe extern "C" fn on_signal(signal: i32, info: *mut SigInfo, uc: *
     let state = arena::current(uc_ref);
     let actions = &ACTIONS[signal as usize];
     let fault = FAULTS.contains(&(signal as u32));
-    let guest_faulted = fault && state.selector().is_blocked();
+    // A thread with no state of its own (never armed by sud, or armed
+    // around it) runs host code: its faults are the host's, and the global
+    // selector, which other threads' guests run under, is not its to flip.
+    let managed = !state.is_global();
+    let guest_faulted = fault && managed && state.selector().is_blocked();
     match actions.host() {
         Some(host) if !guest_faulted => {
             if host.flags & SA_RESETHAND as u64 != 0 {
@@ -130,12 +134,17 @@ pub(crate) unsafe extern "C" fn on_signal(signal: i32, info: *mut SigInfo, uc: *
                     }
                 });
             }
-            let guest_pointers = enter_host(state);
-            let host_code = HostScope::enter_as_found(state.selector());
-            // SAFETY: an application handler, given what the kernel gave us.
-            unsafe { call_handler(host.handler, signal, info, uc) };
-            host_code.leave();
-            guest_pointers.leave();
+            if managed {
+                let guest_pointers = enter_host(state, false);
+                let host_code = HostScope::enter_as_found(state.selector());
+                // SAFETY: an application handler, given what the kernel gave us.
+                unsafe { call_handler(host.handler, signal, info, uc) };
+                host_code.leave();
+                guest_pointers.leave();
+            } else {
+                // SAFETY: as above.
+                unsafe { call_handler(host.handler, signal, info, uc) };
+            }
         }
         // Host code faulted, and the host has no handler for it.
         _ if fault && !guest_faulted => default_action(signal as u32, info_ref, uc_ref),

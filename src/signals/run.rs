@@ -4,6 +4,7 @@
 use crate::kernel::sigaction::{KernelSigaction, SIGSYS_BIT, sigmask};
 use crate::kernel::{SigInfo, UContext};
 use crate::sys;
+use crate::thread::pointers::enter_guest_handler;
 use crate::thread::state::ThreadState;
 use core::sync::atomic::Ordering;
 
@@ -43,8 +44,13 @@ pub(crate) unsafe fn run_guest_handler(
     info: *mut SigInfo,
     uc: *mut UContext,
 ) {
+    // Guest code runs under BLOCK: on a thread of its own, its selector says
+    // so; the global one, which a thread with no state of its own shares
+    // with others, is left as it is.
     let selector = state.selector();
-    let was_blocked = selector.is_blocked();
+    let managed = !state.is_global();
+    let was_blocked = selector.is_blocked() || !managed;
+    let guest_pointers = enter_guest_handler(state);
     let blocks_sigsys = &state.guest.blocks_sigsys;
     let before = blocks_sigsys.load(Ordering::Relaxed);
     // SAFETY: the live frame's ucontext.
@@ -53,12 +59,15 @@ pub(crate) unsafe fn run_guest_handler(
             (*uc).uc_sigmask |= SIGSYS_BIT;
         }
         blocks_sigsys.store(before || guest.mask & SIGSYS_BIT != 0, Ordering::Relaxed);
-        // SAFETY: guest handlers are guest code.
-        selector.block();
+        if managed {
+            // SAFETY: guest handlers are guest code.
+            selector.block();
+        }
         call_handler(guest.handler, signal, info, uc);
         blocks_sigsys.store((*uc).uc_sigmask & SIGSYS_BIT != 0, Ordering::Relaxed);
         (*uc).uc_sigmask &= !SIGSYS_BIT;
     }
+    guest_pointers.leave();
     if !was_blocked {
         selector.allow();
     }

@@ -136,23 +136,11 @@ fn arm_installed(state: &ThreadState, op: u32, range: Range<usize>) -> Result<()
     Ok(())
 }
 
-/// The calling thread's state, if it has one: the live slot with its tid
-/// whose alternate stack (sud's, or one the guest installed and sud
-/// recorded) is the one installed.  A slot left by an earlier thread with
-/// the same tid, which exited without giving it back, is given back now.
+/// The calling thread's state, if it has one: the live slot with its tid.
+/// (A slot is never given back from here: only its owner, or `allocate`
+/// once no task has the slot's tid, gives it back.)
 fn own_state() -> Option<&'static ThreadState> {
-    let state = arena::find_live(sys::gettid())?;
-    let installed = sys::sigaltstack(None).ok()?;
-    let ours = state.task.altstack.load();
-    let sp = installed.ss_sp as u64 + 1;
-    if is_on(&ours, sp)
-        || guest_altstacks::owner_of(sp as usize).is_some_and(|s| core::ptr::eq(s, state))
-    {
-        Some(state)
-    } else {
-        arena::release(state);
-        None
-    }
+    arena::find_live(sys::gettid())
 }
 
 /// Gives the calling thread a state of its own: a slot, sud's alternate
@@ -258,7 +246,7 @@ impl Thread {
             .task
             .arming
             .set(PR_SYS_DISPATCH_OFF, 0..0, core::ptr::null());
-        disarm()
+        disarm_this_thread()
     }
 
     /// This thread's selector.
@@ -310,6 +298,11 @@ impl Thread {
             return Err(error);
         }
         let tid = sys::gettid();
+        // Before the creator's clone returns, as the kernel writes them
+        // before the child can run.
+        if let Some(at) = start.set_parent_tid {
+            let _ = guest_memory::write(at, &tid);
+        }
         if let Some(at) = start.set_child_tid {
             let _ = guest_memory::write(at, &tid);
         }
@@ -328,6 +321,9 @@ impl Thread {
         // From here until the guest is left, no thread-local data: the
         // thread pointer may be the guest's.
         if let Some(tls) = start.tls {
+            // Where reading FS costs a syscall, host code reads it only once
+            // the guest has moved it.
+            state.pointers.guest_moved.store(true, Ordering::Relaxed);
             // SAFETY: the guest's own thread pointer, for its own code.
             unsafe { tp::write_fs(tls) };
         }

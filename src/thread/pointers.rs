@@ -22,54 +22,135 @@ pub(crate) fn record_host(state: &ThreadState) {
     pointers.recorded.store(true, Ordering::Release);
 }
 
-/// The guest's thread pointers, where host code runs with the host's; to
-/// be put back with [`leave`](GuestPointers::leave).
+/// Host code running with the host's thread pointers; the guest's, kept in
+/// the state, are put back by [`leave`](GuestPointers::leave).
 #[must_use]
-pub(crate) struct GuestPointers {
-    fs: Option<u64>,
-    gs: Option<u64>,
+pub(crate) struct GuestPointers<'a> {
+    state: &'a ThreadState,
+    fs: bool,
+    gs: bool,
+}
+
+/// The host's thread pointers recorded for `state`, if it has them.
+fn host_of(state: &ThreadState) -> Option<ThreadPointers> {
+    let pointers = &state.pointers;
+    pointers
+        .recorded
+        .load(Ordering::Acquire)
+        .then(|| ThreadPointers {
+            fs: pointers.host_fs.load(Ordering::Relaxed),
+            gs: pointers.host_gs.load(Ordering::Relaxed),
+        })
+}
+
+/// Keeps `guest` as the guest's thread pointers.
+fn record_guest(state: &ThreadState, guest: ThreadPointers) {
+    let pointers = &state.pointers;
+    pointers.guest_fs.store(guest.fs, Ordering::Relaxed);
+    pointers.guest_gs.store(guest.gs, Ordering::Relaxed);
+    pointers.guest_known.store(true, Ordering::Relaxed);
 }
 
 /// Switches the calling thread to its host's thread pointers, if it has
-/// recorded ones and the guest moved them.
+/// recorded ones and they are not in place.  `from_guest`: host code is
+/// entered from guest code for sure (a trap, `sud_entry`, a redirect), so
+/// the pointers found are the guest's, even where they equal the host's.
 #[inline]
-pub(crate) fn enter_host(state: &ThreadState) -> GuestPointers {
-    let mut guest = GuestPointers { fs: None, gs: None };
+pub(crate) fn enter_host(state: &ThreadState, from_guest: bool) -> GuestPointers<'_> {
+    let mut guest = GuestPointers {
+        state,
+        fs: false,
+        gs: false,
+    };
     let pointers = &state.pointers;
-    if !pointers.recorded.load(Ordering::Acquire)
-        || !(tp::cheap() || pointers.guest_moved.load(Ordering::Relaxed))
-    {
+    if !(tp::cheap() || pointers.guest_moved.load(Ordering::Relaxed)) {
         return guest;
     }
-    let now = tp::read();
-    let host = ThreadPointers {
-        fs: pointers.host_fs.load(Ordering::Relaxed),
-        gs: pointers.host_gs.load(Ordering::Relaxed),
+    let Some(host) = host_of(state) else {
+        return guest;
     };
+    let now = tp::read();
+    if now != host || from_guest {
+        record_guest(state, now);
+    }
     if now.fs != host.fs {
         // SAFETY: the host's own pointer, recorded on this thread.
         unsafe { tp::write_fs(host.fs) };
-        guest.fs = Some(now.fs);
+        guest.fs = true;
     }
     if now.gs != host.gs {
         // SAFETY: as above.
         unsafe { tp::write_gs(host.gs) };
-        guest.gs = Some(now.gs);
+        guest.gs = true;
     }
     guest
 }
 
-impl GuestPointers {
-    /// Puts the guest's thread pointers back.
+impl GuestPointers<'_> {
+    /// Puts the guest's thread pointers back: the latest the state knows
+    /// (a guest handler that ran meanwhile may have moved them).
     #[inline]
     pub fn leave(self) {
-        if let Some(fs) = self.fs {
-            // SAFETY: the guest's own pointer, as it left it.
-            unsafe { tp::write_fs(fs) };
+        let pointers = &self.state.pointers;
+        if self.fs {
+            // SAFETY: the guest's own pointer.
+            unsafe { tp::write_fs(pointers.guest_fs.load(Ordering::Relaxed)) };
         }
-        if let Some(gs) = self.gs {
+        if self.gs {
             // SAFETY: as above.
-            unsafe { tp::write_gs(gs) };
+            unsafe { tp::write_gs(pointers.guest_gs.load(Ordering::Relaxed)) };
+        }
+    }
+}
+
+/// A guest handler running where host code was interrupted: the host's
+/// thread pointers, put back by [`leave`](HostPointers::leave).
+#[must_use]
+pub(crate) struct HostPointers<'a> {
+    state: &'a ThreadState,
+    host: Option<ThreadPointers>,
+}
+
+/// Gives a guest handler the guest's thread pointers if the signal found
+/// the host's in place (it interrupted host code: a callback, a redirect
+/// function) and the guest's differ, as natively the handler runs with the
+/// guest's.
+pub(crate) fn enter_guest_handler(state: &ThreadState) -> HostPointers<'_> {
+    let mut host_pointers = HostPointers { state, host: None };
+    let pointers = &state.pointers;
+    let Some(host) = host_of(state) else {
+        return host_pointers;
+    };
+    if !pointers.guest_known.load(Ordering::Relaxed) {
+        return host_pointers;
+    }
+    let guest = ThreadPointers {
+        fs: pointers.guest_fs.load(Ordering::Relaxed),
+        gs: pointers.guest_gs.load(Ordering::Relaxed),
+    };
+    if guest == host || tp::read() != host {
+        return host_pointers;
+    }
+    // SAFETY: the guest's own pointers, for the guest's handler.
+    unsafe {
+        tp::write_fs(guest.fs);
+        tp::write_gs(guest.gs);
+    }
+    host_pointers.host = Some(host);
+    host_pointers
+}
+
+impl HostPointers<'_> {
+    /// Back to the host's thread pointers, keeping the guest's as the
+    /// handler left them (natively they stay moved after it returns).
+    pub fn leave(self) {
+        if let Some(host) = self.host {
+            record_guest(self.state, tp::read());
+            // SAFETY: the host's own pointers, recorded on this thread.
+            unsafe {
+                tp::write_fs(host.fs);
+                tp::write_gs(host.gs);
+            }
         }
     }
 }

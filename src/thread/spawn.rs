@@ -26,6 +26,7 @@ use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 pub struct GuestThread {
     pub(crate) regs: Registers,
     pub(crate) tls: Option<u64>,
+    pub(crate) set_parent_tid: Option<usize>,
     pub(crate) set_child_tid: Option<usize>,
     pub(crate) clear_child_tid: Option<usize>,
     pub(crate) sigmask: u64,

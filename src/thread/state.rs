@@ -157,6 +157,12 @@ fresh_struct! {
         /// The guest may have moved FS or GS (it made an arch_prctl): where
         /// reading them costs a syscall, they are read only once this is set.
         pub guest_moved: AtomicBool = AtomicBool::new(false),
+        /// The guest's own, as host code found them when it was entered from
+        /// guest code (`guest_known`): what a guest handler that starts while
+        /// host code runs gets, and what the guest resumes with.
+        pub guest_known: AtomicBool = AtomicBool::new(false),
+        pub guest_fs: AtomicU64 = AtomicU64::new(0),
+        pub guest_gs: AtomicU64 = AtomicU64::new(0),
     }
 }
 
