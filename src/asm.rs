@@ -3,7 +3,8 @@
 //! only takes from every layer what the asm needs (struct offsets, stack
 //! layouts, syscall numbers, the Rust functions it calls), and the layers
 //! declare the asm symbols they use themselves (`sys::raw`: the
-//! trampolines; `region`: everything else).
+//! trampolines; `dispatch::direct`: `sud_call_on_stack`; `region`:
+//! everything else).
 //!
 //! The allowed-region files go into a single `global_asm!` so they land in
 //! one object file, in this order, as one input section `sud_allowed`.
@@ -123,6 +124,9 @@ global_asm!(
     ON_SIGNAL = sym on_signal,
     RESTORER = sym sud_restorer,
 );
+
+// A call on another stack: sud_entry's redirect (ordinary text too).
+global_asm!(include_str!("../asm/x86_64/on_stack.s"));
 
 // A host thread entering and leaving a guest thread (ordinary text too).
 global_asm!(

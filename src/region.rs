@@ -23,7 +23,8 @@
 
 //!
 //! This module also declares every asm entry point Rust refers to but the
-//! trampolines (which `sys` declares, since it calls them): the code that
+//! trampolines and `sud_call_on_stack` (which `sys` and `dispatch::direct`
+//! declare, since they call them): the code that
 //! Rust only points the kernel, a signal frame or generated code at is
 //! declared as bytes, so that all Rust can do is take its address.
 

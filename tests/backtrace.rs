@@ -1,10 +1,11 @@
 //! Backtraces through sud: taken inside the SIGSYS callback, inside a
-//! redirect function (on the guest's stack and on a redirect stack), inside
-//! the callback behind `sud_entry`, and inside host handlers (for a signal
-//! that lands in guest code, and for one that lands in a reissued syscall
-//! blocked in `sud_reissue`), they walk back through sud's assembly and the
-//! signal frame into the guest function and its caller.  That takes the CFI
-//! in `asm/x86_64/*.s`: without it the unwinder stops inside sud.
+//! redirect function (on the guest's stack and on a redirect stack, after a
+//! trap and behind `sud_entry`), inside the callback behind `sud_entry`, and
+//! inside host handlers (for a signal that lands in guest code, and for one
+//! that lands in a reissued syscall blocked in `sud_reissue`), they walk
+//! back through sud's assembly and the signal frame into the guest function
+//! and its caller.  That takes the CFI in `asm/x86_64/*.s`: without it the
+//! unwinder stops inside sud.
 //!
 //! `std::backtrace` unwinds with libgcc's unwinder, as panics do; the last
 //! test asks gdb, when there is one, for the same walk.  Each test runs in a
@@ -220,6 +221,38 @@ fn backtrace_from_the_callback_behind_sud_entry() {
                     "sud_entry",
                     "guest_calls_sud_entry",
                     "backtrace_from_the_callback_behind_sud_entry",
+                ],
+            );
+        },
+    );
+}
+
+/// A redirect behind sud_entry, on a redirect stack: redirect function <-
+/// the switch to that stack <- entry_dispatch <- sud_entry <- the function
+/// that called it <- the test.
+#[test]
+fn backtrace_from_a_redirect_function_behind_sud_entry_on_a_redirect_stack() {
+    isolated(
+        "backtrace_from_a_redirect_function_behind_sud_entry_on_a_redirect_stack",
+        Ends::Passing,
+        || {
+            sud::install(redirect_getppid).unwrap();
+            sud::install_redirect(redirected_getppid).unwrap();
+            let thread = armed_thread();
+            let mut stack = vec![0u8; 256 * 1024];
+            // SAFETY: the test's buffer outlives this thread's redirects.
+            unsafe { thread.set_redirect_stack(stack.as_mut_ptr(), stack.len()) };
+            let selector = thread.selector().as_ptr();
+            let ppid = blocked(&thread, || guest_calls_sud_entry(selector));
+            assert_eq!(ppid, FAKE_PPID);
+            assert_walks_through(
+                &captured(),
+                &[
+                    "redirected_getppid",
+                    "sud_call_on_stack",
+                    "sud_entry",
+                    "guest_calls_sud_entry",
+                    "backtrace_from_a_redirect_function_behind_sud_entry_on_a_redirect_stack",
                 ],
             );
         },

@@ -179,6 +179,45 @@ fn redirect_on_the_threads_redirect_stack() {
     );
 }
 
+/// A sud_entry call the callback redirects runs its redirect function on the
+/// thread's redirect stack too, as a trapped syscall's does, and returns to
+/// its caller with the function's result.
+#[test]
+fn entry_redirect_on_the_threads_redirect_stack() {
+    isolated(
+        "entry_redirect_on_the_threads_redirect_stack",
+        Ends::Passing,
+        || {
+            fn redirect_function(call: &mut Syscall) -> usize {
+                HOOK_RSP.store(stack_pointer(), Ordering::SeqCst);
+                HOOK_GUEST_RSP.store(call.regs().rsp, Ordering::SeqCst);
+                call.number() as usize * 2
+            }
+            sud::install(|_| Action::Redirect).unwrap();
+            sud::install_redirect(redirect_function).unwrap();
+            let mut stack = vec![0u8; 256 * 1024];
+            let range = stack.as_ptr() as u64..stack.as_ptr() as u64 + stack.len() as u64;
+            let thread = Thread::new().unwrap();
+            thread.arm().unwrap();
+            // SAFETY: the test's buffer outlives this thread's redirects.
+            unsafe { thread.set_redirect_stack(stack.as_mut_ptr(), stack.len()) };
+            let selector = thread.selector().as_ptr();
+            let caller_rsp = stack_pointer();
+            let result = blocked(&thread, || entry(501, selector));
+            assert_eq!(result, Ok(1002));
+            let (rsp, guest_rsp) = (
+                HOOK_RSP.load(Ordering::SeqCst),
+                HOOK_GUEST_RSP.load(Ordering::SeqCst),
+            );
+            assert!(
+                range.contains(&rsp),
+                "the redirect ran at {rsp:#x}, not on its stack {range:#x?} (caller's RSP {guest_rsp:#x})"
+            );
+            assert!(!range.contains(&guest_rsp) && guest_rsp <= caller_rsp);
+        },
+    );
+}
+
 /// A page of JIT-written code making syscalls, at a known offset.
 struct JitPage {
     base: *mut u8,

@@ -16,6 +16,7 @@ use crate::sys;
 use crate::thread::arena;
 use crate::thread::pointers::enter_host;
 use crate::thread::state::ThreadState;
+use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 use linux_raw_sys::general::{
     __NR_arch_prctl, __NR_clone, __NR_clone3, __NR_rt_sigprocmask, __NR_sigaltstack,
@@ -60,6 +61,56 @@ fn run_redirect(regs: &mut Registers, state: &'static ThreadState) -> usize {
     redirect(&mut Syscall::direct(regs, state))
 }
 
+unsafe extern "C" {
+    /// `asm/x86_64/on_stack.s`: calls `function(arg)` with RSP at
+    /// `stack_end` (rounded down to 16 bytes), back on this stack after.
+    fn sud_call_on_stack(
+        arg: *mut c_void,
+        function: unsafe extern "C" fn(*mut c_void),
+        stack_end: u64,
+    );
+}
+
+/// What [`redirect_on_stack`] is given across the stack switch.
+struct RedirectCall<'a> {
+    regs: &'a mut Registers,
+    state: &'static ThreadState,
+    result: usize,
+}
+
+/// The redirect function, run on the redirect stack.
+///
+/// # Safety
+/// `call` is a live [`RedirectCall`] that nothing else refers to.
+unsafe extern "C" fn redirect_on_stack(call: *mut c_void) {
+    // SAFETY: as the caller promises.
+    let call = unsafe { &mut *call.cast::<RedirectCall<'_>>() };
+    call.result = run_redirect(call.regs, call.state);
+}
+
+/// Runs the redirect function for a `sud_entry` call: on the thread's
+/// redirect stack, as the signal path does (`sud_redirect_on_stack`),
+/// unless the caller is on it already (a handler of a signal that
+/// interrupted a redirect: it goes on below, on the same stack); on this
+/// stack if the thread has none.
+fn run_entry_redirect(regs: &mut Registers, state: &'static ThreadState) -> usize {
+    match state.redirect_stack() {
+        Some((low, high)) if !(low..high).contains(&regs.rsp) => {
+            let mut call = RedirectCall {
+                regs,
+                state,
+                result: 0,
+            };
+            // SAFETY: the redirect stack is the thread's, given for this
+            // (Thread::set_redirect_stack), and not in use: the caller is
+            // not on it.  `call` outlives the call.
+            unsafe { sud_call_on_stack((&raw mut call).cast(), redirect_on_stack, high) };
+            call.result
+        }
+        _ => run_redirect(regs, state),
+    }
+}
+
 /// Called by `sud_entry` with its frame: the callback decides, as for a
 /// trapped syscall, and `sud_entry` goes on at the address left
 /// [`ENTRY_CONTINUE_SLOT`] below `frame.regs.rsp`: the return address, or the
@@ -102,7 +153,7 @@ pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
     };
     let go_on_at = match carry_out(action, state, at) {
         Settled::Redirect => {
-            let result = run_redirect(regs, state);
+            let result = run_entry_redirect(regs, state);
             // sud_entry returns to its caller, whatever the function did to RIP.
             regs.rip = return_address;
             regs.finish_syscall(result);

@@ -12,7 +12,7 @@ pub(crate) mod lock;
 
 use crate::error::Errno;
 use crate::kernel::sigaction::{
-    AtomicSigaction, KernelSigaction, NSIG, SIG_IGN, SIGSYS_BIT, UNBLOCKABLE,
+    AtomicSigaction, KNOWN_FLAGS, KernelSigaction, NSIG, SIG_DFL, SIG_IGN, SIGSYS_BIT, UNBLOCKABLE,
 };
 use crate::region::addr;
 use crate::sys;
@@ -46,7 +46,8 @@ pub(crate) fn is_sud_entry(handler: usize) -> bool {
 /// every change to either is made under, with what is installed for it.
 pub(crate) struct SignalActions {
     pub lock: HolderLock,
-    /// The guest's disposition, as it set it (SIGSYS's is never installed).
+    /// The guest's disposition, as it set it and the kernel would keep it
+    /// (SIGSYS's is never installed).
     pub guest: ActionCell,
     /// The host handler sud runs under ALLOW.
     pub host: ActionCell,
@@ -70,16 +71,26 @@ pub(crate) static ACTIONS: [SignalActions; NSIG] = [const {
     }
 }; NSIG];
 
-/// SA_RESETHAND: the kernel reset `signal`'s disposition as it delivered
-/// it; the guest's record follows, unless the guest set another one since
-/// (the record is no longer `delivered`).
+/// SA_RESETHAND: the kernel reset `signal`'s handler to SIG_DFL as it
+/// delivered it (keeping its flags, restorer and mask); the guest's record
+/// follows, unless the guest set another one since (the record is no
+/// longer `delivered`).
 pub(crate) fn reset_guest_action(signal: u32, delivered: &KernelSigaction) {
     let actions = &ACTIONS[signal as usize];
     actions.lock.with(|| {
         if actions.guest() == Some(*delivered) {
-            actions.guest.write(Some(&KernelSigaction::default()));
+            actions.guest.write(Some(&reset_by_delivery(delivered)));
         }
     });
+}
+
+/// What an SA_RESETHAND delivery leaves of `action`, as the kernel does it:
+/// the handler SIG_DFL, the rest as it was.
+pub(crate) fn reset_by_delivery(action: &KernelSigaction) -> KernelSigaction {
+    KernelSigaction {
+        handler: SIG_DFL,
+        ..*action
+    }
 }
 
 /// The guest's SIGSYS disposition, if it set one.
@@ -87,8 +98,9 @@ pub(crate) fn guest_sigsys_action() -> Option<KernelSigaction> {
     ACTIONS[SIGSYS as usize].guest()
 }
 
-/// A signal disposition as the guest set it with `rt_sigaction`: what
-/// [`guest_action`] reports.
+/// A signal disposition as the guest set it with `rt_sigaction`, as the
+/// kernel keeps it (unknown flags dropped; after an SA_RESETHAND delivery,
+/// the handler SIG_DFL): what [`guest_action`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GuestAction {
@@ -186,6 +198,8 @@ pub(crate) fn record_and_install(
         }
     };
     if let Some(mut new) = new {
+        // What the kernel keeps of it.
+        new.flags &= KNOWN_FLAGS;
         new.mask &= !UNBLOCKABLE;
         // Recorded first: the signal may come the moment it is installed.
         if record {

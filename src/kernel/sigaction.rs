@@ -83,6 +83,19 @@ pub(crate) const SIGSYS_BIT: u64 = sigmask(sys::SIGSYS);
 /// Signals no mask can hold: the kernel drops them from every mask it is given.
 pub(crate) const UNBLOCKABLE: u64 = sigmask(sys::SIGKILL) | sigmask(sys::SIGSTOP);
 
+/// The `sa_flags` the kernel keeps (`UAPI_SA_FLAGS` on x86-64): it drops
+/// every other bit of a new action, so that a program can tell which flags
+/// it supports (`SA_UNSUPPORTED` reads back clear).
+pub(crate) const KNOWN_FLAGS: u64 = (sys::SA_NOCLDSTOP
+    | sys::SA_NOCLDWAIT
+    | sys::SA_SIGINFO
+    | sys::SA_ONSTACK
+    | sys::SA_RESTART
+    | sys::SA_NODEFER
+    | sys::SA_RESETHAND
+    | sys::SA_EXPOSE_TAGBITS
+    | sys::SA_RESTORER) as u64;
+
 /// A signal set of every signal but SIGSYS: what the task stubs block across
 /// a clone (a SIGSYS the kernel forces there must find it unblocked, or it
 /// kills the process).

@@ -63,7 +63,9 @@ pub(crate) fn rt_sigprocmask(state: &ThreadState, at: &mut Interrupted<'_>) -> R
 }
 
 /// rt_sigaction(signal, act, oldact, sigsetsize): the guest's disposition is
-/// recorded and reported back as it set it; what is installed keeps SIGSYS
+/// recorded and reported back as the kernel would keep it (unknown flags
+/// and SIGKILL, SIGSTOP dropped; the handler reset by an SA_RESETHAND
+/// delivery: `dispositions`); what is installed keeps SIGSYS
 /// deliverable (SIGSYS's own disposition, and those of signals with a host
 /// handler, are not installed at all).
 pub(crate) fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {

@@ -2,8 +2,10 @@
 //! `kill`): it goes where the kernel would have sent it.
 
 use super::run::{call_handler, default_action, run_guest_handler};
-use crate::dispositions::{PREVIOUS_SIGSYS, guest_sigsys_action, reset_guest_action};
-use crate::kernel::sigaction::{KernelSigaction, SIG_DFL, SIG_IGN, SIGSYS_BIT};
+use crate::dispositions::{
+    PREVIOUS_SIGSYS, guest_sigsys_action, reset_by_delivery, reset_guest_action,
+};
+use crate::kernel::sigaction::{SIG_DFL, SIG_IGN, SIGSYS_BIT};
 use crate::kernel::{SigInfo, UContext};
 use crate::selector::HostScope;
 use crate::sys;
@@ -32,7 +34,7 @@ pub(crate) unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut U
             if previous.flags & SA_RESETHAND as u64 != 0 {
                 match guest {
                     Some(guest) => reset_guest_action(SIGSYS, &guest),
-                    None => PREVIOUS_SIGSYS.store(&KernelSigaction::default()),
+                    None => PREVIOUS_SIGSYS.store(&reset_by_delivery(&previous)),
                 }
             }
             if let Some(guest) = guest {
