@@ -46,8 +46,8 @@ pub(crate) fn check_inclusive(range: &Range<usize>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Disarms the calling thread.  Always allowed by the kernel, armed or not.
-pub fn disarm() -> Result<(), Error> {
+/// Turns dispatch off for the calling thread, and nothing else.
+pub(crate) fn disarm_this_thread() -> Result<(), Error> {
     // SAFETY: turning dispatch off takes no memory.
     unsafe { set_syscall_user_dispatch(PR_SYS_DISPATCH_OFF, 0, 0, core::ptr::null()) }
 }

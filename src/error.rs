@@ -87,6 +87,15 @@ pub enum Error {
     /// (Linux 6.17).  Exclusive mode over the complement of the range is the
     /// fallback: see [`arm_inclusive`](crate::arm_inclusive).
     NoInclusiveMode,
+    /// Arming was asked for before sud's SIGSYS handler was installed
+    /// ([`install`](crate::install)): the first trapped syscall would kill
+    /// the process.
+    NotInstalled,
+    /// The calling thread has a sud state already (a
+    /// [`Thread`](crate::Thread), or [`arm`](crate::arm)): a second one's
+    /// selector would never be read.  Drop the `Thread` or
+    /// [`disarm`](crate::disarm) first.
+    AlreadyManaged,
     /// The kernel refused with this errno: EINVAL for arguments it rejects,
     /// EFAULT for a selector that is not a user address, EPERM where arming
     /// is forbidden, and whatever else a syscall on the way returned.
@@ -107,6 +116,12 @@ impl fmt::Display for Error {
             }
             Error::NoInclusiveMode => f.write_str(
                 "the kernel has no inclusive syscall user dispatch (Linux 6.17 or later needed)",
+            ),
+            Error::NotInstalled => {
+                f.write_str("sud's SIGSYS handler is not installed: call sud::install first")
+            }
+            Error::AlreadyManaged => f.write_str(
+                "this thread already has a sud state (a Thread, or sud::arm): drop or disarm it first",
             ),
             Error::Os(errno) => write!(f, "the kernel refused: {errno}"),
         }

@@ -99,7 +99,8 @@
 //! those above it in this list; `asm.rs` is imported by nobody):
 //! - `kernel/`: the kernel ABI types (signal frame, `kernel_sigaction`,
 //!   `stack_t`), layouts asserted; `error.rs`: [`Errno`], [`Error`];
-//!   `xsave.rs`: how the direct paths keep the extended state;
+//!   `xsave.rs`: how the direct paths keep the extended state; `tp.rs`:
+//!   reading and writing the thread pointers (FS and GS bases);
 //! - `sys/`: typed wrappers for every syscall the runtime makes, through the
 //!   trampolines; the raw [`host`] and [`guest`] syscalls;
 //! - `region.rs`: the [allowed region](allowed_region) and the asm symbols;
@@ -136,9 +137,10 @@ mod selector;
 mod signals;
 mod sys;
 mod thread;
+mod tp;
 mod xsave;
 
-pub use arm::{Support, disarm, set_syscall_user_dispatch, support};
+pub use arm::{Support, set_syscall_user_dispatch, support};
 pub use callback::{Action, Handler, Redirect, Syscall, install, install_redirect, uninstall};
 pub use dispositions::guest_action;
 pub use error::{Errno, Error};
@@ -147,4 +149,4 @@ pub use region::{RegionSymbols, allowed_region, region_symbols};
 pub use selector::{SELECTOR, Selector};
 pub use signals::{HostHandler, adopt_signal, install_host_handler};
 pub use sys::{guest, host};
-pub use thread::{Thread, arm, arm_inclusive};
+pub use thread::{Thread, arm, arm_inclusive, disarm};

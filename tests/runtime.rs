@@ -469,6 +469,8 @@ fn bad_arming_arguments_are_typed_errors() {
         "bad_arming_arguments_are_typed_errors",
         Ends::Passing,
         || {
+            // Arming succeeds only with sud's SIGSYS handler installed.
+            sud::install(|_| Action::default()).unwrap();
             let region = sud::allowed_region();
             let einval = Err(Error::Os(Errno::EINVAL));
             assert_eq!(sud::arm_inclusive(0x1000..0x1000), einval, "empty range");
@@ -562,6 +564,8 @@ fn kernel_without_inclusive_mode_is_detected() {
                 &[PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_INCLUSIVE_ON],
                 libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32,
             );
+            // Arming succeeds only with sud's SIGSYS handler installed.
+            sud::install(|_| Action::default()).unwrap();
             assert_eq!(
                 sud::support(),
                 sud::Support {

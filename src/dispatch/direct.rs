@@ -14,8 +14,10 @@ use crate::reissue::continuation::Interrupted;
 use crate::selector::{HostScope, Selector};
 use crate::sys;
 use crate::thread::arena;
+use crate::thread::pointers::enter_host;
 use crate::thread::state::ThreadState;
-use linux_raw_sys::general::{__NR_rt_sigprocmask, __NR_sigaltstack};
+use core::sync::atomic::Ordering;
+use linux_raw_sys::general::{__NR_arch_prctl, __NR_rt_sigprocmask, __NR_sigaltstack};
 
 /// The frame `sud_entry` and the redirect stubs build: the guest's
 /// registers, then the thread's selector (entry) or state (redirect).
@@ -41,8 +43,10 @@ pub(crate) const ENTRY_CONTINUE_SLOT: u64 = 8;
 pub(crate) unsafe extern "C" fn redirect_run(frame: &mut DirectFrame) {
     // SAFETY: the dispatcher passed a live ThreadState.
     let state: &'static ThreadState = unsafe { &*(frame.word as *const ThreadState) };
+    let guest_pointers = enter_host(state);
     let result = run_redirect(&mut frame.regs, state);
     frame.regs.finish_syscall(result);
+    guest_pointers.leave();
     // SAFETY: the guest resumes, as it was trapped, under BLOCK.
     unsafe { state.selector().block() };
 }
@@ -65,6 +69,10 @@ fn run_redirect(regs: &mut Registers, state: &'static ThreadState) -> usize {
 /// return-address slot.
 pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
     let state = arena::for_selector(frame.word as *const Selector);
+    if frame.regs.rax as u32 == __NR_arch_prctl {
+        state.pointers.guest_moved.store(true, Ordering::Relaxed);
+    }
+    let guest_pointers = enter_host(state);
     let host_code = HostScope::enter_as_found(state.selector());
     let (action, resume_allowed) = decide(Syscall::direct(&mut frame.regs, state));
     let regs = &mut frame.regs;
@@ -116,4 +124,5 @@ pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
     // SAFETY: that word is the caller's return-address slot, ours until we return.
     unsafe { ((regs.rsp - ENTRY_CONTINUE_SLOT) as *mut u64).write(go_on_at) };
     leave_host_code(host_code, action, resume_allowed);
+    guest_pointers.leave();
 }

@@ -14,8 +14,10 @@ use crate::reissue::sigstate::guest_sigreturn;
 use crate::selector::HostScope;
 use crate::signals::foreign_sigsys::forward;
 use crate::thread::arena;
+use crate::thread::pointers::enter_host;
 use crate::thread::state::ThreadState;
-use linux_raw_sys::general::{__NR_rt_sigreturn, SYS_USER_DISPATCH};
+use core::sync::atomic::Ordering;
+use linux_raw_sys::general::{__NR_arch_prctl, __NR_rt_sigreturn, SYS_USER_DISPATCH};
 
 /// The Rust half of the SIGSYS entry: `sud_sigsys_entry` calls it with the
 /// frame's siginfo and ucontext, and then jumps to `sud_restorer`.
@@ -39,8 +41,13 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
         uc_ref.uc_mcontext.regs.rip = addr::sud_reissue_sigreturn() as u64;
         return;
     }
-    // The callback gets a thread on which ordinary syscalls run; the trap
-    // happened under BLOCK, and the guest resumes under BLOCK.
+    if uc_ref.uc_mcontext.regs.rax as u32 == __NR_arch_prctl {
+        state.pointers.guest_moved.store(true, Ordering::Relaxed);
+    }
+    // The callback gets a thread on which ordinary syscalls run, with the
+    // host's thread pointers; the trap happened under BLOCK, and the guest
+    // resumes under BLOCK, with its own.
+    let guest_pointers = enter_host(state);
     let host_code = HostScope::enter(state.selector(), true);
     let (action, resume_allowed) = decide(Syscall::from_signal(uc_ref, info_ref, state));
     // SAFETY: the live frame, as above; the callback's view of it is gone.
@@ -66,6 +73,7 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
             host_code.leave_allowed();
         }
     }
+    guest_pointers.leave();
 }
 
 /// Where `sud_redirect_on_stack` finds the guest's RSP on a redirect stack

@@ -110,16 +110,7 @@ fn min_altstack_size() -> usize {
     if cached != 0 {
         return cached;
     }
-    let mut auxv = [0u8; 128 * 8];
-    let mut from_kernel = 0;
-    if let Ok(len) = sys::read_file(c"/proc/self/auxv", &mut auxv) {
-        for pair in auxv[..len].chunks_exact(16) {
-            let word = |at: usize| u64::from_ne_bytes(pair[at..at + 8].try_into().unwrap());
-            if word(0) == AT_MINSIGSTKSZ as u64 {
-                from_kernel = word(8) as usize;
-            }
-        }
-    }
+    let from_kernel = sys::auxv(AT_MINSIGSTKSZ).unwrap_or(0) as usize;
     let size = from_kernel.max(MINSIGSTKSZ as usize);
     CACHED.store(size, Ordering::Relaxed);
     size

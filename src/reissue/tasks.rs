@@ -179,7 +179,7 @@ fn new_thread(
         Ok(child) => child,
         Err(errno) => return Continuation::Done(errno.to_syscall_result()),
     };
-    if parent.is_global() {
+    if parent.on_global_selector() {
         // Children of threads on the global selector stay on it, as it is.
         child.use_global_selector();
     } else if blocked {

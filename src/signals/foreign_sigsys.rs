@@ -7,6 +7,7 @@ use crate::kernel::sigaction::{KernelSigaction, SIG_DFL, SIG_IGN, SIGSYS_BIT};
 use crate::kernel::{SigInfo, UContext};
 use crate::selector::HostScope;
 use crate::sys;
+use crate::thread::pointers::enter_host;
 use crate::thread::state::ThreadState;
 use linux_raw_sys::general::{SA_RESETHAND, SIGSYS};
 
@@ -43,10 +44,12 @@ pub(crate) unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut U
                 unsafe { run_guest_handler(state, &guest, SIGSYS as i32, info, uc) };
                 sys::set_thread_mask(!0);
             } else {
+                let guest_pointers = enter_host(state);
                 let host_code = HostScope::enter_as_found(state.selector());
                 // SAFETY: the function the application installed for SIGSYS.
                 unsafe { call_handler(handler, SIGSYS as i32, info, uc) };
                 host_code.leave();
+                guest_pointers.leave();
             }
         }
     }

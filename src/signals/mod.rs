@@ -23,6 +23,7 @@ use crate::region::addr;
 use crate::selector::HostScope;
 use crate::sys;
 use crate::thread::arena;
+use crate::thread::pointers::enter_host;
 use linux_raw_sys::general::{SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIGKILL, SIGSTOP, SIGSYS};
 use run::{call_handler, run_guest_handler};
 
@@ -115,10 +116,12 @@ pub(crate) unsafe extern "C" fn on_signal(signal: i32, info: *mut SigInfo, uc: *
                 }
             });
         }
+        let guest_pointers = enter_host(state);
         let host_code = HostScope::enter_as_found(state.selector());
         // SAFETY: an application handler, given what the kernel gave us.
         unsafe { call_handler(host.handler, signal, info, uc) };
         host_code.leave();
+        guest_pointers.leave();
     } else if let Some(guest) = actions.guest() {
         if guest.flags & SA_RESETHAND as u64 != 0 {
             reset_guest_action(signal as u32, &guest);

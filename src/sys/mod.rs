@@ -16,11 +16,11 @@ use crate::kernel::sigaction::{KernelSigaction, SIGSET_SIZE};
 use crate::kernel::stack::stack_t;
 use core::ptr::null;
 use linux_raw_sys::general::{
-    __NR_close, __NR_getpid, __NR_gettid, __NR_kcmp, __NR_kill, __NR_mmap, __NR_mprotect,
-    __NR_munmap, __NR_openat, __NR_prctl, __NR_process_vm_readv, __NR_process_vm_writev, __NR_read,
-    __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_tgsigqueueinfo, __NR_sched_yield,
-    __NR_sigaltstack, AT_FDCWD, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_RDONLY, PROT_READ,
-    PROT_WRITE, SIG_SETMASK,
+    __NR_arch_prctl, __NR_close, __NR_getpid, __NR_gettid, __NR_kcmp, __NR_kill, __NR_mmap,
+    __NR_mprotect, __NR_munmap, __NR_openat, __NR_prctl, __NR_process_vm_readv,
+    __NR_process_vm_writev, __NR_read, __NR_rt_sigaction, __NR_rt_sigprocmask,
+    __NR_rt_tgsigqueueinfo, __NR_sched_yield, __NR_sigaltstack, AT_FDCWD, MAP_ANONYMOUS,
+    MAP_NORESERVE, MAP_PRIVATE, O_RDONLY, PROT_READ, PROT_WRITE, SIG_SETMASK,
 };
 use linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH;
 pub use raw::{guest, host};
@@ -208,6 +208,45 @@ pub(crate) fn queue_to_self(signal: u32, info: &SigInfo) -> Result<(), Errno> {
         )
     }
     .map(drop)
+}
+
+/// `arch_prctl(code, value)`: sets a thread pointer (ARCH_SET_FS or
+/// ARCH_SET_GS) of the calling thread.
+///
+/// # Safety
+/// Code that runs on the thread afterwards finds its thread-local data
+/// through the new pointer.
+#[inline]
+pub(crate) unsafe fn arch_prctl_set(code: u32, value: u64) -> Result<(), Errno> {
+    // SAFETY: the caller answers for the new pointer.
+    unsafe { host::syscall2(__NR_arch_prctl, code as usize, value as usize) }.map(drop)
+}
+
+/// `arch_prctl(code, &value)`: reads a thread pointer (ARCH_GET_FS or
+/// ARCH_GET_GS) of the calling thread.
+#[inline]
+pub(crate) fn arch_prctl_get(code: u32) -> Result<u64, Errno> {
+    let mut value = 0u64;
+    // SAFETY: the kernel writes one u64 into a local.
+    unsafe {
+        host::syscall2(
+            __NR_arch_prctl,
+            code as usize,
+            &mut value as *mut u64 as usize,
+        )?
+    };
+    Ok(value)
+}
+
+/// The value of `key` in the process's auxiliary vector
+/// (/proc/self/auxv), if it has one.
+pub(crate) fn auxv(key: u32) -> Option<u64> {
+    let mut auxv = [0u8; 128 * 16];
+    let len = read_file(c"/proc/self/auxv", &mut auxv).ok()?;
+    auxv[..len].chunks_exact(16).find_map(|pair| {
+        let word = |at: usize| u64::from_ne_bytes(pair[at..at + 8].try_into().unwrap());
+        (word(0) == key as u64).then(|| word(8))
+    })
 }
 
 /// Gives up the CPU.

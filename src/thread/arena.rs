@@ -127,6 +127,7 @@ fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
     forget_guest_altstacks(state);
     state.task.reset();
     state.guest.reset();
+    state.pointers.reset();
     state.host.reset();
     let claim = &state.claim;
     claim.clone_result.store(0, Ordering::Relaxed);

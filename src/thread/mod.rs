@@ -6,39 +6,52 @@
 //! - [`arena`]: the slots that hold each managed thread's state and
 //!   alternate signal stack, and finding a state from a signal frame;
 //! - [`guest_altstacks`]: the guest alternate stacks, mapped back to their
-//!   thread's state.
+//!   thread's state;
+//! - [`pointers`]: host code runs with the host's thread pointers.
+//!
+//! Every thread sud arms, with [`arm`] as with a [`Thread`], gets a state
+//! of its own and sud's alternate stack: its callbacks run on 120 KiB of
+//! sud's stack with its host's thread pointers.  Only the selector differs:
+//! `sud::arm` uses the global one.
 
 pub(crate) mod arena;
 pub(crate) mod guest_altstacks;
+pub(crate) mod pointers;
 pub(crate) mod state;
 
-use crate::arm::{check_inclusive, disarm, set_syscall_user_dispatch};
+use crate::arm::{check_inclusive, disarm_this_thread, set_syscall_user_dispatch};
 use crate::error::Error;
-use crate::kernel::stack::stack_t;
-use crate::region::allowed_region;
+use crate::kernel::stack::is_on;
+use crate::region::{addr, allowed_region};
 use crate::selector::Selector;
 use crate::sys;
 use core::marker::PhantomData;
 use core::ops::Range;
 use core::sync::atomic::Ordering;
+use linux_raw_sys::general::SIGSYS;
 use linux_raw_sys::prctl::{
     PR_SYS_DISPATCH_EXCLUSIVE_ON, PR_SYS_DISPATCH_INCLUSIVE_ON, PR_SYS_DISPATCH_OFF,
 };
 use state::{GLOBAL, ThreadState};
 
 /// Arms the calling thread in exclusive mode over the [allowed region]
-/// (crate::allowed_region) with the global selector, [`SELECTOR`](crate::SELECTOR): while it
-/// says BLOCK, every syscall the thread makes from anywhere else is
-/// dispatched as SIGSYS.  For a selector of the thread's own, see
-/// [`Thread`](crate::Thread).
+/// (crate::allowed_region) with the global selector,
+/// [`SELECTOR`](crate::SELECTOR): while it says BLOCK, every syscall the
+/// thread makes from anywhere else is dispatched as SIGSYS.  For a selector
+/// of the thread's own, see [`Thread`].
 ///
-/// Arming is per thread and is not inherited by threads, processes or exec'd
-/// images the host creates; the tasks guest code creates while blocked
-/// (clone, fork, vfork, clone3) are armed again by the runtime.  Install the
-/// SIGSYS handler ([`install`](crate::install)) before the selector first
-/// says BLOCK.
+/// The thread gets a state of its own, as a [`Thread`] does (sud's
+/// alternate stack, on which its callbacks run, and its host's thread
+/// pointers, recorded now), until [`disarm`].  Arming is per thread and is
+/// not inherited by threads, processes or exec'd images the host creates;
+/// the tasks guest code creates while blocked (clone, fork, vfork, clone3)
+/// are armed again by the runtime.
+///
+/// Errors: [`Error::NotInstalled`] before [`install`](crate::install) (a
+/// trapped syscall would kill the process), [`Error::AlreadyManaged`] on a
+/// thread that has a [`Thread`].
 pub fn arm() -> Result<(), Error> {
-    arm_state(&GLOBAL, PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region())
+    arm_on_global_selector(PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region())
 }
 
 /// Arms the calling thread in inclusive mode (Linux 6.17) with the global
@@ -52,10 +65,122 @@ pub fn arm() -> Result<(), Error> {
 /// [`Error::NoInclusiveMode`]; the fallback is exclusive mode, [`arm`], with
 /// host code making its syscalls through [`host`](crate::host).  A range that
 /// is empty, wraps, or overlaps the allowed region is refused with
-/// `Os(EINVAL)` before the kernel is asked.
+/// `Os(EINVAL)` before the kernel is asked.  Otherwise as [`arm`].
 pub fn arm_inclusive(range: Range<usize>) -> Result<(), Error> {
     check_inclusive(&range)?;
-    arm_state(&GLOBAL, PR_SYS_DISPATCH_INCLUSIVE_ON, range)
+    arm_on_global_selector(PR_SYS_DISPATCH_INCLUSIVE_ON, range)
+}
+
+/// Disarms the calling thread.  A thread armed with [`arm`] gives its state
+/// back and gets its previous alternate stack again (unless it is running
+/// on sud's right now: in a callback, where the state stays until the
+/// thread exits).  Always allowed by the kernel, armed or not.
+pub fn disarm() -> Result<(), Error> {
+    disarm_this_thread()?;
+    if let Some(state) = own_state().filter(|state| state.on_global_selector()) {
+        state
+            .task
+            .arming
+            .set(PR_SYS_DISPATCH_OFF, 0..0, core::ptr::null());
+        give_up(state);
+    }
+    Ok(())
+}
+
+/// Arms the calling thread with the global selector and a state of its own.
+fn arm_on_global_selector(op: u32, range: Range<usize>) -> Result<(), Error> {
+    let (state, fresh) = match own_state() {
+        Some(state) if state.on_global_selector() => (state, false),
+        Some(_) => return Err(Error::AlreadyManaged),
+        None => {
+            let state = set_up_this_thread()?;
+            state.use_global_selector();
+            (state, true)
+        }
+    };
+    if let Err(error) = arm_installed(state, op, range.clone()) {
+        if fresh {
+            give_up(state);
+        }
+        return Err(error);
+    }
+    // The tasks created through `sud_entry` with the global selector (0 in
+    // R11) are armed from the global state, as this thread is.
+    GLOBAL
+        .task
+        .arming
+        .set(op, range, GLOBAL.selector().as_ptr());
+    Ok(())
+}
+
+/// [`arm_state`], refused ([`Error::NotInstalled`], disarmed again) where
+/// a trapped syscall would kill the process: sud's SIGSYS handler is not
+/// installed.  The kernel's own refusals come first, as they would without
+/// sud.
+fn arm_installed(state: &ThreadState, op: u32, range: Range<usize>) -> Result<(), Error> {
+    arm_state(state, op, range)?;
+    if sys::sigaction(SIGSYS, None)?.handler != addr::sud_sigsys_entry() {
+        state
+            .task
+            .arming
+            .set(PR_SYS_DISPATCH_OFF, 0..0, core::ptr::null());
+        disarm_this_thread()?;
+        return Err(Error::NotInstalled);
+    }
+    Ok(())
+}
+
+/// The calling thread's state, if it has one: the live slot with its tid
+/// whose alternate stack (sud's, or one the guest installed and sud
+/// recorded) is the one installed.  A slot left by an earlier thread with
+/// the same tid, which exited without giving it back, is given back now.
+fn own_state() -> Option<&'static ThreadState> {
+    let state = arena::find_live(sys::gettid())?;
+    let installed = sys::sigaltstack(None).ok()?;
+    let ours = state.task.altstack.load();
+    let sp = installed.ss_sp as u64 + 1;
+    if is_on(&ours, sp)
+        || guest_altstacks::owner_of(sp as usize).is_some_and(|s| core::ptr::eq(s, state))
+    {
+        Some(state)
+    } else {
+        arena::release(state);
+        None
+    }
+}
+
+/// Gives the calling thread a state of its own: a slot, sud's alternate
+/// stack installed (the previous one kept), its host's thread pointers.
+fn set_up_this_thread() -> Result<&'static ThreadState, Error> {
+    let state = arena::allocate()?;
+    let tid = sys::gettid();
+    state.claim.tid.store(tid, Ordering::Relaxed);
+    // Its creator (this very call) is done with it: once released, it may be reused.
+    state
+        .claim
+        .clone_result
+        .store(tid as u64, Ordering::Release);
+    match sys::sigaltstack(Some(&state.task.altstack.load())) {
+        Ok(previous) => state.host.previous_altstack.store(&previous),
+        Err(errno) => {
+            arena::release(state);
+            return Err(errno.into());
+        }
+    }
+    pointers::record_host(state);
+    Ok(state)
+}
+
+/// Gives the calling thread's state back: its previous alternate stack
+/// again, the slot free.  Not while the thread runs on sud's stack.
+fn give_up(state: &'static ThreadState) {
+    let ours = state.task.altstack.load();
+    let here = &ours as *const _ as u64;
+    if is_on(&ours, here) {
+        return;
+    }
+    let _ = sys::sigaltstack(Some(&state.host.previous_altstack.load()));
+    arena::release(state);
 }
 
 /// Arms the calling thread with `state`'s selector, and records how, so
@@ -87,47 +212,37 @@ pub(crate) fn arm_state(state: &ThreadState, op: u32, range: Range<usize>) -> Re
 /// and releases the state; it must be dropped on the thread that made it.
 pub struct Thread {
     state: &'static ThreadState,
-    previous_altstack: stack_t,
     _not_send: PhantomData<*mut ()>,
 }
 
 impl Thread {
     /// Sets up the calling thread: allocates its state and installs its
     /// alternate signal stack (keeping the one it had, for [`Drop`]).
+    ///
+    /// Errors: [`Error::AlreadyManaged`] if the thread has a state already
+    /// (another `Thread`, or [`arm`]).
     pub fn new() -> Result<Thread, Error> {
-        let state = arena::allocate()?;
-        let tid = sys::gettid();
-        state.claim.tid.store(tid, Ordering::Relaxed);
-        // Its creator (this very call) is done with it: once released, it may be reused.
-        state
-            .claim
-            .clone_result
-            .store(tid as u64, Ordering::Release);
-        let previous = match sys::sigaltstack(Some(&state.task.altstack.load())) {
-            Ok(previous) => previous,
-            Err(errno) => {
-                arena::release(state);
-                return Err(errno.into());
-            }
-        };
+        if own_state().is_some() {
+            return Err(Error::AlreadyManaged);
+        }
         Ok(Thread {
-            state,
-            previous_altstack: previous,
+            state: set_up_this_thread()?,
             _not_send: PhantomData,
         })
     }
 
     /// Arms the thread in exclusive mode over the allowed region with its
-    /// own selector.
+    /// own selector.  [`Error::NotInstalled`] before
+    /// [`install`](crate::install).
     pub fn arm(&self) -> Result<(), Error> {
-        arm_state(self.state, PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region())
+        arm_installed(self.state, PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region())
     }
 
     /// Arms the thread in inclusive mode over `range` with its own selector;
     /// see [`arm_inclusive`](crate::arm_inclusive).
     pub fn arm_inclusive(&self, range: Range<usize>) -> Result<(), Error> {
         check_inclusive(&range)?;
-        arm_state(self.state, PR_SYS_DISPATCH_INCLUSIVE_ON, range)
+        arm_installed(self.state, PR_SYS_DISPATCH_INCLUSIVE_ON, range)
     }
 
     /// Disarms the thread.
@@ -170,8 +285,6 @@ impl Thread {
 impl Drop for Thread {
     fn drop(&mut self) {
         let _ = self.disarm();
-        // Puts back the stack sigaltstack returned in new().
-        let _ = sys::sigaltstack(Some(&self.previous_altstack));
-        arena::release(self.state);
+        give_up(self.state);
     }
 }

@@ -143,6 +143,21 @@ fresh_struct! {
 }
 
 fresh_struct! {
+    /// The thread pointers host code runs with: those the thread had when it
+    /// was set up (a `Thread` made, `sud::arm`), while the guest may point
+    /// FS and GS elsewhere.
+    pub(crate) struct Pointers {
+        /// Whether the host's are known: not for a thread the guest created.
+        pub recorded: AtomicBool = AtomicBool::new(false),
+        pub host_fs: AtomicU64 = AtomicU64::new(0),
+        pub host_gs: AtomicU64 = AtomicU64::new(0),
+        /// The guest may have moved FS or GS (it made an arch_prctl): where
+        /// reading them costs a syscall, they are read only once this is set.
+        pub guest_moved: AtomicBool = AtomicBool::new(false),
+    }
+}
+
+fresh_struct! {
     /// What the host set for the thread.
     pub(crate) struct HostSettings {
         /// The user's per-thread pointer.
@@ -150,6 +165,9 @@ fresh_struct! {
         /// The stack redirect functions run on (low, high); 0, 0 for the guest's.
         pub redirect_low: AtomicU64 = AtomicU64::new(0),
         pub redirect_high: AtomicU64 = AtomicU64::new(0),
+        /// The alternate stack the thread had before sud's, put back when
+        /// the thread gives its state up.
+        pub previous_altstack: AtomicStack = AtomicStack::new(),
     }
 }
 
@@ -162,6 +180,7 @@ pub(crate) struct ThreadState {
     pub selector: AtomicPtr<Selector>,
     pub own_selector: Selector,
     pub guest: GuestSignals,
+    pub pointers: Pointers,
     pub host: HostSettings,
 }
 
@@ -178,6 +197,7 @@ impl ThreadState {
             selector: AtomicPtr::new(selector),
             own_selector: Selector::new(),
             guest: GuestSignals::new(),
+            pointers: Pointers::new(),
             host: HostSettings::new(),
         }
     }
@@ -187,6 +207,11 @@ impl ThreadState {
     pub fn selector(&self) -> &Selector {
         // SAFETY: it points at `own_selector` of a live state, or at SELECTOR.
         unsafe { &*self.selector.load(Ordering::Relaxed) }
+    }
+
+    /// Whether the thread's selector is the global one, `sud_selector`.
+    pub fn on_global_selector(&self) -> bool {
+        core::ptr::eq(self.selector(), &SELECTOR)
     }
 
     /// Whether this is the process-wide state of unmanaged threads.

@@ -188,7 +188,7 @@ fn raw_trampoline_getppid() -> usize {
 /// and prctl itself to disarm.
 fn trampolines_run_while_blocked() {
     let ppid = host_getppid();
-    check_eq!(sud::arm(), Ok(()));
+    check_eq!(arm_without_handler(), Ok(()));
     // SAFETY: only trampoline syscalls run until allow().
     unsafe { SELECTOR.block() };
     let results = [
@@ -212,7 +212,7 @@ fn trampolines_run_while_blocked() {
 /// outside the region is dispatched, and with no handler the process dies of
 /// SIGSYS.  Without it, a runtime that never armed would pass as well.
 fn outside_syscall_traps_while_blocked() {
-    check_eq!(sud::arm(), Ok(()));
+    check_eq!(arm_without_handler(), Ok(()));
     // SAFETY: the inline syscall below is meant to be dispatched.
     unsafe {
         SELECTOR.block();
@@ -220,6 +220,24 @@ fn outside_syscall_traps_while_blocked() {
     }
     SELECTOR.allow();
     say!("  unreachable: the outside syscall was not dispatched");
+}
+
+/// Arms the thread over the region with the global selector and no SIGSYS
+/// handler: the raw interface, since `sud::arm` refuses to arm before
+/// `sud::install` (a trapped syscall would kill the process, which is what
+/// these cases want).
+fn arm_without_handler() -> Result<(), sud::Error> {
+    let region = sud::allowed_region();
+    // SAFETY: the range exempts the region, so sud's own syscalls run; the
+    // selector is the static global one.
+    unsafe {
+        sud::set_syscall_user_dispatch(
+            linux_raw_sys::prctl::PR_SYS_DISPATCH_EXCLUSIVE_ON,
+            region.start,
+            region.len(),
+            SELECTOR.as_ptr(),
+        )
+    }
 }
 
 fn host_getppid() -> usize {
