@@ -9,9 +9,10 @@
 //! - `execve` / `execveat` of `/proc/self/exe` run the guest's file (busybox
 //!   re-executes itself that way).
 //!
-//! This runs in signal context while the guest's thread pointer may still
-//! be loaded: no allocation, no locks but its own, no std; memory and the
-//! guest's buffers only through sud's never-trapped syscalls.
+//! This runs in signal context, with the guest's thread pointer still loaded
+//! on the threads the guest created: no allocation, no locks but its own,
+//! no std; memory and the guest's buffers only through sud's never-trapped
+//! syscalls.
 
 use crate::memory::{self, page_up};
 use crate::trace;

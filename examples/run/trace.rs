@@ -12,7 +12,7 @@
 use crate::names;
 use linux_raw_sys::general::{
     __NR_arch_prctl, __NR_brk, __NR_clone, __NR_clone3, __NR_epoll_pwait, __NR_epoll_pwait2,
-    __NR_execve, __NR_execveat, __NR_exit, __NR_exit_group, __NR_fork, __NR_getpid,
+    __NR_execve, __NR_execveat, __NR_exit, __NR_exit_group, __NR_fork, __NR_getpid, __NR_gettid,
     __NR_io_pgetevents, __NR_io_uring_enter, __NR_mmap, __NR_mremap, __NR_ppoll, __NR_pselect6,
     __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn, __NR_rt_sigsuspend, __NR_shmat,
     __NR_sigaltstack, __NR_vfork, __NR_write,
@@ -46,16 +46,12 @@ pub fn traced(call: &Syscall, action: Action) -> Action {
     if !enabled() {
         return action;
     }
-    let line = |result| Line {
-        nr: call.number(),
-        args: call.args(),
-        result,
-    };
+    let line = |result| (call.number(), call.args(), result);
     match action {
-        Action::Reissue if reissued_by_sud(call.number()) => emit(&line(None)),
+        Action::Reissue if reissued_by_sud(call.number()) => emit(line(None)),
         Action::Reissue => return Action::Redirect,
-        Action::Emulate(value) => emit(&line(Some(value))),
-        Action::Deny(errno) => emit(&line(Some(errno.to_syscall_result()))),
+        Action::Emulate(value) => emit(line(Some(value))),
+        Action::Deny(errno) => emit(line(Some(errno.to_syscall_result()))),
         _ => {}
     }
     action
@@ -69,12 +65,35 @@ pub fn carry_out(call: &mut Syscall) -> usize {
     // never get here.
     let result = unsafe { host::syscall6(nr, a1, a2, a3, a4, a5, a6) };
     let result = result.unwrap_or_else(Errno::to_syscall_result);
-    emit(&Line {
-        nr,
-        args: call.args(),
-        result: Some(result),
-    });
+    let _held = SignalsHeld::new();
+    emit((nr, call.args(), Some(result)));
     result
+}
+
+/// Every signal held back while a redirect function prints: a guest
+/// handler that landed in the middle of `format!` would trace its own
+/// syscalls from its callback, inside the allocator's lock.  The callback
+/// itself runs with every signal blocked already.
+struct SignalsHeld(libc::sigset_t);
+
+impl SignalsHeld {
+    fn new() -> SignalsHeld {
+        // SAFETY: sigfillset and pthread_sigmask fill and read sets we own.
+        unsafe {
+            let mut all = std::mem::zeroed();
+            let mut before = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut before);
+            SignalsHeld(before)
+        }
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        // SAFETY: puts back the mask `new` found.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
 }
 
 /// The syscalls sud itself must carry out when they are reissued, or that
@@ -110,14 +129,14 @@ struct Line {
     nr: u32,
     args: [usize; 6],
     result: Option<usize>,
+    /// The calling thread, named unless it is the guest's first.
+    tid: usize,
 }
 
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // SAFETY: getpid has no arguments.
-        let pid = unsafe { host::syscall0(__NR_getpid) }.unwrap_or(0);
-        if pid != FIRST_PID.load(Ordering::Relaxed) {
-            write!(f, "[pid {pid}] ")?;
+        if self.tid != FIRST_PID.load(Ordering::Relaxed) {
+            write!(f, "[pid {}] ", self.tid)?;
         }
         match names::syscall(self.nr) {
             Some((name, _)) => f.write_str(name)?,
@@ -146,16 +165,30 @@ impl fmt::Display for Line {
 }
 
 /// Writes one line with one `write`, so that the lines of several guest
-/// processes do not mix.  Formatted into a buffer on the stack and written
-/// with sud's syscall: nothing here touches the thread pointer, which may
-/// still be the guest's.
-fn emit(line: &Line) {
-    let mut buf = LineBuffer {
-        bytes: [0; 512],
-        len: 0,
+/// processes do not mix: formatted with std (`format!`, the host's
+/// allocator and thread-locals, which sud's switch to the host's thread
+/// pointer makes usable here) on the threads that have a host behind them.
+/// A thread the guest created has none (its thread pointer stays the
+/// guest's in host code): there the line is built on the stack.
+fn emit((nr, args, result): (u32, [usize; 6], Option<usize>)) {
+    // SAFETY: gettid and getpid have no arguments.
+    let (tid, pid) = unsafe { (host::syscall0(__NR_gettid), host::syscall0(__NR_getpid)) };
+    let line = Line {
+        nr,
+        args,
+        result,
+        tid: tid.unwrap_or(0),
     };
-    let _ = writeln!(buf, "{line}");
-    write_all(&buf.bytes[..buf.len])
+    if tid == pid {
+        write_all(format!("{line}\n").as_bytes());
+    } else {
+        let mut buf = LineBuffer {
+            bytes: [0; 512],
+            len: 0,
+        };
+        let _ = writeln!(buf, "{line}");
+        write_all(&buf.bytes[..buf.len]);
+    }
 }
 
 fn write_all(mut bytes: &[u8]) {
