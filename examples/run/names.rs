@@ -138,3 +138,40 @@ errnos! {
     EMEDIUMTYPE, ECANCELED, ENOKEY, EKEYEXPIRED, EKEYREVOKED, EKEYREJECTED, EOWNERDEAD,
     ENOTRECOVERABLE, ERFKILL, EHWPOISON,
 }
+
+/// Which of syscall `nr`'s arguments name a file: `--trace` prints them as
+/// strings.
+pub fn path_arguments(nr: u32) -> &'static [usize] {
+    use linux_raw_sys::general::*;
+    match nr {
+        __NR_open | __NR_stat | __NR_lstat | __NR_access | __NR_execve | __NR_truncate
+        | __NR_chdir | __NR_mkdir | __NR_rmdir | __NR_creat | __NR_unlink | __NR_readlink
+        | __NR_chmod | __NR_chown | __NR_lchown | __NR_utime | __NR_utimes | __NR_mknod
+        | __NR_statfs | __NR_chroot | __NR_acct | __NR_umount2 | __NR_swapon | __NR_swapoff
+        | __NR_setxattr | __NR_lsetxattr | __NR_getxattr | __NR_lgetxattr | __NR_listxattr
+        | __NR_llistxattr | __NR_removexattr | __NR_lremovexattr | __NR_uselib
+        | __NR_memfd_create => &[0],
+        __NR_rename | __NR_link | __NR_symlink | __NR_mount | __NR_pivot_root => &[0, 1],
+        __NR_openat
+        | __NR_mkdirat
+        | __NR_mknodat
+        | __NR_fchownat
+        | __NR_futimesat
+        | __NR_newfstatat
+        | __NR_unlinkat
+        | __NR_readlinkat
+        | __NR_fchmodat
+        | __NR_faccessat
+        | __NR_faccessat2
+        | __NR_fchmodat2
+        | __NR_utimensat
+        | __NR_execveat
+        | __NR_statx
+        | __NR_openat2
+        | __NR_inotify_add_watch
+        | __NR_name_to_handle_at => &[1],
+        __NR_renameat | __NR_renameat2 | __NR_linkat => &[1, 3],
+        __NR_symlinkat => &[0, 2],
+        _ => &[],
+    }
+}

@@ -9,6 +9,7 @@
 //! exec and exit, the waits with a mask of their own, and the thread
 //! pointer's `arch_prctl` — are printed before they run, with `= ?`.
 
+use crate::memory::{self, PAGE};
 use crate::names;
 use linux_raw_sys::general::{
     __NR_arch_prctl, __NR_brk, __NR_clone, __NR_clone3, __NR_epoll_pwait, __NR_epoll_pwait2,
@@ -143,9 +144,14 @@ impl fmt::Display for Line {
             None => write!(f, "syscall_{}", self.nr)?,
         }
         let count = names::syscall(self.nr).map_or(6, |(_, count)| count);
+        let paths = names::path_arguments(self.nr);
         f.write_char('(')?;
-        for (i, arg) in self.args[..count].iter().enumerate() {
-            write!(f, "{}{arg:#x}", if i > 0 { ", " } else { "" })?;
+        for (i, &arg) in self.args[..count].iter().enumerate() {
+            f.write_str(if i > 0 { ", " } else { "" })?;
+            match paths.contains(&i).then(|| GuestString::read(arg)).flatten() {
+                Some(path) => write!(f, "{path}")?,
+                None => write!(f, "{arg:#x}")?,
+            }
         }
         f.write_str(") = ")?;
         match self.result.map(Errno::result) {
@@ -161,6 +167,55 @@ impl fmt::Display for Line {
             }
             Some(Ok(value)) => write!(f, "{value}"),
         }
+    }
+}
+
+/// The start of a NUL-terminated string in guest memory, as strace shows
+/// it: quoted, escaped, cut after [`GuestString::MAX`] bytes.
+struct GuestString {
+    bytes: [u8; GuestString::MAX],
+    len: usize,
+    cut: bool,
+}
+
+impl GuestString {
+    const MAX: usize = 64;
+
+    /// The string at `addr`, None where the guest could not pass it.
+    /// Read a page at a time: the string may end right before a hole.
+    fn read(addr: usize) -> Option<GuestString> {
+        let mut s = GuestString {
+            bytes: [0; Self::MAX],
+            len: 0,
+            cut: false,
+        };
+        while s.len < Self::MAX {
+            let at = addr.checked_add(s.len)?;
+            let chunk = (PAGE - at % PAGE).min(Self::MAX - s.len);
+            memory::read_guest(at, &mut s.bytes[s.len..s.len + chunk]).ok()?;
+            if let Some(end) = s.bytes[s.len..s.len + chunk].iter().position(|&b| b == 0) {
+                s.len += end;
+                return Some(s);
+            }
+            s.len += chunk;
+        }
+        s.cut = true;
+        Some(s)
+    }
+}
+
+impl fmt::Display for GuestString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for &b in &self.bytes[..self.len] {
+            match b {
+                b'"' | b'\\' => write!(f, "\\{}", b as char)?,
+                b'\n' => f.write_str("\\n")?,
+                0x20..0x7f => f.write_char(b as char)?,
+                _ => write!(f, "\\x{b:02x}")?,
+            }
+        }
+        f.write_str(if self.cut { "\"..." } else { "\"" })
     }
 }
 
