@@ -1,8 +1,8 @@
 //! `examples/run` against Debian's busybox-static (static glibc, ET_EXEC):
 //! each command's standard output and exit status under `run` and under
-//! `run --trace` must be those of the same command run natively.  Then a
-//! static-pie built here, and each kind of bad input: one line on standard
-//! error, exit status 2.
+//! `run --trace` must be those of the same command run natively.  Then C
+//! programs built here (a static-pie; the program break), and each kind of
+//! bad input: one line on standard error, exit status 2.
 //!
 //! The example is built by `cargo test` itself (examples are part of its
 //! default targets) next to this test's binary; `cargo test --test run`
@@ -173,15 +173,48 @@ fn find_shared_objects() {
     same_as_native(&["find", "/usr", "-name", "*.so*"]);
 }
 
-/// A static-pie (ET_DYN, no PT_INTERP), built here: loaded at a base of
-/// run's choosing, its break and /proc/self/exe as the kernel's.
+/// Builds the C program `source` with `cc flags`, into the tests' scratch
+/// directory as `name`.
+fn build_c(name: &str, flags: &[&str], source: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (c, exe) = (dir.join(format!("{name}.c")), dir.join(name));
+    std::fs::write(&c, source).unwrap();
+    let built = output(
+        Command::new("cc")
+            .args(flags)
+            .arg("-O2")
+            .arg("-o")
+            .arg(&exe)
+            .arg(&c),
+    );
+    let errors = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "cc {flags:?} {name}.c: {errors}");
+    exe
+}
+
+/// Runs `exe` natively, under `run` and under `run --trace`: the same
+/// standard output and exit status.
+fn same_output_as_native(exe: &Path) {
+    let native = output(&mut Command::new(exe));
+    for trace in [&[][..], &["--trace"][..]] {
+        let guest = output(Command::new(run_example()).args(trace).arg(exe));
+        let stderr = String::from_utf8_lossy(&guest.stderr);
+        assert_eq!(guest.status, native.status, "run {trace:?}: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&guest.stdout),
+            String::from_utf8_lossy(&native.stdout),
+            "run {trace:?}"
+        );
+    }
+}
+
+/// A static-pie (ET_DYN, no PT_INTERP): loaded at a base of run's
+/// choosing, with its arguments, /proc/self/exe and malloc as natively.
 #[test]
 fn static_pie() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let source = dir.join("run-static-pie.c");
-    let exe = dir.join("run-static-pie");
-    std::fs::write(
-        &source,
+    let exe = build_c(
+        "run-static-pie",
+        &["-static-pie"],
         r#"#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -190,42 +223,49 @@ int main(int argc, char **argv) {
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = 0;
     char *big = malloc(1 << 20), *small = malloc(100);
-    printf("%s %d %s %d\n", argv[1], argc, exe, big && small && sbrk(0) != (void *)-1);
+    printf("%d %s %s %d\n", argc, argv[0], exe, big && small);
     return 5;
 }
 "#,
-    )
-    .unwrap();
-    let built = output(
-        Command::new("cc")
-            .args(["-static-pie", "-O2", "-o"])
-            .arg(&exe)
-            .arg(&source),
     );
-    assert!(
-        built.status.success(),
-        "cc -static-pie: {}",
-        String::from_utf8_lossy(&built.stderr)
+    same_output_as_native(&exe);
+}
+
+/// The program break, as the kernel answers brk: brk(0), below the start,
+/// growing, shrinking (and growing again into fresh zeroes), back to the
+/// start; printed relative to where it started.
+#[test]
+fn program_break() {
+    let exe = build_c(
+        "run-brk",
+        &["-static"],
+        r#"#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+static long b(long a) { return syscall(SYS_brk, a); }
+int main(void) {
+    long start = b(0);
+    unsigned char *p = (unsigned char *)start;
+    printf("brk(0) %ld\n", b(0) - start);
+    printf("one page down %ld\n", b(start - 4096) - start);
+    printf("back up %ld\n", b(start) - start);
+    printf("+10 %ld\n", b(start + 10) - start);
+    printf("+5000 %ld\n", b(start + 5000) - start);
+    memset(p, 0xab, 5000);
+    printf("+100 %ld\n", b(start + 100) - start);
+    printf("+9000 %ld\n", b(start + 9000) - start);
+    printf("kept %x, fresh %x %x\n", p[99], p[4096], p[8999]);
+    printf("+1M %ld\n", b(start + (1 << 20)) - start);
+    p[(1 << 20) - 1] = 1;
+    printf("at 0 %ld\n", b(0) - start);
+    printf("start %ld\n", b(start) - start);
+    printf("impossible %ld\n", b(-4096L) - start);
+    return 0;
+}
+"#,
     );
-    let native = output(Command::new(&exe).arg("hello"));
-    for trace in [&[][..], &["--trace"][..]] {
-        let guest = output(
-            Command::new(run_example())
-                .args(trace)
-                .arg(&exe)
-                .arg("hello"),
-        );
-        assert_eq!(
-            guest.status.code(),
-            Some(5),
-            "{}",
-            String::from_utf8_lossy(&guest.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&guest.stdout),
-            String::from_utf8_lossy(&native.stdout)
-        );
-    }
+    same_output_as_native(&exe);
 }
 
 /// Runs `run file`, which must refuse it: exit status 2, one line on

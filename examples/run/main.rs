@@ -94,6 +94,13 @@ fn start(
     let envp: Vec<CString> = std::env::vars_os()
         .map(|(key, value)| c_string([key, value].join(std::ffi::OsStr::new("="))))
         .collect();
+    // What execve names the process (ps, /proc/self/comm): the file's base
+    // name, which the kernel cuts to 15 bytes as prctl does.
+    if let Some(name) = path.file_name() {
+        let name = c_string(name.to_owned());
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    }
     let execfn = c_string(path.into_os_string());
     let start = stack::Start {
         argv: &argv,

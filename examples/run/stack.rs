@@ -67,18 +67,8 @@ pub fn build(start: &Start, image: &Image) -> Result<usize, String> {
     };
     stack.push_bytes(&[0; 8]);
     let execfn = stack.push_bytes(start.execfn.to_bytes_with_nul());
-    let envp: Vec<usize> = start
-        .envp
-        .iter()
-        .rev()
-        .map(|s| stack.push_bytes(s.as_bytes_with_nul()))
-        .collect();
-    let argv: Vec<usize> = start
-        .argv
-        .iter()
-        .rev()
-        .map(|s| stack.push_bytes(s.as_bytes_with_nul()))
-        .collect();
+    let envp = stack.push_strings(start.envp);
+    let argv = stack.push_strings(start.argv);
     let platforms = platforms.map(|p| p.map_or(0, |p| stack.push_bytes(p.to_bytes_with_nul())));
     stack.top &= !15;
     let mut random = [0u8; 16];
@@ -114,9 +104,9 @@ pub fn build(start: &Start, image: &Image) -> Result<usize, String> {
     stack.top = (stack.top - words * 8) & !15;
     let mut table = Vec::with_capacity(words);
     table.push(argv.len() as u64);
-    table.extend(argv.iter().rev().map(|&p| p as u64));
+    table.extend(argv.iter().map(|&p| p as u64));
     table.push(0);
-    table.extend(envp.iter().rev().map(|&p| p as u64));
+    table.extend(envp.iter().map(|&p| p as u64));
     table.push(0);
     table.extend(auxv.iter().flat_map(|&(k, v)| [k, v]));
     // SAFETY: `words` words from the aligned top fit in the stack (checked
@@ -138,6 +128,19 @@ impl Builder {
         // stack mapping, each below the one before.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.top as *mut u8, bytes.len()) };
         self.top
+    }
+
+    /// Copies `strings` below what is there, the last one highest (so
+    /// that they lie in order, as the kernel copies them); returns their
+    /// addresses, in order.
+    fn push_strings(&mut self, strings: &[CString]) -> Vec<usize> {
+        let mut addresses: Vec<usize> = strings
+            .iter()
+            .rev()
+            .map(|s| self.push_bytes(s.as_bytes_with_nul()))
+            .collect();
+        addresses.reverse();
+        addresses
     }
 }
 
