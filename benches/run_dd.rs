@@ -41,14 +41,33 @@ fn main() {
         prefix.chain([BUSYBOX.to_string()]).chain(dd()).collect()
     };
     let mut cases = vec![
-        Case { name: "native", command: with(&[]), times: vec![] },
-        Case { name: "examples/run", command: with(&[&run]), times: vec![] },
-        Case { name: "examples/run --trace", command: with(&[&run, "--trace"]), times: vec![] },
+        Case {
+            name: "native",
+            command: with(&[]),
+            times: vec![],
+        },
+        Case {
+            name: "examples/run",
+            command: with(&[&run]),
+            times: vec![],
+        },
+        Case {
+            name: "examples/run --trace",
+            command: with(&[&run, "--trace"]),
+            times: vec![],
+        },
     ];
-    let strace = Command::new("strace").arg("-V").stdout(Stdio::null()).status();
+    let strace = Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status();
     if strace.is_ok_and(|s| s.success()) {
         let command = with(&["strace", "-f", "-c", "-o", "/dev/null"]);
-        cases.push(Case { name: "strace -f -c", command, times: vec![] });
+        cases.push(Case {
+            name: "strace -f -c",
+            command,
+            times: vec![],
+        });
     } else {
         eprintln!("strace is not installed: its row is left out");
     }
@@ -60,8 +79,15 @@ fn main() {
     }
 
     let native = median(&cases[0].times);
-    println!("busybox {} ({} runs each, median wall-clock)", DD.join(" "), ROUNDS);
-    println!("{:<24} {:>10} {:>10} {:>16}", "", "ms", "x native", "us/syscall more");
+    println!(
+        "busybox {} ({} runs each, median wall-clock)",
+        DD.join(" "),
+        ROUNDS
+    );
+    println!(
+        "{:<24} {:>10} {:>10} {:>16}",
+        "", "ms", "x native", "us/syscall more"
+    );
     for case in &cases {
         let m = median(&case.times);
         let more = (m.as_secs_f64() - native.as_secs_f64()) * 1e6 / SYSCALLS;
@@ -83,9 +109,15 @@ fn build_run_example() -> PathBuf {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("run cargo");
-    assert!(status.success(), "cargo build --release --example run failed");
+    assert!(
+        status.success(),
+        "cargo build --release --example run failed"
+    );
     let exe = std::env::current_exe().expect("the bench's own path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/");
     profile_dir.join("examples/run")
 }
 
