@@ -371,3 +371,30 @@ fn usage_without_a_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("usage: run"));
 }
+
+/// A guest handler must run with the guest's thread pointer wherever its
+/// signal lands.  Under `--trace` the guest's `kill` is carried out by the
+/// redirect function, host code running with the host's thread pointer,
+/// and the signal lands there as the syscall returns.
+#[test]
+#[ignore = "sud runs a guest handler that lands in host code (a redirect function) with the host's thread pointer"]
+fn guest_handler_in_a_traced_call_has_the_guests_thread_pointer() {
+    let exe = build_c(
+        "run-handler-tp",
+        &["-static"],
+        r#"#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+static void *seen;
+static void handler(int signal) { seen = __builtin_thread_pointer(); errno = 0; }
+int main(void) {
+    signal(SIGUSR1, handler);
+    kill(getpid(), SIGUSR1);
+    printf("%s\n", seen == __builtin_thread_pointer() ? "the guest's" : "another");
+    return 0;
+}
+"#,
+    );
+    same_output_as_native(&exe);
+}
