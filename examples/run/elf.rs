@@ -89,8 +89,12 @@ impl Executable {
             .metadata()
             .map_err(|e| format!("cannot read: {}", os_error(&e)))?
             .len();
-        let loads = headers.iter().filter(|h| h.p_type == PT_LOAD);
-        for (i, h) in loads.enumerate() {
+        let executable = Executable {
+            file,
+            header,
+            headers,
+        };
+        for (i, h) in executable.loads().enumerate() {
             let problem = if h.p_vaddr % PAGE as u64 != h.p_offset % PAGE as u64 {
                 "its address and file offset differ modulo the page size"
             } else if h.p_filesz > h.p_memsz {
@@ -113,11 +117,6 @@ impl Executable {
             };
             return Err(format!("PT_LOAD segment {i}: {problem}"));
         }
-        let executable = Executable {
-            file,
-            header,
-            headers,
-        };
         if executable.loads().next().is_none() {
             return Err("no PT_LOAD segment".into());
         }

@@ -73,7 +73,7 @@ fn start(
     path: PathBuf,
     args: Vec<OsString>,
 ) -> Result<std::convert::Infallible, Failure> {
-    let host = |what: &'static str| move |e: sud::Error| Failure::Host(format!("{what}: {e:?}"));
+    let host = |what: &'static str| move |e: sud::Error| Failure::Host(format!("{what}: {e}"));
     if !sud::support().exclusive {
         return Err(Failure::Host(
             "this kernel has no Syscall User Dispatch (Linux 5.11 or later)".into(),
