@@ -16,7 +16,7 @@ use linux_raw_sys::general::{
     __NR_execve, __NR_execveat, __NR_exit, __NR_exit_group, __NR_fork, __NR_getpid, __NR_gettid,
     __NR_io_pgetevents, __NR_io_uring_enter, __NR_mmap, __NR_mremap, __NR_ppoll, __NR_pselect6,
     __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn, __NR_rt_sigsuspend, __NR_shmat,
-    __NR_sigaltstack, __NR_vfork, __NR_write,
+    __NR_sigaltstack, __NR_vfork, __NR_write, SIG_BLOCK, SIG_SETMASK,
 };
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
@@ -75,25 +75,37 @@ pub fn carry_out(call: &mut Syscall) -> usize {
 /// handler that landed in the middle of `format!` would trace its own
 /// syscalls from its callback, inside the allocator's lock.  The callback
 /// itself runs with every signal blocked already.
-struct SignalsHeld(libc::sigset_t);
+struct SignalsHeld(u64);
 
 impl SignalsHeld {
     fn new() -> SignalsHeld {
-        // SAFETY: sigfillset and pthread_sigmask fill and read sets we own.
-        unsafe {
-            let mut all = std::mem::zeroed();
-            let mut before = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut before);
-            SignalsHeld(before)
-        }
+        let (all, mut before) = (!0u64, 0u64);
+        // SAFETY: rt_sigprocmask reads and writes the two masks we own.
+        let _ = unsafe {
+            host::syscall4(
+                __NR_rt_sigprocmask,
+                SIG_BLOCK as usize,
+                &raw const all as usize,
+                &raw mut before as usize,
+                size_of::<u64>(),
+            )
+        };
+        SignalsHeld(before)
     }
 }
 
 impl Drop for SignalsHeld {
     fn drop(&mut self) {
         // SAFETY: puts back the mask `new` found.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+        let _ = unsafe {
+            host::syscall4(
+                __NR_rt_sigprocmask,
+                SIG_SETMASK as usize,
+                &raw const self.0 as usize,
+                0,
+                size_of::<u64>(),
+            )
+        };
     }
 }
 
