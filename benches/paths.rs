@@ -34,6 +34,11 @@
 //! - `reissue`: the same, the callback answers `Action::Reissue`;
 //! - `redirect`: the same, the callback answers `Action::Redirect` and the
 //!   redirect function (ordinary code after rt_sigreturn) answers;
+//! - `emulate_c`: the same as `emulate`, answered through sud's C interface
+//!   (`sud-capi-abi`, what `libsud_capi` exports): an `extern "C"` callback
+//!   installed with `sud_install` and a user pointer, reading the value
+//!   through it and answering with `sud_emulate`, as a C program's would.
+//!   The line after the table compares it with `emulate`;
 //! - `entry_call`: `call sud_entry` in place of the `syscall`, armed under
 //!   BLOCK, the callback answers `Action::Emulate`: no signal at all;
 //! - two rows that explain others, not paths of sud: `xsave_restore`, the
@@ -158,6 +163,10 @@ const CASES: &[Case] = &[
         run: emulate,
     },
     Case {
+        name: "emulate_c",
+        run: emulate_c,
+    },
+    Case {
         name: "reissue",
         run: reissue,
     },
@@ -273,6 +282,11 @@ fn run_all() {
             row.iters
         );
     }
+    let (rust, c) = (median_of("emulate"), median_of("emulate_c"));
+    println!(
+        "\nthe C callback (emulate_c) against the Rust one (emulate): {:+.1} %",
+        (c / rust - 1.0) * 100.0
+    );
     println!(
         "\nns: median of ns/call over {} batches per case ({ROUNDS} child processes of {} \
          batches each, after a warm-up).\nselector_flip: one block()+allow() pair, no syscall. \
@@ -496,6 +510,37 @@ fn reissue() -> Batches {
     trapped(reissue_getppid, real_ppid())
 }
 
+/// A C program's callback, as `sud_install` takes it: the emulated value
+/// comes through the user pointer.
+///
+/// # Safety
+/// `call` is the view sud lends, `user` points to a `u64`.
+unsafe extern "C" fn c_emulate_getppid(
+    call: *mut sud_capi_abi::SudSyscall,
+    user: *mut std::ffi::c_void,
+) -> std::ffi::c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        if sud_capi_abi::sud_syscall_number(call) == __NR_getppid {
+            sud_capi_abi::sud_emulate(call, *user.cast::<u64>())
+        } else {
+            sud_capi_abi::sud_deny(call, Errno::ENOSYS.raw())
+        }
+    }
+}
+
+fn emulate_c() -> Batches {
+    static VALUE: u64 = EMULATED as u64;
+    let user = (&raw const VALUE).cast_mut().cast();
+    assert_eq!(
+        sud_capi_abi::sud_install(Some(c_emulate_getppid), user),
+        0,
+        "sud_install"
+    );
+    // sud's callback is then the C interface's dispatcher.
+    trapped(sud_capi_abi::dispatch, EMULATED)
+}
+
 fn redirect_getppid(call: &mut Syscall) -> Action {
     if call.number() == __NR_getppid {
         Action::Redirect
@@ -505,7 +550,7 @@ fn redirect_getppid(call: &mut Syscall) -> Action {
 }
 
 fn redirect() -> Batches {
-    sud::install_redirect(|_| EMULATED);
+    sud::install_redirect(|_| EMULATED).unwrap();
     trapped(redirect_getppid, EMULATED)
 }
 
@@ -576,9 +621,15 @@ fn ret_after_syscall() -> Batches {
 /// paths do it, into a 64-byte aligned area with a zeroed header.
 fn xsave_restore() -> Batches {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
-    assert!(__cpuid(1).ecx & (1 << 27) != 0, "no OSXSAVE");
-    let size = __cpuid_count(0xd, 0).ebx as usize;
-    let compacted = __cpuid_count(0xd, 1).eax & (1 << 1) != 0;
+    // `__cpuid` is safe since Rust 1.89 and unsafe before: the block keeps
+    // both compiling.
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU.
+    let (leaf1, leaf_d0, leaf_d1) =
+        unsafe { (__cpuid(1), __cpuid_count(0xd, 0), __cpuid_count(0xd, 1)) };
+    assert!(leaf1.ecx & (1 << 27) != 0, "no OSXSAVE");
+    let size = leaf_d0.ebx as usize;
+    let compacted = leaf_d1.eax & (1 << 1) != 0;
     let mut area = vec![0u8; size + 64];
     let offset = area.as_ptr().align_offset(64);
     let area = &mut area[offset..offset + size];

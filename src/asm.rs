@@ -8,14 +8,16 @@
 //! The allowed-region files go into a single `global_asm!` so they land in
 //! one object file, in this order, as one input section `sud_allowed`.
 
-use crate::dispatch::direct::{DirectFrame, entry_dispatch, redirect_run};
+use crate::dispatch::direct::{DirectFrame, ENTRY_CONTINUE_SLOT, entry_dispatch, redirect_run};
 use crate::dispatch::signal::dispatch;
-use crate::kernel::Registers;
 use crate::kernel::sigaction::{ALL_BUT_SIGSYS, SIGSET_SIZE};
 use crate::kernel::stack::{AtomicStack, RED_ZONE, disabled_stack};
+use crate::kernel::{Registers, UContext};
 use crate::region::sud_restorer;
-use crate::reissue::tasks::{VFORK_PARENTS, VFORK_PARENTS_LEN, VforkParent};
+use crate::reissue::altstack::SET_ALTSTACK_STUB_DEPTH;
+use crate::reissue::tasks::{NEW_THREAD_TICKET_DEPTH, VforkParent};
 use crate::signals::on_signal;
+use crate::thread::spawn::HostContext;
 use crate::thread::state::{DEAD, ThreadState};
 use crate::xsave;
 use core::arch::global_asm;
@@ -61,14 +63,11 @@ global_asm!(
     STATE_SIGSYS_ACTION = const offset_of!(ThreadState, task.sigsys_action),
     STATE_TID = const offset_of!(ThreadState, claim.tid),
     STATE_DEAD = const DEAD,
-    VFORK_PARENTS = sym VFORK_PARENTS,
-    VFORK_PARENTS_LEN = const VFORK_PARENTS_LEN,
     VFORK_TID = const offset_of!(VforkParent, tid),
-    VFORK_RSP = const offset_of!(VforkParent, rsp),
     VFORK_RETURN = const offset_of!(VforkParent, resume),
     VFORK_MASK = const offset_of!(VforkParent, mask),
     VFORK_STATE = const offset_of!(VforkParent, state),
-    VFORK_ENTRY_SIZE = const size_of::<VforkParent>(),
+    VFORK_RBX = const offset_of!(VforkParent, rbx),
     SIGSET_SIZE = const SIGSET_SIZE,
     URING_ARG_SIGMASK_SZ = const offset_of!(io_uring_getevents_arg, sigmask_sz),
     URING_ARG_TS = const offset_of!(io_uring_getevents_arg, ts),
@@ -84,6 +83,9 @@ global_asm!(
     DEFAULT_MXCSR = sym xsave::DEFAULT_MXCSR,
     DEFAULT_FCW = sym xsave::DEFAULT_FCW,
     FRAME_SIZE = const size_of::<DirectFrame>(),
+    ENTRY_CONTINUE_SLOT = const ENTRY_CONTINUE_SLOT,
+    NEW_THREAD_TICKET_DEPTH = const NEW_THREAD_TICKET_DEPTH,
+    SET_ALTSTACK_STUB_DEPTH = const SET_ALTSTACK_STUB_DEPTH,
     FRAME_WORD = const offset_of!(DirectFrame, word),
     REGS_RAX = const offset_of!(Registers, rax),
     REGS_RBX = const offset_of!(Registers, rbx),
@@ -103,6 +105,7 @@ global_asm!(
     REGS_RSP = const offset_of!(Registers, rsp),
     REGS_RIP = const offset_of!(Registers, rip),
     REGS_RFLAGS = const offset_of!(Registers, rflags),
+    UC_MCONTEXT = const offset_of!(UContext, uc_mcontext),
     XSAVE_MODE = sym xsave::XSAVE_MODE,
     XSAVE_SIZE = sym xsave::XSAVE_SIZE,
     ENTRY_DISPATCH = sym entry_dispatch,
@@ -119,4 +122,32 @@ global_asm!(
     include_str!("../asm/x86_64/signal_entry.s"),
     ON_SIGNAL = sym on_signal,
     RESTORER = sym sud_restorer,
+);
+
+// A host thread entering and leaving a guest thread (ordinary text too).
+global_asm!(
+    include_str!("../asm/x86_64/guest_thread.s"),
+    HOST_RSP = const offset_of!(HostContext, rsp),
+    HOST_RBX = const offset_of!(HostContext, rbx),
+    HOST_RBP = const offset_of!(HostContext, rbp),
+    HOST_R12 = const offset_of!(HostContext, r12),
+    HOST_R13 = const offset_of!(HostContext, r13),
+    HOST_R14 = const offset_of!(HostContext, r14),
+    HOST_R15 = const offset_of!(HostContext, r15),
+    REGS_RAX = const offset_of!(Registers, rax),
+    REGS_RBX = const offset_of!(Registers, rbx),
+    REGS_RDX = const offset_of!(Registers, rdx),
+    REGS_RSI = const offset_of!(Registers, rsi),
+    REGS_RDI = const offset_of!(Registers, rdi),
+    REGS_RBP = const offset_of!(Registers, rbp),
+    REGS_R8 = const offset_of!(Registers, r8),
+    REGS_R9 = const offset_of!(Registers, r9),
+    REGS_R10 = const offset_of!(Registers, r10),
+    REGS_R12 = const offset_of!(Registers, r12),
+    REGS_R13 = const offset_of!(Registers, r13),
+    REGS_R14 = const offset_of!(Registers, r14),
+    REGS_R15 = const offset_of!(Registers, r15),
+    REGS_RSP = const offset_of!(Registers, rsp),
+    REGS_RIP = const offset_of!(Registers, rip),
+    REGS_RFLAGS = const offset_of!(Registers, rflags),
 );

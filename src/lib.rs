@@ -9,13 +9,13 @@
 //! reissues or denies](Action) it.
 //!
 //! ```no_run
-//! use linux_raw_sys::general::{__NR_getppid, __NR_write};
+//! use linux_raw_sys::general as nr;
 //! use sud::{Action, Syscall};
 //!
 //! fn on_syscall(call: &mut Syscall) -> Action {
 //!     match call.number() {
-//!         __NR_getppid => Action::Emulate(4242),
-//!         __NR_write => Action::Reissue,
+//!         nr::__NR_getppid => Action::Emulate(4242),
+//!         nr::__NR_write => Action::Reissue,
 //!         _ => Action::default(), // Deny(ENOSYS)
 //!     }
 //! }
@@ -45,7 +45,7 @@
 //!     0 // end of file
 //! }
 //! sud::install(on_syscall)?;
-//! sud::install_redirect(read_from_my_vfs);
+//! sud::install_redirect(read_from_my_vfs)?;
 //! # Ok::<(), sud::Error>(())
 //! ```
 //!
@@ -92,8 +92,14 @@
 //!     inlateout("r11") 0usize => _,        // the global selector
 //!     lateout("rcx") _,
 //! );
+//! # let _ = result;
 //! # }
 //! ```
+//!
+//! **A freestanding static executable** (no libc, its own `_start`): the
+//! feature `freestanding` adds `sud::freestanding`, whose `entry!(main)`
+//! defines `_start`, the panic handler and the C memory functions; the
+//! README's freestanding section is a complete template.
 //!
 //! Where things are, layer by layer from the bottom (each module uses only
 //! those above it in this list; `asm.rs` is imported by nobody):
@@ -115,9 +121,14 @@
 //! - `signals/`: host and guest handlers, foreign SIGSYS;
 //! - `dispatch/`: the SIGSYS path and the direct paths (`sud_entry`,
 //!   redirect), which put it all together;
+//! - `freestanding.rs` (feature `freestanding`): `_start`, panic handler,
+//!   memory functions, for a static executable without libc;
 //! - `asm/x86_64/*.s` through `asm.rs`: every line of assembly.
 
 #![no_std]
+#![warn(missing_docs)]
+// Examples, the README's included, compile without a warning.
+#![doc(test(attr(deny(warnings))))]
 // Syscall numbers keep the kernel's names (`__NR_getpid`), in patterns too.
 #![allow(non_upper_case_globals)]
 
@@ -130,6 +141,8 @@ mod callback;
 mod dispatch;
 mod dispositions;
 mod error;
+#[cfg(feature = "freestanding")]
+pub mod freestanding;
 mod kernel;
 mod region;
 mod reissue;
@@ -141,12 +154,19 @@ mod tp;
 mod xsave;
 
 pub use arm::{Support, set_syscall_user_dispatch, support};
-pub use callback::{Action, Handler, Redirect, Syscall, install, install_redirect, uninstall};
-pub use dispositions::guest_action;
+pub use callback::{Action, Handler, Redirect, Syscall, install_redirect};
+pub use dispositions::{GuestAction, guest_action};
 pub use error::{Errno, Error};
-pub use kernel::{Registers, SigContext, SigInfo, UContext};
+pub use kernel::{Registers, SigContext, SigInfo, SigStack, UContext};
 pub use region::{RegionSymbols, allowed_region, region_symbols};
 pub use selector::{SELECTOR, Selector};
+pub use signals::install::{install, uninstall};
 pub use signals::{HostHandler, adopt_signal, install_host_handler};
 pub use sys::{guest, host};
+pub use thread::spawn::{GuestThread, SpawnHook, set_spawn_hook};
 pub use thread::{Thread, arm, arm_inclusive, disarm};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

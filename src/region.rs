@@ -61,6 +61,8 @@ unsafe extern "C" {
     static sud_sigsys_entry: u8;
     /// The entry of every other handler sud installs (host and guest handlers).
     static sud_signal_entry: u8;
+    /// Where the exit of a guest thread run by `Thread::run_guest` goes.
+    static sud_leave_guest: u8;
 
     /// First byte of the allowed region; defined by the linker.
     static __start_sud_allowed: u8;
@@ -98,6 +100,7 @@ pub(crate) mod addr {
         sud_reissue_exit,
         sud_sigsys_entry,
         sud_signal_entry,
+        sud_leave_guest,
         __start_sud_allowed,
         __stop_sud_allowed
     );

@@ -70,7 +70,7 @@ fn redirected_read_interrupted(
     redirect_stack: Option<&mut [u8]>,
 ) -> (Result<usize, Errno>, [u8; 16]) {
     sud::install(redirect_reads).unwrap();
-    sud::install_redirect(redirected_read);
+    sud::install_redirect(redirected_read).unwrap();
     common::libc_handler(libc::SIGUSR1, count_signal, 0);
     let mut fds = [0; 2];
     // SAFETY: pipe writes two fds.
@@ -355,7 +355,7 @@ fn entry_emulates_reissues_redirects_and_denies() {
                 }
             }
             sud::install(handler).unwrap();
-            sud::install_redirect(|call| call.number() as usize * 2);
+            sud::install_redirect(|call| call.number() as usize * 2).unwrap();
             let thread = Thread::new().unwrap();
             thread.arm().unwrap();
             let selector = thread.selector().as_ptr();

@@ -186,7 +186,7 @@ fn concurrent_guest_rt_sigaction_keeps_record_and_kernel_in_step() {
             for _ in 0..ROUNDS {
                 barrier.wait();
                 barrier.wait();
-                let (recorded, ..) = sud::guest_action(libc::SIGUSR2 as u32).unwrap();
+                let recorded = sud::guest_action(libc::SIGUSR2 as u32).unwrap().handler;
                 // SAFETY: reads the installed disposition.
                 let installed = unsafe {
                     let mut real: libc::sigaction = std::mem::zeroed();
@@ -239,7 +239,7 @@ fn vfork_child_rt_sigaction_leaves_the_parents_handlers() {
                 "the child's rt_sigaction failed: {status:#x}"
             );
             assert_eq!(
-                sud::guest_action(SIGUSR1).map(|(handler, ..)| handler),
+                sud::guest_action(SIGUSR1).map(|a| a.handler),
                 Some(action.handler),
                 "the child's SIG_DFL became the parent's"
             );
@@ -358,7 +358,7 @@ fn guest_action_for_a_host_signal_is_kept_aside() {
                 Ok(0)
             );
             assert_eq!(
-                sud::guest_action(SIGUSR1),
+                sud::guest_action(SIGUSR1).map(|a| (a.handler, a.flags, a.mask)),
                 Some((action.handler, action.flags, action.mask))
             );
             let r = raise_as_guest(&thread, SIGUSR1);

@@ -21,148 +21,206 @@
 # offer, XSAVE_MODE), calls into Rust with the frame and the ABI's default
 # x87, SSE and direction-flag state, then restores everything from the
 # frame, which Rust may have changed.
+#
+# CFI: while Rust runs, RBX holds the frame, whose Registers hold the
+# guest's RSP, the address it resumes at (rip) and every general register:
+# cfi_registers_at describes the guest's frame from there, so that a
+# backtrace from the callback or the redirect function goes on into the
+# guest's code.  Before RBX is set, the rules follow the pushes; once every
+# register is the guest's again, they are those of the stub's entry.
 
     .pushsection sud_allowed, "axR", @progbits
 
-# Stores every general register but RSP into the frame at RSP.
+# Stores every general register but RSP into the frame at RSP, for Rust to
+# read and change.
 .macro save_gprs
-    mov [rsp + {REGS_RAX}], rax         # the guest's registers, for Rust to read and change
-    mov [rsp + {REGS_RBX}], rbx         # rbx into the frame
-    mov [rsp + {REGS_RCX}], rcx         # rcx into the frame
-    mov [rsp + {REGS_RDX}], rdx         # rdx into the frame
-    mov [rsp + {REGS_RSI}], rsi         # rsi into the frame
-    mov [rsp + {REGS_RDI}], rdi         # rdi into the frame
-    mov [rsp + {REGS_RBP}], rbp         # rbp into the frame
-    mov [rsp + {REGS_R8}], r8           # r8 into the frame
-    mov [rsp + {REGS_R9}], r9           # r9 into the frame
-    mov [rsp + {REGS_R10}], r10         # r10 into the frame
-    mov [rsp + {REGS_R11}], r11         # r11 into the frame
-    mov [rsp + {REGS_R12}], r12         # r12 into the frame
-    mov [rsp + {REGS_R13}], r13         # r13 into the frame
-    mov [rsp + {REGS_R14}], r14         # r14 into the frame
-    mov [rsp + {REGS_R15}], r15         # r15 into the frame
+    mov [rsp + {REGS_RAX}], rax
+    mov [rsp + {REGS_RBX}], rbx
+    mov [rsp + {REGS_RCX}], rcx
+    mov [rsp + {REGS_RDX}], rdx
+    mov [rsp + {REGS_RSI}], rsi
+    mov [rsp + {REGS_RDI}], rdi
+    mov [rsp + {REGS_RBP}], rbp
+    mov [rsp + {REGS_R8}], r8
+    mov [rsp + {REGS_R9}], r9
+    mov [rsp + {REGS_R10}], r10
+    mov [rsp + {REGS_R11}], r11
+    mov [rsp + {REGS_R12}], r12
+    mov [rsp + {REGS_R13}], r13
+    mov [rsp + {REGS_R14}], r14
+    mov [rsp + {REGS_R15}], r15
 .endm
 
 # With the frame in RBX: saves the extended state below it, calls `target`
 # with the frame, restores the extended state and then, from the frame,
 # RFLAGS and every general register, RSP last.  R12 keeps the save mode
-# across the call (the frame holds the guest's R12).
+# across the call (the frame holds the guest's R12).  The stub's FDE must
+# have remembered (.cfi_remember_state) its rules at entry, where the
+# return address is as it is again after the last instruction here.
 .macro call_with_extended_state target
     mov rsp, rbx                        # the save area goes below the frame
     and rsp, -64                        # XSAVE wants 64-byte alignment
-    sub rsp, [rip + {XSAVE_SIZE}]       # room for the extended state
-    xor eax, eax                        # XRSTOR wants the XSAVE header zeroed where XSAVE(C) does not write it:
+    sub rsp, [rip + {XSAVE_SIZE}]
+    # XRSTOR wants the XSAVE header zeroed where XSAVE(C) does not write it,
+    # and the x87 status word, which XSAVEC skips while x87 is in its
+    # initial state, zero too.
+    xor eax, eax
     .irp quadword, 0,1,2,3,4,5,6,7
-    mov [rsp + {XSAVE_HEADER} + \quadword * 8], rax  # the header's eight quadwords
+    mov [rsp + {XSAVE_HEADER} + \quadword * 8], rax
     .endr
-    mov [rsp + {XSAVE_FSW}], ax         # and the x87 status word, which XSAVEC skips while x87 is in its initial state
-    movzx r12d, byte ptr [rip + {XSAVE_MODE}] # which save instruction; kept in r12 for the restore
+    mov [rsp + {XSAVE_FSW}], ax
+    movzx r12d, byte ptr [rip + {XSAVE_MODE}]
     mov eax, -1                         # edx:eax = every component the kernel enabled
-    mov edx, -1                         # (high half)
-    cmp r12d, {XSAVE_MODE_XSAVEC}       # which form was saved
-    jne 91f                             # not XSAVEC
+    mov edx, -1
+    cmp r12d, {XSAVE_MODE_XSAVEC}
+    jne 91f
     xsavec64 [rsp]                      # compacted: components in their initial state cost nothing
-    jmp 93f                             # saved
+    jmp 93f
 91:
-    cmp r12d, {XSAVE_MODE_XSAVE}        # which form was saved
-    jne 92f                             # not XSAVE either
-    xsave64 [rsp]                       # the standard form
-    jmp 93f                             # saved
+    cmp r12d, {XSAVE_MODE_XSAVE}
+    jne 92f
+    xsave64 [rsp]
+    jmp 93f
 92:
     fxsave64 [rsp]                      # no XSAVE: x87 and SSE state only
 93:
-    test byte ptr [rsp + {XSAVE_FSW}], {FSW_ES} # an unmasked x87 exception pending (the guest's last x87 instruction raised it)?
-    jz 96f                              # none: the usual case
-    fnclex                              # cleared, or the next waiting x87 instruction here takes it (XRSTOR brings it back)
+    # An unmasked x87 exception pending (the guest's last x87 instruction
+    # raised it) is cleared, or the next waiting x87 instruction here takes
+    # it; XRSTOR brings it back.
+    test byte ptr [rsp + {XSAVE_FSW}], {FSW_ES}
+    jz 96f
+    fnclex
 96:
     emms                                # Rust code gets the ABI's x87 state: an empty stack (fninit costs 25x more),
     fldcw [rip + {DEFAULT_FCW}]         # the default control word,
     ldmxcsr [rip + {DEFAULT_MXCSR}]     # and the default SSE control: round to nearest, exceptions masked
-    mov rdi, rbx                        # the frame
+    mov rdi, rbx
     call \target                        # RSP is 64-byte aligned here
     mov eax, -1                         # edx:eax = every component, as saved
-    mov edx, -1                         # (high half)
-    cmp r12d, {XSAVE_MODE_FXSAVE}       # FXSAVE needs FXRSTOR
-    je 94f                              # FXSAVE: restore with FXRSTOR
+    mov edx, -1
+    cmp r12d, {XSAVE_MODE_FXSAVE}
+    je 94f
     xrstor64 [rsp]                      # reads the standard or compacted form alike
-    jmp 95f                             # restored
+    jmp 95f
 94:
-    fxrstor64 [rsp]                     # the x87 and SSE state FXSAVE kept
+    fxrstor64 [rsp]
 95:
     mov rsp, rbx                        # the frame; from here on RSP-relative, so no slot is ever below RSP
     push qword ptr [rsp + {REGS_RFLAGS}]    # just below the frame: dead space
-    popfq                               # RFLAGS from the frame
-    mov rax, [rsp + {REGS_RAX}]         # every general register from the frame
-    mov rbx, [rsp + {REGS_RBX}]         # rbx from the frame
-    mov rcx, [rsp + {REGS_RCX}]         # rcx from the frame
-    mov rdx, [rsp + {REGS_RDX}]         # rdx from the frame
-    mov rsi, [rsp + {REGS_RSI}]         # rsi from the frame
-    mov rdi, [rsp + {REGS_RDI}]         # rdi from the frame
-    mov rbp, [rsp + {REGS_RBP}]         # rbp from the frame
-    mov r8, [rsp + {REGS_R8}]           # r8 from the frame
-    mov r9, [rsp + {REGS_R9}]           # r9 from the frame
-    mov r10, [rsp + {REGS_R10}]         # r10 from the frame
-    mov r11, [rsp + {REGS_R11}]         # r11 from the frame
-    mov r12, [rsp + {REGS_R12}]         # r12 from the frame
-    mov r13, [rsp + {REGS_R13}]         # r13 from the frame
-    mov r14, [rsp + {REGS_R14}]         # r14 from the frame
-    mov r15, [rsp + {REGS_R15}]         # r15 from the frame
-    mov rsp, [rsp + {REGS_RSP}]         # the guest's RSP, last
+    popfq
+    # RBX is about to be reloaded: the rules move to RSP, which stays at
+    # the frame until the guest's RSP comes back last.
+    cfi_registers_at 7, 0
+    mov rax, [rsp + {REGS_RAX}]
+    mov rbx, [rsp + {REGS_RBX}]
+    mov rcx, [rsp + {REGS_RCX}]
+    mov rdx, [rsp + {REGS_RDX}]
+    mov rsi, [rsp + {REGS_RSI}]
+    mov rdi, [rsp + {REGS_RDI}]
+    mov rbp, [rsp + {REGS_RBP}]
+    mov r8, [rsp + {REGS_R8}]
+    mov r9, [rsp + {REGS_R9}]
+    mov r10, [rsp + {REGS_R10}]
+    mov r11, [rsp + {REGS_R11}]
+    mov r12, [rsp + {REGS_R12}]
+    mov r13, [rsp + {REGS_R13}]
+    mov r14, [rsp + {REGS_R14}]
+    mov r15, [rsp + {REGS_R15}]
+    mov rsp, [rsp + {REGS_RSP}]
+    .cfi_restore_state
+    .cfi_def_cfa rsp, 0
 .endm
 
+# sud_entry: the `call` left the return address at [rsp]; the frame goes
+# below the caller's RFLAGS, pushed before anything changes them.  The
+# frame records the caller's RSP before its `call` and the return address
+# as the guest's rip: where the guest resumes.  Rust leaves where to go on
+# (the return address, or a reissue stub) just below the caller's RSP, in
+# the return address's slot, so that a `ret` takes it and leaves RSP the
+# caller's again.
     .globl sud_entry
     .type sud_entry, @function
     .p2align 4
 sud_entry:
-    pushfq                              # the caller's RFLAGS, before anything changes them
-    lea rsp, [rsp - {FRAME_SIZE}]       # the frame
-    save_gprs                           # the guest's registers into the frame
+    .cfi_startproc
+    .cfi_remember_state
+    pushfq
+    .cfi_adjust_cfa_offset 8
+    lea rsp, [rsp - {FRAME_SIZE}]
+    .cfi_adjust_cfa_offset {FRAME_SIZE}
+    save_gprs
     mov [rsp + {FRAME_WORD}], r11       # the caller's selector (0: sud_selector)
-    mov rax, [rsp + {FRAME_SIZE}]       # RFLAGS, pushed above
-    mov [rsp + {REGS_RFLAGS}], rax      # rax into the frame
-    mov rax, [rsp + {FRAME_SIZE} + 8]   # the return address: where the guest resumes
-    mov [rsp + {REGS_RIP}], rax         # rax into the frame
-    lea rax, [rsp + {FRAME_SIZE} + 16]  # the caller's RSP before its `call`
-    mov [rsp + {REGS_RSP}], rax         # rax into the frame
+    mov rax, [rsp + {FRAME_SIZE}]       # RFLAGS, just above the frame
+    mov [rsp + {REGS_RFLAGS}], rax
+    mov rax, [rsp + {FRAME_SIZE} + 8]   # the return address, above them
+    mov [rsp + {REGS_RIP}], rax
+    lea rax, [rsp + {FRAME_SIZE} + 16]  # the caller's RSP, above that
+    mov [rsp + {REGS_RSP}], rax
     cld                                 # the ABI's direction flag for Rust code
-    mov rbx, rsp                        # the frame, across the call
-    call_with_extended_state {ENTRY_DISPATCH} # the callback decides
-    lea rsp, [rsp - 8]                  # Rust left where to go on just below the caller's RSP:
-    ret                                 # the return address, or a reissue stub; RSP is the caller's again
+    mov rbx, rsp
+    cfi_registers_at 3, 0
+    call_with_extended_state {ENTRY_DISPATCH}
+    lea rsp, [rsp - {ENTRY_CONTINUE_SLOT}]
+    .cfi_adjust_cfa_offset {ENTRY_CONTINUE_SLOT}
+    ret
+    .cfi_endproc
     .size sud_entry, . - sud_entry
 
 # After rt_sigreturn: RSP = the guest's RSP - {RED_ZONE}, RCX = the return
-# address, R11 = the thread's state; every other register the guest's.
+# address, R11 = the thread's state; every other register the guest's.  The
+# guest's RFLAGS go above the frame, below its red zone.  Joins
+# sud_redirect_on_stack with RAX = the guest's RSP.
     .globl sud_redirect
     .type sud_redirect, @function
     .p2align 4
 sud_redirect:
-    pushfq                              # the guest's RFLAGS
-    lea rsp, [rsp - {FRAME_SIZE}]       # the frame, below the guest's red zone
-    save_gprs                           # the guest's registers into the frame
-    lea rax, [rsp + {FRAME_SIZE} + 8 + {RED_ZONE}]  # the guest's RSP: above the flags and the red zone
-    jmp .Lredirect_frame                # the rest is as for the redirect stack
+    .cfi_startproc
+    .cfi_def_cfa_offset {RED_ZONE}
+    .cfi_register rip, rcx
+    pushfq
+    .cfi_adjust_cfa_offset 8
+    lea rsp, [rsp - {FRAME_SIZE}]
+    .cfi_adjust_cfa_offset {FRAME_SIZE}
+    save_gprs
+    lea rax, [rsp + {FRAME_SIZE} + 8 + {RED_ZONE}]  # above RFLAGS and the red zone
+    jmp .Lredirect_frame
+    .cfi_endproc
     .size sud_redirect, . - sud_redirect
 
 # After rt_sigreturn, on the thread's redirect stack: RSP points at the
 # guest's RSP, left there by the dispatcher; otherwise as sud_redirect.
+# From .Lredirect_frame on, for both: the frame takes the guest's RSP (in
+# RAX, which the CFI follows until the frame holds it), the thread's state,
+# the return address (rip) and RFLAGS (pushed above the frame), and after
+# the redirect function RCX = the return address, as after a native
+# syscall.
     .globl sud_redirect_on_stack
     .type sud_redirect_on_stack, @function
 sud_redirect_on_stack:
-    pushfq                              # the guest's RFLAGS
-    lea rsp, [rsp - {FRAME_SIZE}]       # the frame
-    save_gprs                           # the guest's registers into the frame
-    mov rax, [rsp + {FRAME_SIZE} + 8]   # the guest's RSP, above the flags
+    .cfi_startproc
+    cfi_cfa_at 7, 0
+    .cfi_register rip, rcx
+    .cfi_remember_state
+    pushfq
+    cfi_cfa_at 7, 8
+    lea rsp, [rsp - {FRAME_SIZE}]
+    cfi_cfa_at 7, {FRAME_SIZE}+8
+    save_gprs
+    mov rax, [rsp + {FRAME_SIZE} + 8]   # above RFLAGS
+    .cfi_def_cfa rax, 0
 .Lredirect_frame:
-    mov [rsp + {REGS_RSP}], rax         # rax into the frame
-    mov [rsp + {FRAME_WORD}], r11       # the thread's state
-    mov [rsp + {REGS_RIP}], rcx         # the return address
-    mov rax, [rsp + {FRAME_SIZE}]       # the guest's RFLAGS, pushed above
-    mov [rsp + {REGS_RFLAGS}], rax      # rax into the frame
+    mov [rsp + {REGS_RSP}], rax
+    cfi_cfa_at 7, {REGS_RSP}
+    mov [rsp + {FRAME_WORD}], r11
+    mov [rsp + {REGS_RIP}], rcx
+    mov rax, [rsp + {FRAME_SIZE}]       # RFLAGS, just above the frame
+    mov [rsp + {REGS_RFLAGS}], rax
     cld                                 # the ABI's direction flag for Rust code
-    mov rbx, rsp                        # the frame, across the call
-    call_with_extended_state {REDIRECT_RUN} # the redirect function runs
-    jmp rcx                             # RCX = the return address, as after a native syscall
+    mov rbx, rsp
+    cfi_registers_at 3, 0
+    call_with_extended_state {REDIRECT_RUN}
+    jmp rcx
+    .cfi_endproc
     .size sud_redirect_on_stack, . - sud_redirect_on_stack
 
     .popsection

@@ -3,7 +3,10 @@
 # sud_restorer on the stack, RSP 8 bytes off 16-byte alignment.  It calls
 # the Rust dispatcher with (siginfo, ucontext), then jumps to the restorer:
 # a call and return that match, and a direct jump, where a `ret` to the
-# kernel-made return address would be mispredicted on every trap.
+# kernel-made return address would be mispredicted on every trap.  Before the
+# jump RSP is where a `ret` would leave it: past the padding and the return
+# address, which the CFI still finds just below RSP, so that an unwinder
+# goes on into the restorer's signal frame.
 # It makes no syscall, so it need not lie in the allowed region.
 
     .pushsection .text.sud_sigsys_entry, "ax", @progbits
@@ -11,11 +14,15 @@
     .type sud_sigsys_entry, @function
     .p2align 4
 sud_sigsys_entry:
-    mov rdi, rsi                # first argument: siginfo
-    mov rsi, rdx                # second argument: ucontext
+    .cfi_startproc
+    mov rdi, rsi
+    mov rsi, rdx
     lea rsp, [rsp - 8]          # 16-byte alignment for the call
-    call {DISPATCH}                     # the dispatcher: the callback decides
-    lea rsp, [rsp + 16]         # the padding and the return address: RSP as `ret` would leave it
-    jmp {RESTORER}              # rt_sigreturn, with RSP just above the frame's return address
+    .cfi_adjust_cfa_offset 8
+    call {DISPATCH}
+    lea rsp, [rsp + 16]
+    .cfi_adjust_cfa_offset -16
+    jmp {RESTORER}
+    .cfi_endproc
     .size sud_sigsys_entry, . - sud_sigsys_entry
     .popsection

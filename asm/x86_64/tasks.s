@@ -14,268 +14,383 @@
 # until it is set up: a signal taken before then would find no state of its
 # own, and a guest handler would run unarmed.  (SIGSYS stays deliverable: the
 # stubs' syscalls are never dispatched, and one seccomp forces must not kill
-# the process; sud's handler passes it on.)  The guest's mask is kept where each side
-# finds it afterwards, and put back.
+# the process; sud's handler passes it on.)  The guest's mask is kept where
+# each side finds it afterwards, and put back.
+#
+# The guest's flags come back through popfq, and r11 = RFLAGS, as after a
+# native syscall.  The CFI follows the return address as in reissue.s; a
+# child on a new stack has nothing to return to, and says so.
 
     .pushsection sud_allowed, "axR", @progbits
 
-# rt_sigprocmask, keeping every guest register but rcx and r11.
-# Clobbers the flags.  `block_all`: every signal but SIGSYS blocked, the old
-# mask stored where R11 points;
-# `set`: the mask R11 points to installed.
+# rt_sigprocmask, keeping every guest register but rcx and r11 (which the
+# syscall clobbers anyway); it cannot fail with these arguments.  Clobbers
+# the flags.  `block_all`: every signal but SIGSYS blocked, the old mask
+# stored where R11 points; `set`: the mask R11 points to installed.
 .macro sigprocmask kind
-    push rax                            # the guest registers the syscall takes
-    push rdi                            # (rcx and r11 it clobbers anyway)
-    push rsi                            # the guest's rsi
-    push rdx                            # the guest's rdx
-    push r10                            # the guest's r10
+    push rax
+    .cfi_adjust_cfa_offset 8
+    push rdi
+    .cfi_adjust_cfa_offset 8
+    push rsi
+    .cfi_adjust_cfa_offset 8
+    push rdx
+    .cfi_adjust_cfa_offset 8
+    push r10
+    .cfi_adjust_cfa_offset 8
 .ifc \kind,block_all
-    mov edi, {SIG_BLOCK}                # block
-    lea rsi, [rip + {ALL_BUT_SIGSYS}]   # every signal but SIGSYS
-    mov rdx, r11                        # the old mask, kept where R11 says
+    mov edi, {SIG_BLOCK}
+    lea rsi, [rip + {ALL_BUT_SIGSYS}]
+    mov rdx, r11
 .else
-    mov edi, {SIG_SETMASK}              # replace the mask
-    mov rsi, r11                        # with the one R11 points to
-    xor edx, edx                        # no old mask wanted
+    mov edi, {SIG_SETMASK}
+    mov rsi, r11
+    xor edx, edx
 .endif
-    mov r10d, {SIGSET_SIZE}             # the kernel's sigset size
-    mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(how, set, old, size): cannot fail with these
-    syscall                             # from the allowed region: never trapped
-    pop r10                             # the guest registers back
-    pop rdx                             # the guest's rdx
-    pop rsi                             # the guest's rsi
-    pop rdi                             # the guest's rdi
-    pop rax                             # the guest's rax
+    mov r10d, {SIGSET_SIZE}
+    mov eax, {NR_RT_SIGPROCMASK}
+    syscall
+    pop r10
+    .cfi_adjust_cfa_offset -8
+    pop rdx
+    .cfi_adjust_cfa_offset -8
+    pop rsi
+    .cfi_adjust_cfa_offset -8
+    pop rdi
+    .cfi_adjust_cfa_offset -8
+    pop rax
+    .cfi_adjust_cfa_offset -8
 .endm
 
-# Prepares a new task from the ThreadState in r11: puts sud's SIGSYS handler
-# back if the clone cleared every handler (CLONE_CLEAR_SIGHAND), then arms
-# dispatch as the state says, unless its creator was not armed.  Clobbers
-# rax, rdi, rsi, rdx, r10, r8, rcx, r11 and the flags.  A task that cannot
-# be set up must not run guest code: it dies at sud_unarmed_child.
+# Prepares a new task from the ThreadState in r11 (kept on the stack across
+# the syscalls, which clobber r11): puts sud's SIGSYS handler back if the
+# clone cleared every handler (CLONE_CLEAR_SIGHAND: the dispatcher copied
+# sud's action into the state; 0 there means nothing to put back), then arms
+# dispatch as the state says, unless its creator was not armed
+# (PR_SYS_DISPATCH_OFF, as the kernel leaves the child).  Clobbers rax, rdi,
+# rsi, rdx, r10, r8, rcx, r11 and the flags.  A task that cannot be set up
+# must not run guest code, not even unarmed or with its first trap fatal: it
+# dies at sud_unarmed_child.
 .macro arm_child
-    push r11                            # the state, across the syscalls below
-    cmp qword ptr [r11 + {STATE_SIGSYS_ACTION}], 0  # a handler address, or 0: nothing to put back
-    je 71f                              # none: go on to arming
+    push r11
+    .cfi_adjust_cfa_offset 8
+    cmp qword ptr [r11 + {STATE_SIGSYS_ACTION}], 0
+    je 71f
     mov eax, {NR_RT_SIGACTION}          # rt_sigaction(SIGSYS, &action, NULL, sigset size)
-    mov edi, {SIGSYS}                   # the signal
-    lea rsi, [r11 + {STATE_SIGSYS_ACTION}]  # sud's SIGSYS action, copied there by the dispatcher
-    xor edx, edx                        # no old action wanted
-    mov r10d, {SIGSET_SIZE}             # the kernel's sigset size
-    syscall                             # sud's SIGSYS handler is back
-    test rax, rax                       # failed: the child would die of its first trap
-    jnz sud_unarmed_child               # the child could not be set up
+    mov edi, {SIGSYS}
+    lea rsi, [r11 + {STATE_SIGSYS_ACTION}]
+    xor edx, edx
+    mov r10d, {SIGSET_SIZE}
+    syscall
+    test rax, rax
+    jnz sud_unarmed_child
 71:
-    mov r11, [rsp]                      # the state again (the syscall clobbered r11)
-    cmp qword ptr [r11 + {STATE_ARM_OP}], 0 # PR_SYS_DISPATCH_OFF: the creator was not armed
-    je 72f                              # nor is the child, as the kernel leaves it
+    mov r11, [rsp]
+    cmp qword ptr [r11 + {STATE_ARM_OP}], 0
+    je 72f
     mov edi, {PR_SET_SYSCALL_USER_DISPATCH}  # prctl(PR_SET_SYSCALL_USER_DISPATCH, op, offset, len, selector)
-    mov rsi, [r11 + {STATE_ARM_OP}]     # op: exclusive or inclusive
-    mov rdx, [r11 + {STATE_ARM_OFFSET}] # offset of the range
-    mov r10, [r11 + {STATE_ARM_LEN}]    # length of the range
-    mov r8, [r11 + {STATE_ARM_SELECTOR}] # the selector the child reads
-    mov eax, {NR_PRCTL}                 # prctl
+    mov rsi, [r11 + {STATE_ARM_OP}]
+    mov rdx, [r11 + {STATE_ARM_OFFSET}]
+    mov r10, [r11 + {STATE_ARM_LEN}]
+    mov r8, [r11 + {STATE_ARM_SELECTOR}]
+    mov eax, {NR_PRCTL}
     syscall                             # armed: from here on the child's guest syscalls are dispatched
-    test rax, rax                       # failed: never run the guest unarmed
-    jnz sud_unarmed_child               # the child could not be armed
+    test rax, rax
+    jnz sud_unarmed_child
 72:
-    pop r11                             # the state
+    pop r11
+    .cfi_adjust_cfa_offset -8
 .endm
+
+# The frame sud_reissue_fork and sud_reissue_vfork both build below the red
+# zone, from the top: the return address, the state the child is armed
+# from, the guest's mask, and RFLAGS after the syscall.  .Lfork_child
+# finds the state in it, whichever of the two it came from.
+.set FORK_FRAME_STATE, 2 * 8
 
 # sud_reissue_fork: fork, or a clone without CLONE_VFORK that keeps the
 # caller's stack (no new stack given).  R11 = the state the child is armed
-# from: the parent's, of which the child has its own copy.  A vfork child
-# (sud_reissue_vfork) joins at .Lfork_child, armed from the very state.
+# from: the parent's, of which the child has its own copy.  Below the red
+# zone: the return address, the state, a slot for the guest's mask, then
+# RFLAGS after the syscall (r11 holds them there).  A vfork child
+# (sud_reissue_vfork) joins at .Lfork_child with the same layout, armed from
+# the very state.  The child keeps the guest registers arm_child uses;
+# its rax, the result, is prctl's 0 or the clone's 0.
     .globl sud_reissue_fork
     .type sud_reissue_fork, @function
     .p2align 4
 sud_reissue_fork:
-    lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone; lea keeps the flags
-    push rcx                            # the return address
-    push r11                            # the state, for the child
-    lea rsp, [rsp - 8]                  # a slot for the guest's mask
-    mov r11, rsp                        # where block_all keeps it
-    sigprocmask block_all               # every signal but SIGSYS blocked, the guest's mask in the slot
+    .cfi_startproc
+    .cfi_def_cfa_offset 0
+    .cfi_register rip, rcx
+    lea rsp, [rsp - {RED_ZONE}]
+    .cfi_adjust_cfa_offset {RED_ZONE}
+    push rcx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset rip, -8-{RED_ZONE}
+    push r11
+    .cfi_adjust_cfa_offset 8
+    lea rsp, [rsp - 8]
+    .cfi_adjust_cfa_offset 8
+    mov r11, rsp
+    sigprocmask block_all
     syscall                             # the guest's fork or clone
-    push r11                            # RFLAGS as the kernel restored them (r11 holds them here)
-    test rax, rax                       # 0 in the child
+    push r11
+    .cfi_adjust_cfa_offset 8
+    test rax, rax
     jnz 1f                              # the parent: the child's pid, or -errno
 .Lfork_child:
-    push rdi                            # the child: keep the guest registers arm_child uses
-    push rsi                            # (argument registers the syscalls below take)
-    push rdx                            # the guest's rdx
-    push r10                            # the guest's r10
-    push r8                             # the guest's r8
-    mov r11, [rsp + 7 * 8]              # the state: above the five registers, the flags and the mask
-    arm_child                           # sud's SIGSYS handler back if need be, then armed
-    pop r8                              # the guest registers back
-    pop r10                             # (in the reverse order)
-    pop rdx                             # the guest's rdx
-    pop rsi                             # the guest's rsi
-    pop rdi                             # rax is prctl's 0 (or the clone's 0): the child's result
+    push rdi
+    .cfi_adjust_cfa_offset 8
+    push rsi
+    .cfi_adjust_cfa_offset 8
+    push rdx
+    .cfi_adjust_cfa_offset 8
+    push r10
+    .cfi_adjust_cfa_offset 8
+    push r8
+    .cfi_adjust_cfa_offset 8
+    mov r11, [rsp + 5 * 8 + FORK_FRAME_STATE]   # above the five registers just pushed
+    arm_child
+    pop r8
+    .cfi_adjust_cfa_offset -8
+    pop r10
+    .cfi_adjust_cfa_offset -8
+    pop rdx
+    .cfi_adjust_cfa_offset -8
+    pop rsi
+    .cfi_adjust_cfa_offset -8
+    pop rdi
+    .cfi_adjust_cfa_offset -8
 1:
-    lea r11, [rsp + 8]                  # the slot, above the flags
-    sigprocmask set                     # the guest's mask back, in parent and child
-    mov r11, [rsp]                      # r11 = RFLAGS, as after a native syscall
-    popfq                               # and the flags themselves
-    lea rsp, [rsp + 16]                 # over the mask and the state pointer
-    back_to_guest                       # rcx = return address, RSP the guest's
+    lea r11, [rsp + 8]
+    sigprocmask set                     # in parent and child
+    mov r11, [rsp]
+    popfq
+    .cfi_adjust_cfa_offset -8
+    lea rsp, [rsp + 16]
+    .cfi_adjust_cfa_offset -16
+    back_to_guest
+    .cfi_endproc
     .size sud_reissue_fork, . - sud_reissue_fork
 
 # sud_reissue_vfork: vfork, or a clone with CLONE_VFORK that keeps the
-# caller's stack.  R11 = the thread's entry in VFORK_PARENTS (offsets
+# caller's stack.  R11 = the thread's entry in the vfork table (offsets
 # VFORK_*), filed by the dispatcher with the state the child is armed from.
-# The child runs on this very stack while the parent sleeps, and leaves it
-# used: the parent finds what it needs afterwards in its entry, under its
-# tid and its RSP.
+# The stack below the red zone is laid out as sud_reissue_fork's, for the
+# child's sake: the return address, the state, the child's copy of the
+# guest's mask, RFLAGS.  The child runs on this very stack while the parent
+# sleeps, and leaves it used; but registers are each task's own, so the
+# parent keeps its entry in RBX across the vfork (the guest's RBX waits in
+# the entry) and finds there what the stack may have lost: the mask and the
+# return address.
     .globl sud_reissue_vfork
     .type sud_reissue_vfork, @function
     .p2align 4
 sud_reissue_vfork:
-    lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
-    push rcx                            # the return address, for the child
-    push qword ptr [r11 + {VFORK_STATE}]    # the state, for the child
-    push r11                            # the entry, across the rt_sigprocmask
-    lea r11, [r11 + {VFORK_MASK}]       # the guest's mask goes into the entry
-    sigprocmask block_all               # every signal but SIGSYS blocked
-    pop r11                             # the entry
-    push qword ptr [r11 + {VFORK_MASK}] # and the child's copy of the mask, in its slot
+    .cfi_startproc
+    .cfi_def_cfa_offset 0
+    .cfi_register rip, rcx
+    lea rsp, [rsp - {RED_ZONE}]
+    .cfi_adjust_cfa_offset {RED_ZONE}
+    push rcx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset rip, -8-{RED_ZONE}
+    push qword ptr [r11 + {VFORK_STATE}]
+    .cfi_adjust_cfa_offset 8
+    mov [r11 + {VFORK_RBX}], rbx
+    mov rbx, r11
+    cfi_saved_at 3, 3, {VFORK_RBX}
+    lea r11, [rbx + {VFORK_MASK}]
+    sigprocmask block_all               # the guest's mask goes into the entry
+    push qword ptr [rbx + {VFORK_MASK}]
+    .cfi_adjust_cfa_offset 8
     syscall                             # the guest's vfork: the parent sleeps until the child execs or exits
-    push r11                            # RFLAGS as the kernel restored them
-    test rax, rax                       # 0 in the child
-    jz .Lfork_child                     # the child: the same stack layout as a fork child's
-    push rax                            # the parent: the child's pid, or -errno
-    mov eax, {NR_GETTID}                # gettid
-    syscall                             # rax = this thread's tid; rcx and r11 are free
-    lea r11, [rip + {VFORK_PARENTS}]    # the entries
-    mov ecx, {VFORK_PARENTS_LEN}        # entries to look at
-2:
-    cmp [r11 + {VFORK_TID}], rax        # this thread's entry?
-    jne 3f                              # no: the next one
-    cmp [r11 + {VFORK_RSP}], rsp        # and this very call's: RSP as the dispatcher filed it
-    je 4f                               # found
-3:
-    add r11, {VFORK_ENTRY_SIZE}         # the next entry
-    dec ecx                             # one entry fewer to look at
-    jnz 2b                              # more to look at
-    ud2                                 # no entry: impossible, the dispatcher always files one
-4:
-    push r11                            # the entry, across the syscall below
-    lea r11, [r11 + {VFORK_MASK}]       # the guest's mask, filed with the entry
-    sigprocmask set                     # back in place (the child's copy may be gone)
-    pop r11                             # the entry
-    mov rcx, [r11 + {VFORK_RETURN}]     # rcx = the return address, as after a native syscall
+    push r11
+    .cfi_adjust_cfa_offset 8
+    test rax, rax
+    .cfi_remember_state
+    jz 5f
+    cfi_saved_at 16, 3, {VFORK_RETURN}  # the parent: the stack's return address may be the child's leftovers
+    push rax
+    .cfi_adjust_cfa_offset 8
+    lea r11, [rbx + {VFORK_MASK}]
+    sigprocmask set                     # the child's copy may be gone
+    mov rcx, [rbx + {VFORK_RETURN}]
+    .cfi_register rip, rcx
+    mov r11, rbx
+    mov rbx, [r11 + {VFORK_RBX}]
+    .cfi_restore rbx
     mov qword ptr [r11 + {VFORK_TID}], 0    # the entry is free again
-    pop rax                             # the result
-    mov r11, [rsp]                      # r11 = RFLAGS
-    popfq                               # and the flags themselves
-    lea rsp, [rsp + 24 + {RED_ZONE}]    # over the three slots and the red zone: the guest's RSP
-    jmp rcx                             # back to the guest
+    pop rax
+    .cfi_adjust_cfa_offset -8
+    mov r11, [rsp]
+    popfq
+    .cfi_adjust_cfa_offset -8
+    lea rsp, [rsp + 24 + {RED_ZONE}]
+    .cfi_adjust_cfa_offset -24-{RED_ZONE}
+    jmp rcx
+5:
+    .cfi_restore_state
+    mov rbx, [rbx + {VFORK_RBX}]        # the child: the entry is intact while its parent sleeps
+    .cfi_restore rbx
+    jmp .Lfork_child
+    .cfi_endproc
     .size sud_reissue_vfork, . - sud_reissue_vfork
 
 # sud_reissue_thread: clone or clone3 with a new stack.  R11 = the new
 # thread's state, which the dispatcher also left 16 bytes below the top of
-# the new stack, where the child finds it.
+# the new stack, where the child finds it.  The parent keeps the return
+# address, the state (to report the clone's result in: the child's tid, or
+# -errno when it never will exist) and a slot for the guest's mask below the
+# red zone, and hands the child its copy of the mask in the state.  The
+# child's first push (RFLAGS) lands at the top of its new stack - 8; it
+# keeps the guest registers its setup uses below, and resumes at the
+# state's resume address (after the guest's clone) with RAX = 0 and RSP =
+# the top of its stack, as the guest asked.
     .globl sud_reissue_thread
     .type sud_reissue_thread, @function
     .p2align 4
 sud_reissue_thread:
-    lea rsp, [rsp - {RED_ZONE}]         # step over the guest's red zone
-    push rcx                            # the parent's return address
-    push r11                            # the child's state, to report the result in
-    lea rsp, [rsp - 8]                  # a slot for the guest's mask
-    mov r11, rsp                        # where block_all keeps it
-    sigprocmask block_all               # every signal but SIGSYS blocked, the guest's mask in the slot
-    mov r11, [rsp + 8]                  # the child's state
-    mov rcx, [rsp]                      # the guest's mask (rcx is saved above)
-    mov [r11 + {STATE_CLONE_MASK}], rcx # the child's copy, in its state
+    .cfi_startproc
+    .cfi_def_cfa_offset 0
+    .cfi_register rip, rcx
+    lea rsp, [rsp - {RED_ZONE}]
+    .cfi_adjust_cfa_offset {RED_ZONE}
+    push rcx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset rip, -8-{RED_ZONE}
+    push r11
+    .cfi_adjust_cfa_offset 8
+    lea rsp, [rsp - 8]
+    .cfi_adjust_cfa_offset 8
+    mov r11, rsp
+    sigprocmask block_all
+    mov r11, [rsp + 8]
+    mov rcx, [rsp]                      # rcx is free: the return address is saved above
+    mov [r11 + {STATE_CLONE_MASK}], rcx
     syscall                             # the guest's clone
-    push r11                            # RFLAGS (the child pushes onto its new stack: top - 8)
-    test rax, rax                       # 0 in the child
-    jz 5f                               # the child
-    mov r11, [rsp + 16]                 # the parent: the child's state
-    mov [r11 + {STATE_CLONE_RESULT}], rax   # the child exists (its tid) or never will (-errno); the slot is no longer read here
-    lea r11, [rsp + 8]                  # the guest's mask, in the slot
-    sigprocmask set                     # back in place
-    mov r11, [rsp]                      # r11 = RFLAGS, as after a native syscall
-    popfq                               # and the flags themselves
-    lea rsp, [rsp + 16]                 # over the mask and the state pointer
-    back_to_guest                       # rcx = return address, RSP the guest's
+    push r11
+    .cfi_adjust_cfa_offset 8
+    test rax, rax
+    jz 5f
+    mov r11, [rsp + 16]
+    mov [r11 + {STATE_CLONE_RESULT}], rax   # the slot is no longer read here
+    lea r11, [rsp + 8]
+    sigprocmask set
+    mov r11, [rsp]
+    popfq
+    .cfi_adjust_cfa_offset -8
+    lea rsp, [rsp + 16]
+    .cfi_adjust_cfa_offset -16
+    back_to_guest
 5:
-    mov r11, [rsp - 8]                  # the child, on its new stack: its state, at top - 16
-    push rdi                            # keep the guest registers the setup uses
-    push rsi                            # (argument registers the syscalls below take)
-    push rdx                            # the guest's rdx
-    push r10                            # the guest's r10
-    push r8                             # the guest's r8
-    push r11                            # the state, across the syscalls
-    mov eax, {NR_GETTID}                # gettid
-    syscall                             # rax = the new thread's tid
-    mov r11, [rsp]                      # the state (the syscall clobbered r11)
-    mov [r11 + {STATE_TID}], eax        # the state learns whose it is
+    # The child, on its new stack: nothing above it to return to.
+    .cfi_def_cfa rsp, 8
+    .cfi_undefined rip
+    mov r11, [rsp + 8 - {NEW_THREAD_TICKET_DEPTH}]  # its state, that far below the top, 8 above RSP after the RFLAGS push
+    push rdi
+    .cfi_adjust_cfa_offset 8
+    push rsi
+    .cfi_adjust_cfa_offset 8
+    push rdx
+    .cfi_adjust_cfa_offset 8
+    push r10
+    .cfi_adjust_cfa_offset 8
+    push r8
+    .cfi_adjust_cfa_offset 8
+    push r11
+    .cfi_adjust_cfa_offset 8
+    mov eax, {NR_GETTID}
+    syscall
+    mov r11, [rsp]
+    mov [r11 + {STATE_TID}], eax
     lea rdi, [r11 + {STATE_ALTSTACK}]   # sigaltstack(&state.altstack, NULL): the thread's own
-    xor esi, esi                        # no old stack wanted
-    mov eax, {NR_SIGALTSTACK}           # sigaltstack
-    syscall                             # the thread's own alternate stack is installed
+    xor esi, esi
+    mov eax, {NR_SIGALTSTACK}
+    syscall
     test rax, rax                       # without it sud could not find the state
-    jnz sud_unarmed_child               # no alternate stack, no state: cannot run
-    mov r11, [rsp]                      # the state
-    arm_child                           # sud's SIGSYS handler back if need be, then armed
-    mov r11, [rsp]                      # the state
-    lea r11, [r11 + {STATE_CLONE_MASK}] # the guest's mask, inherited
+    jnz sud_unarmed_child
+    mov r11, [rsp]
+    arm_child
+    mov r11, [rsp]
+    lea r11, [r11 + {STATE_CLONE_MASK}]
     sigprocmask set                     # set up: the child may take signals
-    pop r11                             # the state
-    mov rcx, [r11 + {STATE_RESUME}]     # rcx = where the guest resumes: after its clone
-    pop r8                              # the guest registers back
-    pop r10                             # (in the reverse order)
-    pop rdx                             # the guest's rdx
-    pop rsi                             # the guest's rsi
-    pop rdi                             # the guest's rdi
-    xor eax, eax                        # rax = 0, the child's clone result (popfq below restores the flags)
-    mov r11, [rsp]                      # r11 = RFLAGS, as after a native syscall
-    popfq                               # RSP = the top of the new stack, as the guest asked
-    jmp rcx                             # into the guest's child code
+    pop r11
+    .cfi_adjust_cfa_offset -8
+    mov rcx, [r11 + {STATE_RESUME}]
+    pop r8
+    .cfi_adjust_cfa_offset -8
+    pop r10
+    .cfi_adjust_cfa_offset -8
+    pop rdx
+    .cfi_adjust_cfa_offset -8
+    pop rsi
+    .cfi_adjust_cfa_offset -8
+    pop rdi
+    .cfi_adjust_cfa_offset -8
+    xor eax, eax                        # popfq below restores the flags
+    mov r11, [rsp]
+    popfq
+    .cfi_adjust_cfa_offset -8
+    jmp rcx
+    .cfi_endproc
     .size sud_reissue_thread, . - sud_reissue_thread
 
 # sud_reissue_exit: a managed thread's exit.  R11 = its state, RDI = the
-# status.  The thread blocks every signal but SIGSYS, disarms, drops its alternate
-# stack, marks its state dead (a new thread may take it from then on) and
-# exits; nothing of it is left behind.
+# status.  The thread blocks every signal but SIGSYS (a forced one must not
+# kill the process), disarms (the selector is going away), drops its
+# alternate stack (it is going away too), marks its state dead (a new thread
+# may take it from then on) and exits; nothing of it is left behind.  It
+# never returns, so r12 and r13 are free, and the return address is lost
+# with the first syscall: the CFI stops there.
     .globl sud_reissue_exit
     .type sud_reissue_exit, @function
     .p2align 4
 sud_reissue_exit:
-    mov r12, rdi                        # the status; the thread ends, so its registers no longer matter
-    mov r13, r11                        # the state
+    .cfi_startproc
+    .cfi_def_cfa_offset 0
+    .cfi_register rip, rcx
+    mov r12, rdi
+    .cfi_undefined r12
+    mov r13, r11
+    .cfi_undefined r13
     mov eax, {NR_RT_SIGPROCMASK}        # rt_sigprocmask(SIG_SETMASK, &every signal but SIGSYS, NULL, size)
-    mov edi, {SIG_SETMASK}              # replace the whole mask
-    lea rsi, [rip + {ALL_BUT_SIGSYS}]   # with every signal but SIGSYS (a forced one must not kill the process)
-    xor edx, edx                        # no old mask wanted
-    mov r10d, {SIGSET_SIZE}             # the kernel's sigset size
-    syscall                             # no signal from here on: its stack is going away
+    mov edi, {SIG_SETMASK}
+    lea rsi, [rip + {ALL_BUT_SIGSYS}]
+    xor edx, edx
+    mov r10d, {SIGSET_SIZE}
+    syscall
+    .cfi_undefined rip
     mov eax, {NR_PRCTL}                 # prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0)
-    mov edi, {PR_SET_SYSCALL_USER_DISPATCH} # the option
-    mov esi, {PR_SYS_DISPATCH_OFF}      # off
-    xor edx, edx                        # offset 0
-    xor r10d, r10d                      # length 0
-    xor r8d, r8d                        # no selector
-    syscall                             # disarmed: the selector is going away
+    mov edi, {PR_SET_SYSCALL_USER_DISPATCH}
+    mov esi, {PR_SYS_DISPATCH_OFF}
+    xor edx, edx
+    xor r10d, r10d
+    xor r8d, r8d
+    syscall
     mov eax, {NR_SIGALTSTACK}           # sigaltstack(&disabled, NULL)
-    lea rdi, [rip + {NO_ALTSTACK}]      # a stack_t saying SS_DISABLE
-    xor esi, esi                        # no old stack wanted
-    syscall                             # no alternate stack: it is going away
-    mov byte ptr [r13 + {STATE_STATE}], {STATE_DEAD}    # the status byte: the state is free from here on
-    mov rdi, r12                        # the status
+    lea rdi, [rip + {NO_ALTSTACK}]
+    xor esi, esi
+    syscall
+    mov byte ptr [r13 + {STATE_STATE}], {STATE_DEAD}
+    mov rdi, r12
     mov eax, {NR_EXIT}                  # exit (this thread only)
-    syscall                             # the guest's exit
+    syscall
     ud2                                 # never reached; keeps the region going past the syscall
+    .cfi_endproc
     .size sud_reissue_exit, . - sud_reissue_exit
 
-# A new task that could not be set up must not run guest code unsupervised.
+# A new task that could not be set up must not run guest code unsupervised:
+# it dies here of SIGILL, where a debugger shows why.  It is jumped to from
+# several stack depths, so the CFI records no caller.
     .globl sud_unarmed_child
     .type sud_unarmed_child, @function
 sud_unarmed_child:
-    ud2                                 # SIGILL: dies here, where a debugger shows why
+    .cfi_startproc
+    .cfi_undefined rip
+    ud2
+    .cfi_endproc
     .size sud_unarmed_child, . - sud_unarmed_child
 
     .popsection

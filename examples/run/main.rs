@@ -112,15 +112,14 @@ fn start(
 
     if trace {
         trace::start(trace_descriptor()?, std::process::id() as usize);
-        sud::install_redirect(trace::carry_out);
+        sud::install_redirect(trace::carry_out).map_err(host("cannot install the tracer"))?;
     }
-    // What std set up for itself is not the guest's: a native program
-    // starts with SIGPIPE at its default, and no handler for SIGSEGV and
-    // SIGBUS (std's stack-overflow report).
-    for signal in [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS] {
-        // SAFETY: resets a disposition; no handler of ours is involved.
-        unsafe { libc::signal(signal, libc::SIG_DFL) };
-    }
+    // std ignores SIGPIPE; a native program starts with it at its default
+    // (and would hand that on to what it execs).  std's fault handlers stay:
+    // sud routes a fault in guest code to the guest's handler or the
+    // default action, and one in host code to them.
+    // SAFETY: resets a disposition; no handler of ours is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     sud::install(policy::on_syscall).map_err(host("cannot install the SIGSYS handler"))?;
     let thread = sud::Thread::new().map_err(host("cannot set up the guest thread"))?;
     thread

@@ -1,5 +1,6 @@
 //! The names `--trace` prints: every x86-64 syscall with the number of
-//! arguments it takes, and every errno, from linux-raw-sys's constants.
+//! arguments it takes, from linux-raw-sys's constants, and which of them
+//! name files.  (Errno names are sud's: `Errno`'s Display.)
 
 /// `syscalls! { __NR_read 3, ... }`: `syscall(nr)` gives the name (the
 /// constant's, without `__NR_`) and the argument count.
@@ -11,19 +12,6 @@ macro_rules! syscalls {
                 $(linux_raw_sys::general::$nr => {
                     Some((stringify!($nr).trim_start_matches("__NR_"), $args))
                 })*
-                _ => None,
-            }
-        }
-    };
-}
-
-/// `errnos! { EPERM, ... }`: `errno(e)` gives the constant's name.
-macro_rules! errnos {
-    ($($e:ident),* $(,)?) => {
-        /// The name of errno `e` (positive).
-        pub fn errno(e: u32) -> Option<&'static str> {
-            match e {
-                $(linux_raw_sys::errno::$e => Some(stringify!($e)),)*
                 _ => None,
             }
         }
@@ -118,25 +106,6 @@ syscalls! {
     __NR_lsm_set_self_attr 4, __NR_lsm_list_modules 3, __NR_mseal 3, __NR_setxattrat 6,
     __NR_getxattrat 6, __NR_listxattrat 6, __NR_removexattrat 4, __NR_open_tree_attr 5,
     __NR_file_getattr 5, __NR_file_setattr 5,
-}
-
-// The aliases (EWOULDBLOCK = EAGAIN, EDEADLOCK = EDEADLK) are left out.
-errnos! {
-    EPERM, ENOENT, ESRCH, EINTR, EIO, ENXIO, E2BIG, ENOEXEC, EBADF, ECHILD, EAGAIN, ENOMEM,
-    EACCES, EFAULT, ENOTBLK, EBUSY, EEXIST, EXDEV, ENODEV, ENOTDIR, EISDIR, EINVAL, ENFILE,
-    EMFILE, ENOTTY, ETXTBSY, EFBIG, ENOSPC, ESPIPE, EROFS, EMLINK, EPIPE, EDOM, ERANGE,
-    EDEADLK, ENAMETOOLONG, ENOLCK, ENOSYS, ENOTEMPTY, ELOOP, ENOMSG, EIDRM, ECHRNG, EL2NSYNC,
-    EL3HLT, EL3RST, ELNRNG, EUNATCH, ENOCSI, EL2HLT, EBADE, EBADR, EXFULL, ENOANO, EBADRQC,
-    EBADSLT, EBFONT, ENOSTR, ENODATA, ETIME, ENOSR, ENONET, ENOPKG, EREMOTE, ENOLINK, EADV,
-    ESRMNT, ECOMM, EPROTO, EMULTIHOP, EDOTDOT, EBADMSG, EOVERFLOW, ENOTUNIQ, EBADFD, EREMCHG,
-    ELIBACC, ELIBBAD, ELIBSCN, ELIBMAX, ELIBEXEC, EILSEQ, ERESTART, ESTRPIPE, EUSERS,
-    ENOTSOCK, EDESTADDRREQ, EMSGSIZE, EPROTOTYPE, ENOPROTOOPT, EPROTONOSUPPORT,
-    ESOCKTNOSUPPORT, EOPNOTSUPP, EPFNOSUPPORT, EAFNOSUPPORT, EADDRINUSE, EADDRNOTAVAIL,
-    ENETDOWN, ENETUNREACH, ENETRESET, ECONNABORTED, ECONNRESET, ENOBUFS, EISCONN, ENOTCONN,
-    ESHUTDOWN, ETOOMANYREFS, ETIMEDOUT, ECONNREFUSED, EHOSTDOWN, EHOSTUNREACH, EALREADY,
-    EINPROGRESS, ESTALE, EUCLEAN, ENOTNAM, ENAVAIL, EISNAM, EREMOTEIO, EDQUOT, ENOMEDIUM,
-    EMEDIUMTYPE, ECANCELED, ENOKEY, EKEYEXPIRED, EKEYREVOKED, EKEYREJECTED, EOWNERDEAD,
-    ENOTRECOVERABLE, ERFKILL, EHWPOISON,
 }
 
 /// Which of syscall `nr`'s arguments name a file: `--trace` prints them as

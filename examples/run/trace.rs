@@ -168,10 +168,7 @@ impl fmt::Display for Line {
         f.write_str(") = ")?;
         match self.result.map(Errno::result) {
             None => f.write_str("?"),
-            Some(Err(errno)) => match names::errno(errno.raw() as u32) {
-                Some(name) => write!(f, "-1 {name}"),
-                None => write!(f, "-1 errno {}", errno.raw()),
-            },
+            Some(Err(errno)) => write!(f, "-1 {errno}"),
             Some(Ok(value))
                 if matches!(self.nr, __NR_mmap | __NR_mremap | __NR_brk | __NR_shmat) =>
             {

@@ -1,52 +1,25 @@
-//! The user's callback: installing it (with sud's SIGSYS handler) and the
-//! redirect function, and running it on a trapped syscall.
+//! The user's callback and redirect function, and running the callback on
+//! a trapped syscall.  (`signals::install` puts sud's handlers in place.)
 //!
 //! - [`syscall`]: the callback's view of a trapped syscall and its answer.
 
 pub(crate) mod syscall;
 
-use crate::dispositions::{PREVIOUS_SIGSYS, our_sigsys_action};
 use crate::error::Error;
-use crate::region::addr;
-use crate::{sys, xsave};
+use crate::xsave;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use linux_raw_sys::general::SIGSYS;
 pub use syscall::{Action, Handler, Redirect, Syscall};
 
 /// The user's callback, as an address (0: none installed).
 static HANDLER: AtomicUsize = AtomicUsize::new(0);
 
-/// Installs `handler` as the callback for every trapped syscall, and sud's
-/// SIGSYS handler for the process (raw `rt_sigaction`, SA_SIGINFO |
-/// SA_RESTORER | SA_ONSTACK, every signal blocked while it runs, restorer in
-/// the allowed region).
-///
-/// The disposition it replaces is kept: a SIGSYS that is not from dispatch
-/// (seccomp's SECCOMP_RET_TRAP, a `kill`) goes to the previous handler, or
-/// gets the default action if there was none.  Installing again only swaps
-/// the callback.
-pub fn install(handler: Handler) -> Result<(), Error> {
-    xsave::init();
-    HANDLER.store(handler as usize, Ordering::Release);
-    // Read the current disposition first, so that a foreign SIGSYS arriving
-    // just after ours is in place already finds it.
-    let current = sys::sigaction(SIGSYS, None)?;
-    if current.handler != addr::sud_sigsys_entry() {
-        PREVIOUS_SIGSYS.store(&current);
-    }
-    let replaced = sys::sigaction(SIGSYS, Some(&our_sigsys_action()))?;
-    if replaced.handler != addr::sud_sigsys_entry() && replaced != current {
-        PREVIOUS_SIGSYS.store(&replaced);
-    }
-    Ok(())
-}
-
-/// Puts back the SIGSYS disposition [`install`] replaced.  Disarm first:
-/// a trapped syscall without sud's handler kills the process.
-pub fn uninstall() -> Result<(), Error> {
-    sys::sigaction(SIGSYS, Some(&PREVIOUS_SIGSYS.load()))?;
-    HANDLER.store(0, Ordering::Release);
-    Ok(())
+/// Makes `handler` the callback for every trapped syscall (`None`: none,
+/// every trapped syscall gets `Deny(ENOSYS)`).
+pub(crate) fn set_handler(handler: Option<Handler>) {
+    HANDLER.store(
+        handler.map_or(0, |handler| handler as usize),
+        Ordering::Release,
+    );
 }
 
 /// Runs the user's callback on a trapped syscall.  A `Redirect` without a
@@ -69,10 +42,12 @@ pub(crate) fn decide(mut call: Syscall<'_>) -> (Action, bool) {
 static REDIRECT: AtomicUsize = AtomicUsize::new(0);
 
 /// Installs the function that carries out the syscalls the callback answers
-/// with [`Action::Redirect`].
-pub fn install_redirect(redirect: Redirect) {
+/// with [`Action::Redirect`].  Installing again replaces it.  It cannot fail
+/// today; the `Result` is [`install`](crate::install)'s, so that both are used alike.
+pub fn install_redirect(redirect: Redirect) -> Result<(), Error> {
     xsave::init();
     REDIRECT.store(redirect as usize, Ordering::Release);
+    Ok(())
 }
 
 /// The installed redirect function, if any.

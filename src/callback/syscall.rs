@@ -36,9 +36,9 @@ pub enum Action {
     Reissue,
     /// The syscall does not run: the guest sees `-errno`.
     Deny(Errno),
-    /// The function given to [`install_redirect`] carries the syscall out as
-    /// ordinary code, after rt_sigreturn: on the guest's stack below its red
-    /// zone, or on the thread's redirect stack
+    /// The function given to [`install_redirect`](crate::install_redirect)
+    /// carries the syscall out as ordinary code, after rt_sigreturn: on the
+    /// guest's stack below its red zone, or on the thread's redirect stack
     /// ([`Thread::set_redirect_stack`](crate::Thread::set_redirect_stack)).
     /// It may block, take locks, allocate and be interrupted by signals; the
     /// thread's selector says ALLOW while it runs.  Its return value is the

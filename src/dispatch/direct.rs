@@ -17,7 +17,9 @@ use crate::thread::arena;
 use crate::thread::pointers::enter_host;
 use crate::thread::state::ThreadState;
 use core::sync::atomic::Ordering;
-use linux_raw_sys::general::{__NR_arch_prctl, __NR_rt_sigprocmask, __NR_sigaltstack};
+use linux_raw_sys::general::{
+    __NR_arch_prctl, __NR_clone, __NR_clone3, __NR_rt_sigprocmask, __NR_sigaltstack,
+};
 
 /// The frame `sud_entry` and the redirect stubs build: the guest's
 /// registers, then the thread's selector (entry) or state (redirect).
@@ -81,7 +83,7 @@ pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
     // of the kernel only for the syscalls that need them.
     let nr = regs.rax as u32;
     let reissue = action == Action::Reissue;
-    let mut sigmask = if reissue && nr == __NR_rt_sigprocmask {
+    let mut sigmask = if reissue && matches!(nr, __NR_rt_sigprocmask | __NR_clone | __NR_clone3) {
         sys::thread_mask()
     } else {
         0

@@ -87,15 +87,35 @@ pub(crate) fn guest_sigsys_action() -> Option<KernelSigaction> {
     ACTIONS[SIGSYS as usize].guest()
 }
 
+/// A signal disposition as the guest set it with `rt_sigaction`: what
+/// [`guest_action`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GuestAction {
+    /// `sa_handler`: `SIG_DFL` (0), `SIG_IGN` (1) or the handler's address
+    /// (which takes three arguments if `flags` has `SA_SIGINFO`).
+    pub handler: usize,
+    /// `sa_flags`: `SA_SIGINFO`, `SA_ONSTACK`, `SA_RESTART`, `SA_NODEFER`,
+    /// `SA_RESETHAND`, `SA_RESTORER` ...
+    pub flags: u64,
+    /// `sa_mask`: the signals blocked while the handler runs (bit `n - 1`
+    /// for signal `n`), never SIGKILL or SIGSTOP.
+    pub mask: u64,
+    /// `sa_restorer`: the guest's restorer, if `flags` has `SA_RESTORER`.
+    pub restorer: usize,
+}
+
 /// The disposition the guest last set for `signal` through a trapped
 /// rt_sigaction (which, for a signal with a host handler, and for SIGSYS,
 /// sud keeps to itself rather than install), so that a host handler can pass
 /// a signal on to the guest.  `None` if the guest never set one.
-pub fn guest_action(signal: u32) -> Option<(usize, u64, u64)> {
-    ACTIONS
-        .get(signal as usize)?
-        .guest()
-        .map(|a| (a.handler, a.flags, a.mask))
+pub fn guest_action(signal: u32) -> Option<GuestAction> {
+    ACTIONS.get(signal as usize)?.guest().map(|a| GuestAction {
+        handler: a.handler,
+        flags: a.flags,
+        mask: a.mask,
+        restorer: a.restorer,
+    })
 }
 
 /// What is really installed for a handler that sud runs: its entry, with

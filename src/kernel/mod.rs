@@ -4,7 +4,7 @@
 //! - the signal frame (`ucontext`, `sigcontext`, `siginfo`), here, written out
 //!   by hand because linux-raw-sys has none for x86-64;
 //! - `kernel_sigaction` and signal sets: [`sigaction`];
-//! - `stack_t` (linux-raw-sys's) and the red zone: [`stack`].
+//! - `stack_t` ([`SigStack`]) and the red zone: [`stack`].
 //!
 //! Every struct the SIGSYS path or the assembly touches has its size and
 //! field offsets asserted, against linux-raw-sys where it has the type and
@@ -12,11 +12,27 @@
 //! `asm-generic/ucontext.h`) where it has not.  Where several threads share
 //! one of these structs, its atomic holder is defined beside it.
 
+/// Asserts that `$ours` has the size of `$theirs`, and each named field the
+/// offset of its counterpart there.
+macro_rules! same_layout {
+    ($ours:ty = $theirs:ty { $($field:ident = $counterpart:ident),* $(,)? }) => {
+        static_assertions::const_assert_eq!(
+            core::mem::size_of::<$ours>(),
+            core::mem::size_of::<$theirs>()
+        );
+        $(static_assertions::const_assert_eq!(
+            core::mem::offset_of!($ours, $field),
+            core::mem::offset_of!($theirs, $counterpart)
+        );)*
+    };
+}
+
 pub(crate) mod sigaction;
 pub(crate) mod stack;
 
 use core::mem::{offset_of, size_of};
 use linux_raw_sys::general as sys;
+pub use stack::SigStack;
 use static_assertions::const_assert_eq;
 
 /// The general registers and flags as the kernel saves them in a signal
@@ -29,23 +45,42 @@ use static_assertions::const_assert_eq;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Registers {
+    /// R8: the syscall's fifth argument.
     pub r8: u64,
+    /// R9: the syscall's sixth argument.
     pub r9: u64,
+    /// R10: the syscall's fourth argument.
     pub r10: u64,
+    /// R11: RFLAGS, as the `syscall` instruction saved them (at a `call
+    /// sud_entry`: the selector's address).
     pub r11: u64,
+    /// R12.
     pub r12: u64,
+    /// R13.
     pub r13: u64,
+    /// R14.
     pub r14: u64,
+    /// R15.
     pub r15: u64,
+    /// RDI: the syscall's first argument.
     pub rdi: u64,
+    /// RSI: the syscall's second argument.
     pub rsi: u64,
+    /// RBP.
     pub rbp: u64,
+    /// RBX.
     pub rbx: u64,
+    /// RDX: the syscall's third argument.
     pub rdx: u64,
+    /// RAX: the syscall number; on return, the result.
     pub rax: u64,
+    /// RCX: the return address, as the `syscall` instruction saved it.
     pub rcx: u64,
+    /// RSP: the stack pointer.
     pub rsp: u64,
+    /// RIP: where execution resumes (after the `syscall`).
     pub rip: u64,
+    /// RFLAGS.
     pub rflags: u64,
 }
 
@@ -64,17 +99,28 @@ impl Registers {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SigContext {
+    /// The general registers, RIP and RFLAGS.
     pub regs: Registers,
+    /// The code segment selector.
     pub cs: u16,
+    /// The GS segment selector (not its base, which the frame does not hold).
     pub gs: u16,
+    /// The FS segment selector (not its base).
     pub fs: u16,
+    /// The stack segment selector.
     pub ss: u16,
+    /// The hardware error code of a fault (SIGSEGV, SIGBUS); 0 for SIGSYS.
     pub err: u64,
+    /// The trap number of a fault; 0 for SIGSYS.
     pub trapno: u64,
+    /// The low 64 signals of the interrupted mask (legacy: the kernel
+    /// restores `uc_sigmask`, not this).
     pub oldmask: u64,
+    /// The faulting address of a page fault.
     pub cr2: u64,
     /// The frame's XSAVE area (x87, SSE, AVX, AVX-512 ... state), or null.
     pub fpstate: *mut u8,
+    /// Reserved by the kernel.
     pub reserved1: [u64; 8],
 }
 
@@ -82,10 +128,13 @@ pub struct SigContext {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct UContext {
+    /// `UC_FP_XSTATE` and friends: which optional parts the frame has.
     pub uc_flags: u64,
+    /// Unused on Linux: null.
     pub uc_link: *mut UContext,
     /// The thread's alternate signal stack at delivery; rt_sigreturn reinstalls it.
-    pub uc_stack: sys::stack_t,
+    pub uc_stack: SigStack,
+    /// The saved registers: what rt_sigreturn restores.
     pub uc_mcontext: SigContext,
     /// The signal mask rt_sigreturn reinstalls: the interrupted code's mask.
     pub uc_sigmask: u64,
@@ -95,7 +144,9 @@ pub struct UContext {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SigInfo {
+    /// The signal: SIGSYS.
     pub si_signo: i32,
+    /// 0 (no errno comes with a dispatch).
     pub si_errno: i32,
     /// `SYS_USER_DISPATCH` (2) for dispatch, `SYS_SECCOMP` (1) for seccomp's
     /// SECCOMP_RET_TRAP, 0 or negative when another process or thread sent it.
@@ -103,7 +154,10 @@ pub struct SigInfo {
     _pad: i32,
     /// The address after the `syscall` instruction.
     pub si_call_addr: u64,
+    /// The syscall number.
     pub si_syscall: i32,
+    /// The calling convention: `AUDIT_ARCH_X86_64` (0xc000003e) for a
+    /// 64-bit `syscall`.
     pub si_arch: u32,
     _rest: [u64; 12],
 }
@@ -118,7 +172,6 @@ const_assert_eq!(size_of::<SigContext>(), 256);
 const_assert_eq!(offset_of!(SigContext, cs), 144);
 const_assert_eq!(offset_of!(SigContext, fpstate), 184);
 const_assert_eq!(offset_of!(UContext, uc_stack), 16);
-const_assert_eq!(size_of::<sys::stack_t>(), 24);
 const_assert_eq!(offset_of!(UContext, uc_mcontext), 40);
 const_assert_eq!(offset_of!(UContext, uc_sigmask), 296);
 const_assert_eq!(size_of::<UContext>(), 304);

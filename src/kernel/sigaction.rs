@@ -1,7 +1,7 @@
 //! `struct kernel_sigaction`, the argument of the raw `rt_sigaction`, and the
 //! kernel's signal sets.
 
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use linux_raw_sys::general as sys;
 use static_assertions::const_assert_eq;
@@ -89,33 +89,10 @@ pub(crate) const UNBLOCKABLE: u64 = sigmask(sys::SIGKILL) | sigmask(sys::SIGSTOP
 pub(crate) static ALL_BUT_SIGSYS: u64 = !SIGSYS_BIT;
 
 // kernel_sigaction: the same layout as linux-raw-sys's, and so the atomic holder.
-const_assert_eq!(
-    size_of::<KernelSigaction>(),
-    size_of::<sys::kernel_sigaction>()
-);
-const_assert_eq!(
-    offset_of!(KernelSigaction, flags),
-    offset_of!(sys::kernel_sigaction, sa_flags)
-);
-const_assert_eq!(
-    offset_of!(KernelSigaction, restorer),
-    offset_of!(sys::kernel_sigaction, sa_restorer)
-);
-const_assert_eq!(
-    offset_of!(KernelSigaction, mask),
-    offset_of!(sys::kernel_sigaction, sa_mask)
-);
-const_assert_eq!(size_of::<AtomicSigaction>(), size_of::<KernelSigaction>());
-const_assert_eq!(
-    offset_of!(AtomicSigaction, flags),
-    offset_of!(KernelSigaction, flags)
-);
-const_assert_eq!(
-    offset_of!(AtomicSigaction, restorer),
-    offset_of!(KernelSigaction, restorer)
-);
-const_assert_eq!(
-    offset_of!(AtomicSigaction, mask),
-    offset_of!(KernelSigaction, mask)
-);
+same_layout!(KernelSigaction = sys::kernel_sigaction {
+    flags = sa_flags,
+    restorer = sa_restorer,
+    mask = sa_mask,
+});
+same_layout!(AtomicSigaction = KernelSigaction { flags = flags, restorer = restorer, mask = mask });
 const_assert_eq!(SIGSET_SIZE, size_of::<sys::kernel_sigset_t>());

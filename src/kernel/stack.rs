@@ -1,11 +1,26 @@
-//! Stacks: `stack_t` (linux-raw-sys's), its atomic holder, and the red zone.
+//! Stacks: `stack_t` ([`SigStack`]), its atomic holder, and the red zone.
 
-use core::mem::{offset_of, size_of};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
-pub(crate) use linux_raw_sys::general::stack_t;
-use linux_raw_sys::general::{SS_DISABLE, SS_ONSTACK};
-use static_assertions::const_assert_eq;
+use linux_raw_sys::general::{self as sys, SS_DISABLE, SS_ONSTACK};
+
+/// `stack_t`: an alternate signal stack, as `sigaltstack` takes and gives
+/// it and as a signal frame's [`uc_stack`](crate::UContext::uc_stack) holds it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigStack {
+    /// Its lowest address.
+    pub ss_sp: *mut core::ffi::c_void,
+    /// `SS_ONSTACK` (the thread is running on it), `SS_DISABLE` (there is
+    /// none), possibly or'ed with `SS_AUTODISARM`; or 0.
+    pub ss_flags: i32,
+    /// Its size in bytes.
+    pub ss_size: u64,
+}
+
+/// The kernel's name for it, which the runtime uses.
+#[allow(non_camel_case_types)]
+pub(crate) type stack_t = SigStack;
 
 /// The bytes below RSP that x86-64 code may use without moving RSP, and that
 /// the kernel skips before it builds a signal frame.
@@ -80,11 +95,5 @@ impl AtomicStack {
     }
 }
 
-const_assert_eq!(size_of::<stack_t>(), 24);
-const_assert_eq!(size_of::<AtomicStack>(), size_of::<stack_t>());
-const_assert_eq!(offset_of!(AtomicStack, sp), offset_of!(stack_t, ss_sp));
-const_assert_eq!(
-    offset_of!(AtomicStack, flags),
-    offset_of!(stack_t, ss_flags)
-);
-const_assert_eq!(offset_of!(AtomicStack, size), offset_of!(stack_t, ss_size));
+same_layout!(SigStack = sys::stack_t { ss_sp = ss_sp, ss_flags = ss_flags, ss_size = ss_size });
+same_layout!(AtomicStack = stack_t { sp = ss_sp, flags = ss_flags, size = ss_size });

@@ -15,10 +15,9 @@ use linux_raw_sys::auxvec::AT_MINSIGSTKSZ;
 use linux_raw_sys::general::{MINSIGSTKSZ, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK};
 
 /// How far below the guest's RSP `sud_reissue_set_altstack` makes its
-/// sigaltstack: the red zone, then the return address and three registers.
-pub(crate) const SET_ALTSTACK_STUB_DEPTH: u64 = RED_ZONE as u64 + SET_ALTSTACK_STUB_PUSHES * 8;
-/// The words `sud_reissue_set_altstack` pushes before its sigaltstack.
-pub(crate) const SET_ALTSTACK_STUB_PUSHES: u64 = 4;
+/// sigaltstack: the red zone, then its frame (the return address and three
+/// registers), which it makes with this one number.
+pub(crate) const SET_ALTSTACK_STUB_DEPTH: u64 = RED_ZONE as u64 + 4 * 8;
 
 /// sigaltstack(ss, old_ss) for a managed thread.  The guest's own stack is
 /// honoured: installed for real, so its handlers and sud's run on it, and

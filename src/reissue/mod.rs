@@ -28,6 +28,19 @@ use linux_raw_sys::general::{
 };
 use masked_waits::Arg;
 
+/// The guest's SIGSYS bit as it believes it (never really set).
+fn virtual_sigsys(state: &ThreadState) -> u64 {
+    if state
+        .guest
+        .blocks_sigsys
+        .load(core::sync::atomic::Ordering::Relaxed)
+    {
+        crate::kernel::sigaction::SIGSYS_BIT
+    } else {
+        0
+    }
+}
+
 /// How to reissue the syscall in `at.regs`, by its number.
 pub(crate) fn plan(state: &'static ThreadState, mut at: Interrupted<'_>) -> Continuation {
     match at.regs.rax as u32 {
@@ -40,7 +53,8 @@ pub(crate) fn plan(state: &'static ThreadState, mut at: Interrupted<'_>) -> Cont
             }
         }
         __NR_fork | __NR_vfork | __NR_clone | __NR_clone3 => {
-            tasks::clone(state, at.regs, at.blocked)
+            let sigmask = *at.sigmask | virtual_sigsys(state);
+            tasks::clone(state, at.regs, at.blocked, sigmask)
         }
         __NR_exit => tasks::exit(state),
         __NR_rt_sigprocmask => {

@@ -9,15 +9,17 @@ use crate::dispositions::our_sigsys_action;
 use crate::error::Errno;
 use crate::kernel::Registers;
 use crate::kernel::sigaction::KernelSigaction;
-use crate::kernel::stack::RED_ZONE;
 use crate::region::addr;
 use crate::sys::{self, guest_memory};
 use crate::thread::arena;
+use crate::thread::spawn::{self, GuestThread, SpawnHook, wait_started};
 use crate::thread::state::ThreadState;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use linux_raw_sys::general::{
-    __NR_clone, __NR_clone3, __NR_fork, __NR_vfork, CLONE_ARGS_SIZE_VER0, CLONE_CLEAR_SIGHAND,
-    CLONE_VFORK, CLONE_VM, SIGCHLD, clone_args,
+    __NR_clone, __NR_clone3, __NR_fork, __NR_vfork, CLONE_ARGS_SIZE_VER0, CLONE_CHILD_CLEARTID,
+    CLONE_CHILD_SETTID, CLONE_CLEAR_SIGHAND, CLONE_DETACHED, CLONE_FILES, CLONE_FS,
+    CLONE_PARENT_SETTID, CLONE_SETTLS, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_VFORK,
+    CLONE_VM, SIGCHLD, clone_args,
 };
 
 /// How many threads can be inside a vfork at once.
@@ -25,12 +27,14 @@ pub(crate) const VFORK_PARENTS_LEN: usize = 64;
 
 /// A thread inside a vfork, as `sud_reissue_vfork` reads it.  A vfork
 /// parent wakes to a stack its child has used, so what it needs afterwards
-/// is kept here, found under its tid and its stub's RSP.
+/// is kept here; the stub carries the entry's address across the vfork in
+/// RBX, whose guest value waits here meanwhile.
 #[repr(C)]
 pub(crate) struct VforkParent {
     /// The parent's tid; 0 for a free entry.
     pub tid: AtomicU64,
-    /// RSP in the stub when it looks for its entry.
+    /// The guest's RSP at its vfork: with the tid, what tells a call that
+    /// never reached its stub (a signal took the thread elsewhere).
     pub rsp: AtomicU64,
     /// The guest's return address.
     pub resume: AtomicU64,
@@ -38,6 +42,8 @@ pub(crate) struct VforkParent {
     pub mask: AtomicU64,
     /// The state the child is armed from.
     pub state: AtomicU64,
+    /// The guest's RBX, while the stub keeps the entry there.
+    pub rbx: AtomicU64,
 }
 
 pub(crate) static VFORK_PARENTS: [VforkParent; VFORK_PARENTS_LEN] = [const {
@@ -47,25 +53,46 @@ pub(crate) static VFORK_PARENTS: [VforkParent; VFORK_PARENTS_LEN] = [const {
         resume: AtomicU64::new(0),
         mask: AtomicU64::new(0),
         state: AtomicU64::new(0),
+        rbx: AtomicU64::new(0),
     }
 }; VFORK_PARENTS_LEN];
-
-/// What `sud_reissue_vfork` has pushed below the guest's red zone when it
-/// looks for its entry: the return address, the state, the mask, RFLAGS and
-/// RAX.
-pub(crate) const VFORK_STUB_PUSHES: u64 = 5 * 8;
 
 /// Where a new thread finds its state: this far below the top of the stack
 /// its clone gives it, written there by the dispatcher.
 pub(crate) const NEW_THREAD_TICKET_DEPTH: u64 = 16;
 
-/// The flags and, when the child gets one, the top of the new stack.
-fn clone_shape(nr: u32, regs: &Registers) -> Option<(u64, Option<u64>)> {
+/// What a fork, vfork, clone or clone3 asks for.
+struct CloneRequest {
+    flags: u64,
+    /// The top of the child's stack, when it gets one.
+    stack_top: Option<u64>,
+    /// CLONE_SETTLS's thread pointer, CLONE_PARENT_SETTID's and
+    /// CLONE_CHILD_SETTID/CLEARTID's addresses (meaningful with the flag).
+    tls: u64,
+    parent_tid: u64,
+    child_tid: u64,
+}
+
+/// What the syscall in `regs` asks for, if it creates a task.
+fn clone_request(nr: u32, regs: &Registers) -> Option<CloneRequest> {
+    let fork_like = |flags: u32| CloneRequest {
+        flags: flags as u64,
+        stack_top: None,
+        tls: 0,
+        parent_tid: 0,
+        child_tid: 0,
+    };
     match nr {
-        __NR_fork => Some((SIGCHLD as u64, None)),
-        __NR_vfork => Some(((CLONE_VM | CLONE_VFORK | SIGCHLD) as u64, None)),
+        __NR_fork => Some(fork_like(SIGCHLD)),
+        __NR_vfork => Some(fork_like(CLONE_VM | CLONE_VFORK | SIGCHLD)),
         // clone(flags, stack, parent_tid, child_tid, tls)
-        __NR_clone => Some((regs.rdi, (regs.rsi != 0).then_some(regs.rsi))),
+        __NR_clone => Some(CloneRequest {
+            flags: regs.rdi,
+            stack_top: (regs.rsi != 0).then_some(regs.rsi),
+            parent_tid: regs.rdx,
+            child_tid: regs.r10,
+            tls: regs.r8,
+        }),
         __NR_clone3 => {
             // Anything the kernel will refuse (a short or unreadable struct)
             // is left for it to refuse.
@@ -76,8 +103,13 @@ fn clone_shape(nr: u32, regs: &Registers) -> Option<(u64, Option<u64>)> {
             let args: CloneArgs =
                 guest_memory::read_prefix(regs.rdi as usize, CLONE_ARGS_SIZE_VER0 as usize).ok()?;
             let args = args.0;
-            let stack = (args.stack != 0).then_some(args.stack.wrapping_add(args.stack_size));
-            Some((args.flags, stack))
+            Some(CloneRequest {
+                flags: args.flags,
+                stack_top: (args.stack != 0).then_some(args.stack.wrapping_add(args.stack_size)),
+                parent_tid: args.parent_tid,
+                child_tid: args.child_tid,
+                tls: args.tls,
+            })
         }
         _ => None,
     }
@@ -95,13 +127,26 @@ impl Default for CloneArgs {
 }
 
 /// fork, vfork, clone, clone3: picks the stub, and for a new thread
-/// prepares its state.  `blocked`: whether the guest made the syscall under
-/// BLOCK, as a new thread's own selector starts out.
-pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool) -> Continuation {
+/// prepares its state, or hands it to the host's spawn hook.  `blocked`:
+/// whether the guest made the syscall under BLOCK, as a new thread's own
+/// selector starts out; `sigmask`: the guest's signal mask.
+pub(crate) fn clone(
+    state: &'static ThreadState,
+    regs: &Registers,
+    blocked: bool,
+    sigmask: u64,
+) -> Continuation {
     let nr = regs.rax as u32;
-    let Some((flags, new_stack)) = clone_shape(nr, regs) else {
+    let Some(request) = clone_request(nr, regs) else {
         return Continuation::Plain;
     };
+    let flags = request.flags;
+    if let (Some(top), Some(hook)) = (request.stack_top, spawn::hook())
+        && is_plain_thread(flags)
+    {
+        return spawn_guest_thread(hook, state, regs, &request, top, sigmask);
+    }
+    let new_stack = request.stack_top;
     let clear_sighand = flags & CLONE_CLEAR_SIGHAND != 0;
     if let Some(top) = new_stack {
         return new_thread(state, regs, flags, top, clear_sighand, blocked);
@@ -117,7 +162,7 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
         };
     }
     let tid = sys::gettid() as u64;
-    let rsp = regs.rsp.wrapping_sub(RED_ZONE as u64 + VFORK_STUB_PUSHES);
+    let rsp = regs.rsp;
     // An entry with this very key is left over from a vfork that never
     // reached its stub (the thread was interrupted and went elsewhere):
     // take it over.  Only this thread writes entries with its tid.
@@ -149,6 +194,61 @@ pub(crate) fn clone(state: &'static ThreadState, regs: &Registers, blocked: bool
         entry: addr::sud_reissue_vfork(),
         r11: entry as *const VforkParent as u64,
     }
+}
+
+/// The flags a host thread (a pthread) shares with its process, which a
+/// guest thread must ask for all of to be run on one.
+const THREAD_SHARES: u32 =
+    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+/// The flags a guest thread run on a host thread may add: the ones whose
+/// effect sud carries out itself.
+const THREAD_EXTRAS: u32 =
+    CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_DETACHED;
+
+/// Whether a clone makes a thread like a pthread: everything shared, no
+/// exit signal, nothing asked that a host thread cannot give.
+fn is_plain_thread(flags: u64) -> bool {
+    let shares = THREAD_SHARES as u64;
+    flags & shares == shares && flags & !(shares | THREAD_EXTRAS as u64) == 0
+}
+
+/// A new guest thread on a host thread: the hook makes the host thread,
+/// and this creator waits until it has started (its tid), as a native
+/// clone returns once the child exists.
+fn spawn_guest_thread(
+    hook: SpawnHook,
+    parent: &ThreadState,
+    regs: &Registers,
+    request: &CloneRequest,
+    top: u64,
+    sigmask: u64,
+) -> Continuation {
+    let flags = request.flags as u32;
+    let started = AtomicI32::new(0);
+    let mut child = *regs;
+    child.rsp = top;
+    child.finish_syscall(0);
+    let start = GuestThread {
+        regs: child,
+        tls: (flags & CLONE_SETTLS != 0).then_some(request.tls),
+        set_child_tid: (flags & CLONE_CHILD_SETTID != 0).then_some(request.child_tid as usize),
+        clear_child_tid: (flags & CLONE_CHILD_CLEARTID != 0).then_some(request.child_tid as usize),
+        sigmask,
+        blocks_sigsys: parent.guest.blocks_sigsys.load(Ordering::Relaxed),
+        arming: parent.task.arming.mode(),
+        data: parent.host.data.load(Ordering::Relaxed),
+        started: &started,
+    };
+    if let Err(errno) = hook(start) {
+        // The hook dropped the thread: it told `started` already.
+        let _ = wait_started(&started);
+        return Continuation::Done(errno.to_syscall_result());
+    }
+    let tid = wait_started(&started);
+    if tid > 0 && flags & CLONE_PARENT_SETTID != 0 {
+        let _ = guest_memory::write(request.parent_tid as usize, &tid);
+    }
+    Continuation::Done(tid as isize as usize)
 }
 
 /// Frees the entries of threads that no longer exist (left by a vfork that
@@ -260,6 +360,14 @@ pub(crate) fn exit(state: &'static ThreadState) -> Continuation {
     };
     if state.claim.tid.load(Ordering::Relaxed) != tid {
         return Continuation::Plain;
+    }
+    let leave_to = state.task.leave_to.load(Ordering::Relaxed);
+    if leave_to != 0 {
+        // A guest thread on a host thread: back to the host thread.
+        return Continuation::Stub {
+            entry: addr::sud_leave_guest(),
+            r11: leave_to,
+        };
     }
     Continuation::Stub {
         entry: addr::sud_reissue_exit(),

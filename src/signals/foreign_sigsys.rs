@@ -1,7 +1,7 @@
 //! A SIGSYS that is not from dispatch (seccomp's SECCOMP_RET_TRAP, a
 //! `kill`): it goes where the kernel would have sent it.
 
-use super::run::{call_handler, run_guest_handler};
+use super::run::{call_handler, default_action, run_guest_handler};
 use crate::dispositions::{PREVIOUS_SIGSYS, guest_sigsys_action, reset_guest_action};
 use crate::kernel::sigaction::{KernelSigaction, SIG_DFL, SIG_IGN, SIGSYS_BIT};
 use crate::kernel::{SigInfo, UContext};
@@ -27,7 +27,7 @@ pub(crate) unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut U
     let kernel_sent = info_ref.si_code > 0;
     match previous.handler {
         SIG_IGN if !kernel_sent => {}
-        SIG_DFL | SIG_IGN => default_action(info_ref, uc_ref),
+        SIG_DFL | SIG_IGN => default_action(SIGSYS, info_ref, uc_ref),
         handler => {
             if previous.flags & SA_RESETHAND as u64 != 0 {
                 match guest {
@@ -53,14 +53,4 @@ pub(crate) unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut U
             }
         }
     }
-}
-
-/// The default action for a foreign SIGSYS: the process dies of it.  The
-/// disposition is reset and the same siginfo queued again to this thread;
-/// SIGSYS is blocked while the handler runs and is taken out of the mask
-/// rt_sigreturn reinstalls, so it is delivered, fatally, at that point.
-fn default_action(info: &SigInfo, uc: &mut UContext) {
-    let _ = sys::sigaction(SIGSYS, Some(&KernelSigaction::default()));
-    uc.uc_sigmask &= !SIGSYS_BIT;
-    let _ = sys::queue_to_self(SIGSYS, info);
 }

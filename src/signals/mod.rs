@@ -6,6 +6,10 @@
 //! - **Guest handlers** (installed by a trapped rt_sigaction) are entered
 //!   through sud: they run as guest code (selector BLOCK), see their virtual
 //!   mask, and return through sud's restorer ([`run`]).
+//! - **Faults** (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) go to whoever's
+//!   code faulted: in guest code (selector BLOCK) to the guest's handler or
+//!   the default action, as natively; in host code (ALLOW) to the host's
+//!   handler (std's stack-overflow handler, adopted by [`install`]).
 //! - **Foreign SIGSYS** (seccomp's, a `kill`'s) go to the guest's SIGSYS
 //!   handler or the one sud replaced, as the kernel would ([`foreign_sigsys`]).
 //!
@@ -13,6 +17,7 @@
 //! when it has one (SA_ONSTACK).
 
 pub(crate) mod foreign_sigsys;
+pub(crate) mod install;
 pub(crate) mod run;
 
 use crate::dispositions::{ACTIONS, real_action, reset_guest_action};
@@ -24,8 +29,14 @@ use crate::selector::HostScope;
 use crate::sys;
 use crate::thread::arena;
 use crate::thread::pointers::enter_host;
-use linux_raw_sys::general::{SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIGKILL, SIGSTOP, SIGSYS};
-use run::{call_handler, run_guest_handler};
+use linux_raw_sys::general::{
+    SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIGBUS, SIGFPE, SIGILL, SIGKILL, SIGSEGV, SIGSTOP,
+    SIGSYS, SIGTRAP,
+};
+use run::{call_handler, default_action, run_guest_handler};
+
+/// The synchronous faults: they go to whoever's code faulted.
+pub(crate) const FAULTS: [u32; 5] = [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP];
 
 /// A host signal handler: `(signal, siginfo, ucontext)`.
 pub type HostHandler = unsafe extern "C" fn(i32, *mut SigInfo, *mut UContext);
@@ -103,32 +114,44 @@ pub fn adopt_signal(signal: u32) -> Result<(), Error> {
 /// handler: `info` and `uc` point into the live signal frame.
 pub(crate) unsafe extern "C" fn on_signal(signal: i32, info: *mut SigInfo, uc: *mut UContext) {
     // SAFETY: the kernel passes the live frame's siginfo and ucontext.
-    let uc_ref = unsafe { &mut *uc };
+    let (info_ref, uc_ref) = unsafe { (&*info, &mut *uc) };
     let state = arena::current(uc_ref);
     let actions = &ACTIONS[signal as usize];
-    if let Some(host) = actions.host() {
-        if host.flags & SA_RESETHAND as u64 != 0 {
-            // The kernel reset the real disposition as it delivered this:
-            // the host handler is gone, unless another was installed since.
-            actions.lock.with(|| {
-                if actions.host() == Some(host) {
-                    actions.host.write(None);
+    let fault = FAULTS.contains(&(signal as u32));
+    let guest_faulted = fault && state.selector().is_blocked();
+    match actions.host() {
+        Some(host) if !guest_faulted => {
+            if host.flags & SA_RESETHAND as u64 != 0 {
+                // The kernel reset the real disposition as it delivered this:
+                // the host handler is gone, unless another was installed since.
+                actions.lock.with(|| {
+                    if actions.host() == Some(host) {
+                        actions.host.write(None);
+                    }
+                });
+            }
+            let guest_pointers = enter_host(state);
+            let host_code = HostScope::enter_as_found(state.selector());
+            // SAFETY: an application handler, given what the kernel gave us.
+            unsafe { call_handler(host.handler, signal, info, uc) };
+            host_code.leave();
+            guest_pointers.leave();
+        }
+        // Host code faulted, and the host has no handler for it.
+        _ if fault && !guest_faulted => default_action(signal as u32, info_ref, uc_ref),
+        _ => match actions.guest() {
+            Some(guest) if guest.handler > SIG_IGN => {
+                if guest.flags & SA_RESETHAND as u64 != 0 {
+                    reset_guest_action(signal as u32, &guest);
                 }
-            });
-        }
-        let guest_pointers = enter_host(state);
-        let host_code = HostScope::enter_as_found(state.selector());
-        // SAFETY: an application handler, given what the kernel gave us.
-        unsafe { call_handler(host.handler, signal, info, uc) };
-        host_code.leave();
-        guest_pointers.leave();
-    } else if let Some(guest) = actions.guest() {
-        if guest.flags & SA_RESETHAND as u64 != 0 {
-            reset_guest_action(signal as u32, &guest);
-        }
-        if guest.handler > SIG_IGN {
-            // SAFETY: the guest's handler, entered as the kernel would.
-            unsafe { run_guest_handler(state, &guest, signal, info, uc) };
-        }
+                // SAFETY: the guest's handler, entered as the kernel would.
+                unsafe { run_guest_handler(state, &guest, signal, info, uc) };
+            }
+            // A guest fault it has no handler for: the default action, as
+            // natively (which ignoring a fault the kernel raised does not
+            // prevent).
+            _ if fault => default_action(signal as u32, info_ref, uc_ref),
+            _ => {}
+        },
     }
 }

@@ -1,8 +1,9 @@
 //! Calling an application's handler as the kernel would, and a guest's
 //! handler as guest code.
 
-use crate::kernel::sigaction::{KernelSigaction, SIGSYS_BIT};
+use crate::kernel::sigaction::{KernelSigaction, SIGSYS_BIT, sigmask};
 use crate::kernel::{SigInfo, UContext};
+use crate::sys;
 use crate::thread::state::ThreadState;
 use core::sync::atomic::Ordering;
 
@@ -61,4 +62,15 @@ pub(crate) unsafe fn run_guest_handler(
     if !was_blocked {
         selector.allow();
     }
+}
+
+/// The default action for a signal sud's handler took: the disposition is
+/// reset and the same siginfo queued again to this thread; the signal is
+/// blocked while the handler runs and is taken out of the mask rt_sigreturn
+/// reinstalls, so it is delivered, with its default action, at that point.
+/// For the signals that kill, the process dies of it as it would have.
+pub(crate) fn default_action(signal: u32, info: &SigInfo, uc: &mut UContext) {
+    let _ = sys::sigaction(signal, Some(&KernelSigaction::default()));
+    uc.uc_sigmask &= !sigmask(signal);
+    let _ = sys::queue_to_self(signal, info);
 }

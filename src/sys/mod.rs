@@ -15,12 +15,14 @@ use crate::kernel::SigInfo;
 use crate::kernel::sigaction::{KernelSigaction, SIGSET_SIZE};
 use crate::kernel::stack::stack_t;
 use core::ptr::null;
+use core::sync::atomic::AtomicI32;
 use linux_raw_sys::general::{
-    __NR_arch_prctl, __NR_close, __NR_getpid, __NR_gettid, __NR_kcmp, __NR_kill, __NR_mmap,
-    __NR_mprotect, __NR_munmap, __NR_openat, __NR_prctl, __NR_process_vm_readv,
+    __NR_arch_prctl, __NR_close, __NR_futex, __NR_getpid, __NR_gettid, __NR_kcmp, __NR_kill,
+    __NR_mmap, __NR_mprotect, __NR_munmap, __NR_openat, __NR_prctl, __NR_process_vm_readv,
     __NR_process_vm_writev, __NR_read, __NR_rt_sigaction, __NR_rt_sigprocmask,
-    __NR_rt_tgsigqueueinfo, __NR_sched_yield, __NR_sigaltstack, AT_FDCWD, MAP_ANONYMOUS,
-    MAP_NORESERVE, MAP_PRIVATE, O_RDONLY, PROT_READ, PROT_WRITE, SIG_SETMASK,
+    __NR_rt_tgsigqueueinfo, __NR_sched_yield, __NR_sigaltstack, AT_FDCWD, FUTEX_PRIVATE_FLAG,
+    FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_RDONLY, PROT_READ,
+    PROT_WRITE, SIG_SETMASK,
 };
 use linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH;
 pub use raw::{guest, host};
@@ -247,6 +249,42 @@ pub(crate) fn auxv(key: u32) -> Option<u64> {
         let word = |at: usize| u64::from_ne_bytes(pair[at..at + 8].try_into().unwrap());
         (word(0) == key as u64).then(|| word(8))
     })
+}
+
+/// `futex(addr, FUTEX_WAIT_PRIVATE, expected)`: sleeps while `*addr ==
+/// expected` (or until a wake or a signal).
+pub(crate) fn futex_wait(addr: &AtomicI32, expected: i32) {
+    // SAFETY: a futex wait on a live i32 of ours; no timeout.
+    let _ = unsafe {
+        host::syscall4(
+            __NR_futex,
+            addr.as_ptr() as usize,
+            (FUTEX_WAIT | FUTEX_PRIVATE_FLAG) as usize,
+            expected as u32 as usize,
+            0,
+        )
+    };
+}
+
+/// `futex(addr, FUTEX_WAKE_PRIVATE, 1)`: wakes a [`futex_wait`]er.
+pub(crate) fn futex_wake_private(addr: &AtomicI32) {
+    // SAFETY: a wake only reads the address's futex queue.
+    let _ = unsafe {
+        host::syscall3(
+            __NR_futex,
+            addr.as_ptr() as usize,
+            (FUTEX_WAKE | FUTEX_PRIVATE_FLAG) as usize,
+            1,
+        )
+    };
+}
+
+/// `futex(addr, FUTEX_WAKE, count)` as the kernel makes it for
+/// CLONE_CHILD_CLEARTID: shared, on any address (a guest's), which is what
+/// its waiters (a thread library's join) wait with.
+pub(crate) fn futex_wake_shared(addr: usize, count: u32) {
+    // SAFETY: a wake only reads the address's futex queue.
+    let _ = unsafe { host::syscall3(__NR_futex, addr, FUTEX_WAKE as usize, count as usize) };
 }
 
 /// Gives up the CPU.

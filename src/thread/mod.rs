@@ -7,7 +7,8 @@
 //!   alternate signal stack, and finding a state from a signal frame;
 //! - [`guest_altstacks`]: the guest alternate stacks, mapped back to their
 //!   thread's state;
-//! - [`pointers`]: host code runs with the host's thread pointers.
+//! - [`pointers`]: host code runs with the host's thread pointers;
+//! - [`spawn`]: host threads for guest threads, opt-in.
 //!
 //! Every thread sud arms, with [`arm`] as with a [`Thread`], gets a state
 //! of its own and sud's alternate stack: its callbacks run on 120 KiB of
@@ -17,14 +18,18 @@
 pub(crate) mod arena;
 pub(crate) mod guest_altstacks;
 pub(crate) mod pointers;
+pub(crate) mod spawn;
 pub(crate) mod state;
 
 use crate::arm::{check_inclusive, disarm_this_thread, set_syscall_user_dispatch};
 use crate::error::Error;
+use crate::kernel::sigaction::SIGSYS_BIT;
 use crate::kernel::stack::is_on;
 use crate::region::{addr, allowed_region};
 use crate::selector::Selector;
 use crate::sys;
+use crate::sys::guest_memory;
+use crate::tp;
 use core::marker::PhantomData;
 use core::ops::Range;
 use core::sync::atomic::Ordering;
@@ -32,6 +37,7 @@ use linux_raw_sys::general::SIGSYS;
 use linux_raw_sys::prctl::{
     PR_SYS_DISPATCH_EXCLUSIVE_ON, PR_SYS_DISPATCH_INCLUSIVE_ON, PR_SYS_DISPATCH_OFF,
 };
+use spawn::GuestThread;
 use state::{GLOBAL, ThreadState};
 
 /// Arms the calling thread in exclusive mode over the [allowed region]
@@ -273,6 +279,80 @@ impl Thread {
         let host = &self.state.host;
         host.redirect_low.store(low, Ordering::Relaxed);
         host.redirect_high.store(high, Ordering::Relaxed);
+    }
+
+    /// Runs the guest thread `start` on the calling thread, which the
+    /// [`SpawnHook`](crate::SpawnHook) made for it, until the guest thread
+    /// exits: its exit status.  Its creator's clone returns once this has
+    /// begun (the tid; CLONE_PARENT_SETTID and CLONE_CHILD_SETTID written);
+    /// the thread is armed as its creator was, with its own selector at
+    /// BLOCK, its creator's signal mask, thread data and, with
+    /// CLONE_SETTLS, its own thread pointer, while the callback and host
+    /// handlers on it find this thread's (recorded by [`Thread::new`]).
+    /// When it exits (an `exit` the callback reissues), its CLONE_CHILD_CLEARTID
+    /// word is cleared and woken, and the thread comes back here disarmed,
+    /// with the signal mask it had, to go on as host code.
+    ///
+    /// Errors: arming fails (the guest's clone then fails with its errno).
+    pub fn run_guest(&self, mut start: GuestThread) -> Result<i32, Error> {
+        let state = self.state;
+        let (op, range) = start.arming.clone();
+        let armed = match op {
+            PR_SYS_DISPATCH_INCLUSIVE_ON => arm_installed(state, op, range),
+            _ => arm_installed(state, PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region()),
+        };
+        if let Err(error) = armed {
+            let errno = match error {
+                Error::Os(errno) => errno,
+                _ => crate::error::Errno::EAGAIN,
+            };
+            start.report(errno.to_syscall_result() as i32);
+            return Err(error);
+        }
+        let tid = sys::gettid();
+        if let Some(at) = start.set_child_tid {
+            let _ = guest_memory::write(at, &tid);
+        }
+        state.host.data.store(start.data, Ordering::Relaxed);
+        state
+            .guest
+            .blocks_sigsys
+            .store(start.blocks_sigsys, Ordering::Relaxed);
+        let mut leave = spawn::HostContext::default();
+        state
+            .task
+            .leave_to
+            .store(&raw mut leave as u64, Ordering::Relaxed);
+        let host_mask = sys::block_all_signals();
+        start.report(tid);
+        // From here until the guest is left, no thread-local data: the
+        // thread pointer may be the guest's.
+        if let Some(tls) = start.tls {
+            // SAFETY: the guest's own thread pointer, for its own code.
+            unsafe { tp::write_fs(tls) };
+        }
+        sys::set_thread_mask(start.sigmask & !SIGSYS_BIT);
+        // SAFETY: guest code runs from here on.
+        unsafe { self.selector().block() };
+        // SAFETY: the registers a native clone would have given the child;
+        // the guest's exit comes back through `leave`, which lives until then.
+        let status = unsafe { spawn::sud_run_guest(&start.regs, &raw mut leave) };
+        let pointers = &state.pointers;
+        // SAFETY: the host's own pointers, recorded on this thread.
+        unsafe {
+            tp::write_fs(pointers.host_fs.load(Ordering::Relaxed));
+            tp::write_gs(pointers.host_gs.load(Ordering::Relaxed));
+        }
+        self.selector().allow();
+        state.task.leave_to.store(0, Ordering::Relaxed);
+        let _ = self.disarm();
+        sys::set_thread_mask(host_mask);
+        if let Some(at) = start.clear_child_tid {
+            // As the kernel does for an exiting thread: cleared, and woken.
+            let _ = guest_memory::write(at, &0u32);
+            sys::futex_wake_shared(at, 1);
+        }
+        Ok(status)
     }
 
     /// Stores a pointer for the SIGSYS callback ([`Syscall::thread_data`](crate::Syscall::thread_data)).

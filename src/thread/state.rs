@@ -98,6 +98,9 @@ fresh_struct! {
         /// sud's SIGSYS action for a child whose clone cleared every handler
         /// (CLONE_CLEAR_SIGHAND); all zero (SIG_DFL) otherwise.
         pub sigsys_action: AtomicSigaction = AtomicSigaction::new(),
+        /// For a host thread running a guest thread (`Thread::run_guest`):
+        /// the HostContext its guest's exit goes back to; 0 otherwise.
+        pub leave_to: AtomicU64 = AtomicU64::new(0),
     }
 }
 

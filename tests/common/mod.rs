@@ -11,6 +11,7 @@ pub mod guest;
 pub mod proc;
 pub mod seccomp;
 pub mod signals;
+pub mod threads;
 
 // The helpers the test programs name as `common::...`; each program uses
 // some of them.
@@ -79,4 +80,66 @@ pub fn isolated(name: &str, ends: Ends, body: impl FnOnce()) {
             )
         }
     }
+}
+
+/// How a process run by [`isolated_output`] ended, and what it printed.
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `body` in a fresh process, as [`isolated`] does, and returns how it
+/// ended and what it printed; fails the test if it is still running after
+/// `timeout` (and kills it).  In the child, runs `body` and returns `None`.
+pub fn isolated_output(
+    name: &str,
+    timeout: std::time::Duration,
+    body: impl FnOnce(),
+) -> Option<Finished> {
+    const CHILD: &str = "SUD_TEST_CHILD";
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        body();
+        return None;
+    }
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; no core files.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            Ok(())
+        });
+    }
+    let child = command.spawn().expect("spawn the test binary");
+    let pid = child.id() as i32;
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()).unwrap());
+    let out = match finished.recv_timeout(timeout) {
+        Ok(out) => out,
+        Err(_) => {
+            // SAFETY: the child is ours and still running.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = finished.recv().unwrap().expect("wait for the test binary");
+            panic!(
+                "still running after {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    .expect("wait for the test binary");
+    Some(Finished {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }

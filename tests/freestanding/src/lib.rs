@@ -1,39 +1,40 @@
 //! What a freestanding test executable needs besides sud: `_start`, output,
-//! exit, a panic handler, the memory functions the compiler calls, and a
-//! harness that runs each case in a forked child and checks how it ended.
-//! Every syscall here goes through sud's trampolines (`sud::host`), so the
-//! harness keeps working while a case has its thread armed and blocked.
+//! exit, a panic handler and the memory functions (from
+//! `sud::freestanding`), and a harness that runs each case in a forked child
+//! and checks how it ended.  Every syscall here goes through sud's
+//! trampolines (`sud::host`), so the harness keeps working while a case has
+//! its thread armed and blocked.
 
 #![no_std]
 
-use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicPtr, Ordering};
 use linux_raw_sys::general::{
-    __NR_clone, __NR_exit_group, __NR_prlimit64, __NR_wait4, __NR_write, RLIMIT_CORE, SIGCHLD,
+    __NR_clone, __NR_dup2, __NR_prlimit64, __NR_wait4, RLIMIT_CORE, SIGCHLD,
 };
+use sud::freestanding::Startup;
+pub use sud::freestanding::{Stdout, exit};
 use sud::host;
 
-core::arch::global_asm!(
-    "
-    .text
-    .globl _start
-    .type _start, @function
-_start:
-    xor ebp, ebp                # the outermost frame: no caller to unwind to
-    mov rdi, rsp                # argc, argv and envp lie at the initial stack pointer
-    and rsp, -16                # the ABI wants a 16-byte aligned stack at each call
-    call {entry}                # never returns
-    ud2                         # so this is never reached
-    .size _start, . - _start
-    ",
-    entry = sym entry,
-);
+// `_start`, the panic handler and the memory functions.
+sud::freestanding::entry!(entry);
 
 unsafe extern "Rust" {
     /// Each test executable's list of cases.
     safe fn test_main() -> i32;
 }
 
-extern "C" fn entry(_stack: *const usize) -> ! {
+/// What `entry` was given, in its frame, which lasts as long as the program.
+static STARTUP: AtomicPtr<Startup> = AtomicPtr::new(core::ptr::null_mut());
+
+/// What the process started with: its arguments, environment, auxiliary vector.
+pub fn startup() -> Startup {
+    // SAFETY: set by `entry` before `test_main` runs, to a value in its
+    // frame, which stays until the process ends.
+    unsafe { *STARTUP.load(Ordering::Acquire) }
+}
+
+fn entry(mut startup: Startup) -> i32 {
+    STARTUP.store(&mut startup, Ordering::Release);
     // No core dumps from the cases that are meant to die of a signal.
     let no_core = [0u64; 2];
     // SAFETY: prlimit64 on ourselves with a valid rlimit.
@@ -46,34 +47,10 @@ extern "C" fn entry(_stack: *const usize) -> ! {
             0,
         )
     };
-    exit(test_main())
-}
-
-/// Ends the process with `code`.
-pub fn exit(code: i32) -> ! {
-    // SAFETY: exit_group does not return.
-    unsafe {
-        let _ = host::syscall1(__NR_exit_group, code as usize);
-    }
-    unreachable!()
-}
-
-/// Standard output, unbuffered.
-pub struct Stdout;
-
-impl Write for Stdout {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut rest = s.as_bytes();
-        while !rest.is_empty() {
-            // SAFETY: writes from a live buffer.
-            match unsafe { host::syscall3(__NR_write, 1, rest.as_ptr() as usize, rest.len()) } {
-                Ok(n) => rest = &rest[n..],
-                Err(sud::Errno::EINTR) => {}
-                Err(_) => return Err(fmt::Error),
-            }
-        }
-        Ok(())
-    }
+    // Panic messages go to stderr; the driver shows stdout: one stream.
+    // SAFETY: dup2 of our own stdout onto stderr.
+    let _ = unsafe { host::syscall2(__NR_dup2, 1, 2) };
+    test_main()
 }
 
 /// `println!` for freestanding code.
@@ -193,80 +170,4 @@ pub fn run(cases: &[Case]) -> i32 {
 enum Ended {
     Exit(i32),
     Signal(u32),
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    say!("panic: {info}");
-    exit(101)
-}
-
-/// Referenced by the unwind tables of the precompiled `core`; with
-/// panic = "abort" nothing ever calls it.
-#[unsafe(no_mangle)]
-extern "C" fn rust_eh_personality() {}
-
-// The memory functions the compiler emits calls to; without libc, these.
-
-/// # Safety
-/// The C contract of `memcpy`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller passes valid, non-overlapping buffers of n bytes.
-    unsafe {
-        core::arch::asm!("rep movsb", inout("rdi") dst => _, inout("rsi") src => _,
-            inout("rcx") n => _, options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// The C contract of `memmove`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize) + n {
-        // SAFETY: copying forwards is safe when dst does not start inside src.
-        return unsafe { memcpy(dst, src, n) };
-    }
-    // SAFETY: copy backwards (DF set, then cleared again as the ABI requires).
-    unsafe {
-        core::arch::asm!("std", "rep movsb", "cld", inout("rdi") dst.add(n - 1) => _,
-            inout("rsi") src.add(n - 1) => _, inout("rcx") n => _, options(nostack));
-    }
-    dst
-}
-
-/// # Safety
-/// The C contract of `memset`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memset(dst: *mut u8, byte: i32, n: usize) -> *mut u8 {
-    // SAFETY: the caller passes a valid buffer of n bytes.
-    unsafe {
-        core::arch::asm!("rep stosb", inout("rdi") dst => _, in("al") byte as u8,
-            inout("rcx") n => _, options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// The C contract of `memcmp`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    for i in 0..n {
-        // SAFETY: the caller passes valid buffers of n bytes; volatile keeps
-        // the compiler from turning this loop back into a memcmp call.
-        let (x, y) = unsafe { (a.add(i).read_volatile(), b.add(i).read_volatile()) };
-        if x != y {
-            return x as i32 - y as i32;
-        }
-    }
-    0
-}
-
-/// # Safety
-/// The C contract of `bcmp`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: same contract.
-    unsafe { memcmp(a, b, n) }
 }

@@ -153,7 +153,7 @@ fn test_main() -> i32 {
         symbols.restorer,
     );
     sud::install(handler).unwrap();
-    sud::install_redirect(redirected);
+    sud::install_redirect(redirected).unwrap();
     // A guest signal handler whose restorer lies outside the region.
     sigaction(
         SIGUSR1,

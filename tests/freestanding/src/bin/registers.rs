@@ -699,7 +699,7 @@ fn redirect_preserves_registers() {
         check_eq!(call.number(), __NR_getpid);
         clobbering_callback(Action::Redirect)
     }
-    sud::install_redirect(redirect_getpid);
+    sud::install_redirect(redirect_getpid).unwrap();
     check_dispatched(__NR_getpid, handler);
 }
 
@@ -707,7 +707,7 @@ fn redirect_leaves_red_zone() {
     fn handler(_: &mut Syscall) -> Action {
         Action::Redirect
     }
-    sud::install_redirect(redirect_getpid);
+    sud::install_redirect(redirect_getpid).unwrap();
     let pid = guest_red_zone_native_pid();
     check_red_zone(
         handler,
@@ -766,7 +766,7 @@ fn entry_redirect_preserves_registers() {
     fn handler(_: &mut Syscall) -> Action {
         clobbering_callback(Action::Redirect)
     }
-    sud::install_redirect(redirect_getpid);
+    sud::install_redirect(redirect_getpid).unwrap();
     check_entry(__NR_getpid, handler);
 }
 
