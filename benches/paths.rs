@@ -39,6 +39,12 @@
 //!   installed with `sud_install` and a user pointer, reading the value
 //!   through it and answering with `sud_emulate`, as a C program's would.
 //!   The line after the table compares it with `emulate`;
+//! - `emulate_fs_moved`: as `emulate`, with the guest's FS moved (by a
+//!   trapped, reissued arch_prctl once per batch) to a thread area of its
+//!   own, so that every trap switches FS to the host's and back (FSGSBASE);
+//! - `emulate_arch_prctl`, `emulate_fs_moved_arch_prctl`: `emulate` and
+//!   `emulate_fs_moved` with the thread pointers switched through
+//!   arch_prctl, as on a machine without FSGSBASE;
 //! - `entry_call`: `call sud_entry` in place of the `syscall`, armed under
 //!   BLOCK, the callback answers `Action::Emulate`: no signal at all;
 //! - two rows that explain others, not paths of sud: `xsave_restore`, the
@@ -65,7 +71,7 @@
 //!   (prctl off, from the allowed region); the selector stays at BLOCK.  It
 //!   compares with `emulate` plus one `selector_flip`.
 
-use linux_raw_sys::general::{__NR_exit_group, __NR_getppid};
+use linux_raw_sys::general::{__NR_arch_prctl, __NR_exit_group, __NR_getppid, ARCH_SET_FS};
 use linux_raw_sys::prctl::{
     PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_EXCLUSIVE_ON, PR_SYS_DISPATCH_OFF,
     SYSCALL_DISPATCH_FILTER_ALLOW, SYSCALL_DISPATCH_FILTER_BLOCK,
@@ -165,6 +171,18 @@ const CASES: &[Case] = &[
     Case {
         name: "emulate_c",
         run: emulate_c,
+    },
+    Case {
+        name: "emulate_fs_moved",
+        run: emulate_fs_moved,
+    },
+    Case {
+        name: "emulate_arch_prctl",
+        run: emulate_arch_prctl,
+    },
+    Case {
+        name: "emulate_fs_moved_arch_prctl",
+        run: emulate_fs_moved_arch_prctl,
     },
     Case {
         name: "reissue",
@@ -505,6 +523,77 @@ fn trapped(handler: sud::Handler, want: usize) -> Batches {
 fn emulate() -> Batches {
     trapped(emulate_getppid, EMULATED)
 }
+
+/// getppid emulated, arch_prctl reissued (the guest moving its FS).
+fn emulate_getppid_reissue_arch_prctl(call: &mut Syscall) -> Action {
+    match call.number() {
+        nr if nr == __NR_getppid => Action::Emulate(EMULATED),
+        nr if nr == __NR_arch_prctl => Action::Reissue,
+        _ => Action::default(),
+    }
+}
+
+/// As `emulate`, with the guest's FS moved (by a trapped arch_prctl, once
+/// per batch, as a libc does once at start-up) to a thread area of its
+/// own: every trap switches FS to the host's and back.
+fn trapped_with_fs_moved() -> Batches {
+    sud::install(emulate_getppid_reissue_arch_prctl).expect("install");
+    sud::arm().expect("arm");
+    // The guest's thread area: nothing in the loop reads it.
+    let area = vec![0u64; 1024];
+    let guest_fs = area.as_ptr() as usize + 4096;
+    let mut host_fs = 0u64;
+    let batches = measure(TRAPPED, |n| {
+        // SAFETY: until allow(), the loop's only syscalls are the guest's
+        // arch_prctl (reissued) and getppid (emulated); no code between the
+        // two arch_prctl uses thread-local data.
+        unsafe {
+            sud::SELECTOR.block();
+            let get =
+                sud::guest::syscall2(__NR_arch_prctl, ARCH_GET_FS, (&raw mut host_fs) as usize);
+            check(get, 0);
+            check(
+                sud::guest::syscall2(__NR_arch_prctl, ARCH_SET_FS as usize, guest_fs),
+                0,
+            );
+        }
+        for _ in 0..n {
+            check(guest_getppid(), EMULATED);
+        }
+        // SAFETY: the host's FS back, as read above.
+        unsafe {
+            check(
+                sud::guest::syscall2(__NR_arch_prctl, ARCH_SET_FS as usize, host_fs as usize),
+                0,
+            );
+        }
+        sud::SELECTOR.allow();
+    });
+    sud::disarm().expect("disarm");
+    drop(area);
+    batches
+}
+
+fn emulate_fs_moved() -> Batches {
+    trapped_with_fs_moved()
+}
+
+/// As `emulate`, with thread pointers switched through arch_prctl, as on a
+/// machine without FSGSBASE: a guest that never moved FS costs nothing more.
+fn emulate_arch_prctl() -> Batches {
+    sud::__thread_pointers_through_arch_prctl();
+    trapped(emulate_getppid, EMULATED)
+}
+
+/// As `emulate_fs_moved`, through arch_prctl: four syscalls per trap.
+fn emulate_fs_moved_arch_prctl() -> Batches {
+    sud::__thread_pointers_through_arch_prctl();
+    trapped_with_fs_moved()
+}
+
+/// `ARCH_GET_FS` (arch/x86/include/uapi/asm/prctl.h; linux-raw-sys has
+/// only ARCH_SET_FS).
+const ARCH_GET_FS: usize = 0x1003;
 
 fn reissue() -> Batches {
     trapped(reissue_getppid, real_ppid())

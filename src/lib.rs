@@ -166,6 +166,14 @@ pub use sys::{guest, host};
 pub use thread::spawn::{GuestThread, SpawnHook, set_spawn_hook};
 pub use thread::{Thread, arm, arm_inclusive, disarm};
 
+/// For benchmarks and tests only, not part of the API: switches thread
+/// pointers with `arch_prctl` from now on, as on a machine without FSGSBASE
+/// (call it before arming).
+#[doc(hidden)]
+pub fn __thread_pointers_through_arch_prctl() {
+    tp::force_arch_prctl();
+}
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -33,6 +33,12 @@ pub(crate) fn init() {
     }
 }
 
+/// Uses `arch_prctl` from now on even where FSGSBASE is enabled: for
+/// benchmarks and tests of the path other machines take.
+pub(crate) fn force_arch_prctl() {
+    MODE.store(ARCH_PRCTL, Ordering::Relaxed);
+}
+
 /// Whether reading the thread pointers is cheap (a few cycles, with no
 /// syscall): the FSGSBASE instructions are enabled.
 #[inline(always)]

@@ -149,6 +149,29 @@ fn host_code_runs_with_the_hosts_thread_pointer_on_the_global_path() {
     );
 }
 
+/// The same where the thread pointers are switched through arch_prctl, as
+/// on a machine without FSGSBASE.
+#[test]
+fn host_code_runs_with_the_hosts_thread_pointer_through_arch_prctl() {
+    isolated(
+        "host_code_runs_with_the_hosts_thread_pointer_through_arch_prctl",
+        Ends::Passing,
+        || {
+            sud::__thread_pointers_through_arch_prctl();
+            sud::install(std_callback).unwrap();
+            sud::arm().unwrap();
+            guest_thread_pointer_is_the_guests(|guest| {
+                // SAFETY: only the guest code runs until allow().
+                unsafe { SELECTOR.block() };
+                let out = guest();
+                SELECTOR.allow();
+                out
+            });
+            sud::disarm().unwrap();
+        },
+    );
+}
+
 #[test]
 fn host_code_runs_with_the_hosts_thread_pointer_on_a_thread() {
     isolated(

@@ -209,3 +209,33 @@ fn per_thread_timer(signal: u32, ns: i64) -> libc::timer_t {
         timer
     }
 }
+
+/// Threads that exit armed, without giving their state back (`sud::arm`
+/// and no `disarm`), leave slots that are taken back once every slot has
+/// been used: far more of them, one after another, than sud has slots
+/// (4096), and a new thread still gets one.
+#[test]
+fn threads_that_exit_armed_give_their_slots_back() {
+    isolated(
+        "threads_that_exit_armed_give_their_slots_back",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            for round in 0..20_000 {
+                let trapped = std::thread::spawn(|| {
+                    sud::arm().unwrap();
+                    // SAFETY: only the trapped getppid runs until allow().
+                    unsafe { sud::SELECTOR.block() };
+                    let ppid = trapped_getppid();
+                    sud::SELECTOR.allow();
+                    ppid
+                })
+                .join()
+                .unwrap();
+                assert_eq!(trapped, Ok(FAKE_PPID), "round {round}");
+            }
+            let thread = armed_thread();
+            assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+        },
+    );
+}

@@ -139,6 +139,11 @@ sud_reissue_fork:
     .cfi_adjust_cfa_offset 8
     test rax, rax
     jnz 1f                              # the parent: the child's pid, or -errno
+    mov eax, {NR_GETTID}                # the fork child (not a vfork child, which
+    syscall                             # shares its parent's memory): its own tid
+    mov r11, [rsp + FORK_FRAME_STATE]   # in its copy of the state, which is its own
+    mov [r11 + {STATE_TID}], eax
+    xor eax, eax                        # the child's result
 .Lfork_child:
     push rdi
     .cfi_adjust_cfa_offset 8

@@ -73,38 +73,77 @@ fn reusable(state: &ThreadState) -> bool {
             || claim.parent_releases.load(Ordering::Acquire))
 }
 
+/// Whether a LIVE slot's thread is gone without giving the slot back: it
+/// exited natively (an exit not trapped, or one the callback let run) or
+/// without disarming (`sud::arm` with no `disarm`).  Only when no task has
+/// its tid, in any process: a fork child's copy of its parent's slots is
+/// never taken from under a parent that still runs (a fork child records its
+/// own tid in the slot it runs on).
+fn abandoned(state: &ThreadState) -> bool {
+    let claim = &state.claim;
+    let tid = claim.tid.load(Ordering::Acquire);
+    tid != 0
+        && claim.clone_result.load(Ordering::Acquire) != 0
+        && claim.status.load(Ordering::Acquire) & STATUS == LIVE
+        && !claim.parent_releases.load(Ordering::Acquire)
+        && !sys::task_exists(tid)
+}
+
 /// A slot for a new thread, its memory usable and its state fresh: a
-/// reusable one if there is one, else a never-used one.  Callable in signal
-/// context and from any number of threads at once: a slot's state is only
-/// looked at once its memory is usable, and claimed by compare-and-swap.
+/// reusable one if there is one, else a never-used one, else one whose
+/// thread is gone without giving it back.  Callable in signal context and
+/// from any number of threads at once: a slot's state is only looked at once
+/// its memory is usable, and claimed by compare-and-swap.
 pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
     let arena = arena()?;
+    if let Some(state) = claim_usable(arena, reusable) {
+        return Ok(state);
+    }
+    if let Some(state) = take_fresh(arena)? {
+        return Ok(state);
+    }
+    claim_usable(arena, abandoned).ok_or(Errno::EAGAIN)
+}
+
+/// Claims the first usable slot that `may_take` says may be taken.
+fn claim_usable(arena: usize, may_take: fn(&ThreadState) -> bool) -> Option<&'static ThreadState> {
     for (word_index, word) in SLOT_USABLE.iter().enumerate() {
         let usable = word.load(Ordering::Acquire);
         for bit in (0..64).filter(|bit| usable & (1 << bit) != 0) {
             let base = slot_base(arena, word_index * 64 + bit);
             let state = state_of_slot(base);
-            // The word first: `reusable` must judge this use of the slot or
+            // The word first: `may_take` must judge this use of the slot or
             // a later one, never an earlier one the claim could then succeed on.
             let was = state.claim.status.load(Ordering::Acquire);
             let claimed = (was & !STATUS).wrapping_add(GENERATION) | CLAIMED;
             if was & STATUS != CLAIMED
-                && reusable(state)
+                && may_take(state)
                 && state
                     .claim
                     .status
                     .compare_exchange(was, claimed, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
-                return Ok(prepare(state, base));
+                return Some(prepare(state, base));
             }
         }
     }
-    for index in 0..SLOTS {
-        let (word, bit) = (index / 64, 1u64 << (index % 64));
-        if SLOT_TAKEN[word].fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+    None
+}
+
+/// A never-used slot, made usable; `None` when every slot has been used.
+fn take_fresh(arena: usize) -> Result<Option<&'static ThreadState>, Errno> {
+    for word in 0..SLOTS / 64 {
+        let taken = SLOT_TAKEN[word].load(Ordering::Acquire);
+        if taken == !0 {
             continue;
         }
+        let bit = 1u64 << (!taken).trailing_zeros();
+        if SLOT_TAKEN[word].fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+            // Another thread took it first: look again.
+            return take_fresh(arena);
+        }
+        let index = word * 64 + bit.trailing_zeros() as usize;
         let base = slot_base(arena, index);
         // SAFETY: the slot is ours; its guard page stays PROT_NONE.
         if let Err(errno) = unsafe { sys::mprotect_read_write(base + PAGE, SLOT_SIZE - PAGE) } {
@@ -114,9 +153,9 @@ pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
         let state = prepare(state_of_slot(base), base);
         // Only now may other threads look at the slot.
         SLOT_USABLE[word].fetch_or(bit, Ordering::AcqRel);
-        return Ok(state);
+        return Ok(Some(state));
     }
-    Err(Errno::EAGAIN)
+    Ok(None)
 }
 
 /// Resets a slot's state for a new thread: LIVE, its own selector at
