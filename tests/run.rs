@@ -377,7 +377,6 @@ fn usage_without_a_file() {
 /// redirect function, host code running with the host's thread pointer,
 /// and the signal lands there as the syscall returns.
 #[test]
-#[ignore = "sud runs a guest handler that lands in host code (a redirect function) with the host's thread pointer"]
 fn guest_handler_in_a_traced_call_has_the_guests_thread_pointer() {
     let exe = build_c(
         "run-handler-tp",
@@ -397,4 +396,80 @@ int main(void) {
 "#,
     );
     same_output_as_native(&exe);
+}
+
+/// A static glibc program with 8 pthreads that create, lock a mutex, wait
+/// on and signal a condition variable, and are joined: its output under
+/// `run` is native, 50 times with the guest's first thread on the global
+/// selector (`--global`) and 50 times on a `Thread`, and with `--trace`,
+/// whose std callback (formatting, output, a lock and a map) runs on every
+/// guest thread, each on a host thread of its own (the spawn hook).
+#[test]
+fn pthread_program_runs_as_natively() {
+    let exe = build_c(
+        "run-pthreads",
+        &["-static", "-pthread"],
+        r#"#include <pthread.h>
+#include <stdio.h>
+
+enum { THREADS = 8, ROUNDS = 1000 };
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static long total, done;
+static long mine[THREADS];
+
+static void *work(void *arg) {
+    long index = (long)arg;
+    for (int i = 0; i < ROUNDS; i++) {
+        pthread_mutex_lock(&lock);
+        total += index + 1;
+        mine[index]++;
+        pthread_mutex_unlock(&lock);
+    }
+    pthread_mutex_lock(&lock);
+    done++;
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&lock);
+    return (void *)(index * 10);
+}
+
+int main(void) {
+    pthread_t threads[THREADS];
+    for (long i = 0; i < THREADS; i++)
+        if (pthread_create(&threads[i], NULL, work, (void *)i) != 0) return 1;
+    pthread_mutex_lock(&lock);
+    while (done < THREADS) pthread_cond_wait(&changed, &lock);
+    pthread_mutex_unlock(&lock);
+    for (long i = 0; i < THREADS; i++) {
+        void *result;
+        if (pthread_join(threads[i], &result) != 0) return 2;
+        printf("thread %ld: %ld rounds, returned %ld\n", i, mine[i], (long)result);
+    }
+    printf("total %ld\n", total);
+    return 0;
+}
+"#,
+    );
+    let native = output(&mut Command::new(&exe));
+    assert!(native.status.success());
+    let runs = [
+        (&["--global"][..], 50),
+        (&[][..], 50),
+        (&["--trace"][..], 3),
+    ];
+    for (options, times) in runs {
+        for round in 0..times {
+            let guest = output(Command::new(run_example()).args(options).arg(&exe));
+            let stderr = String::from_utf8_lossy(&guest.stderr);
+            assert_eq!(
+                guest.status, native.status,
+                "run {options:?}, round {round}: {stderr}"
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&guest.stdout),
+                String::from_utf8_lossy(&native.stdout),
+                "run {options:?}, round {round}"
+            );
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Runs a static (or static-pie) x86-64 Linux executable as sud's guest,
 //! inside this process, as the kernel would have started it:
 //!
-//!     cargo run --release --example run -- [--trace] <executable> [args...]
+//!     cargo run --release --example run -- [--trace] [--global] <executable> [args...]
 //!
 //! The loader maps the executable's PT_LOAD segments (at their addresses
 //! for ET_EXEC, at a base of its choosing for a static-pie; anything with
@@ -13,6 +13,9 @@
 //! `/proc/self/exe`) are answered for the guest.  The guest never comes
 //! back: its `exit_group` ends the process with its status.
 //!
+//! `--global` arms the first guest thread with the global selector
+//! (`sud::arm`) rather than a `sud::Thread`; threads the guest creates run
+//! on host threads of their own either way (`sud::set_spawn_hook`).
 //! `--trace` prints each guest syscall strace-style on standard error
 //! (`trace.rs`).  Bad input — a missing file, not an ELF executable, a
 //! dynamically linked one, segments where the host already has memory —
@@ -48,13 +51,18 @@ enum Failure {
 
 fn main() {
     let mut args = std::env::args_os().skip(1).peekable();
-    let trace = args.next_if(|a| a == "--trace").is_some();
+    let mut trace = false;
+    let mut global = false;
+    while let Some(option) = args.next_if(|a| a == "--trace" || a == "--global") {
+        trace |= option == "--trace";
+        global |= option == "--global";
+    }
     args.next_if(|a| a == "--");
     let Some(path) = args.next().map(PathBuf::from) else {
-        eprintln!("usage: run [--trace] <static-or-static-pie-executable> [args...]");
+        eprintln!("usage: run [--trace] [--global] <static-or-static-pie-executable> [args...]");
         exit(2);
     };
-    let Err(failure) = start(trace, path.clone(), args.collect());
+    let Err(failure) = start(trace, global, path.clone(), args.collect());
     match failure {
         Failure::Input(why) => {
             eprintln!("run: {}: {why}", path.display());
@@ -70,6 +78,7 @@ fn main() {
 /// Loads the guest and jumps into it; returns only if that fails.
 fn start(
     trace: bool,
+    global: bool,
     path: PathBuf,
     args: Vec<OsString>,
 ) -> Result<std::convert::Infallible, Failure> {
@@ -121,17 +130,43 @@ fn start(
     // SAFETY: resets a disposition; no handler of ours is involved.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     sud::install(policy::on_syscall).map_err(host("cannot install the SIGSYS handler"))?;
-    let thread = sud::Thread::new().map_err(host("cannot set up the guest thread"))?;
-    thread
-        .arm()
-        .map_err(host("cannot arm Syscall User Dispatch"))?;
-    let selector = thread.selector().as_ptr();
-    // The guest's thread keeps its state until the process ends.
-    std::mem::forget(thread);
+    // Threads the guest creates run on host threads of their own, with
+    // their own thread data for the callback.
+    sud::set_spawn_hook(Some(spawn_guest_thread));
+    let selector = if global {
+        // The global selector, `sud_selector`, for the first thread.
+        sud::arm().map_err(host("cannot arm Syscall User Dispatch"))?;
+        sud::SELECTOR.as_ptr()
+    } else {
+        let thread = sud::Thread::new().map_err(host("cannot set up the guest thread"))?;
+        thread
+            .arm()
+            .map_err(host("cannot arm Syscall User Dispatch"))?;
+        let selector = thread.selector().as_ptr();
+        // The guest's thread keeps its state until the process ends.
+        std::mem::forget(thread);
+        selector
+    };
     drop((argv, envp, execfn));
     // SAFETY: the image is mapped and the stack built as the kernel would
     // for this executable; the thread is armed, with the callback installed.
     unsafe { enter_guest(image.entry, stack, selector) }
+}
+
+/// The spawn hook: a host thread for each thread the guest creates, which
+/// runs it until it exits and then ends as host code.
+fn spawn_guest_thread(start: sud::GuestThread) -> Result<(), sud::Errno> {
+    std::thread::Builder::new()
+        .name("guest".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let thread = sud::Thread::new().expect("a state for the guest thread");
+            if let Err(e) = thread.run_guest(start) {
+                eprintln!("run: a guest thread could not start: {e}");
+            }
+        })
+        .map(drop)
+        .map_err(|_| sud::Errno::EAGAIN)
 }
 
 fn c_string(s: OsString) -> CString {

@@ -18,7 +18,9 @@ use linux_raw_sys::general::{
     __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_rt_sigreturn, __NR_rt_sigsuspend, __NR_shmat,
     __NR_sigaltstack, __NR_vfork, __NR_write, SIG_BLOCK, SIG_SETMASK,
 };
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use sud::{Action, Errno, Syscall, host};
 
@@ -26,6 +28,8 @@ use sud::{Action, Errno, Syscall, host};
 /// the guest does not know about (so its redirections leave the trace
 /// alone); -1 while not tracing.
 static TRACE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Syscalls traced, by number.
+static COUNTS: Mutex<Option<HashMap<u32, u64>>> = Mutex::new(None);
 /// The guest's first process: lines from others carry their pid.
 static FIRST_PID: AtomicUsize = AtomicUsize::new(0);
 
@@ -47,6 +51,14 @@ pub fn traced(call: &Syscall, action: Action) -> Action {
     if !enabled() {
         return action;
     }
+    // How many of each syscall, kept as std code keeps things (a lock and
+    // a map, on whichever guest thread traps: each has its own thread data).
+    *COUNTS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(call.number())
+        .or_default() += 1;
     let line = |result| (call.number(), call.args(), result);
     match action {
         Action::Reissue if reissued_by_sud(call.number()) => emit(line(None)),
