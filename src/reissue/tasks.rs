@@ -277,7 +277,7 @@ fn new_thread(
 ) -> Continuation {
     let child = match arena::allocate() {
         Ok(child) => child,
-        Err(errno) => return Continuation::Done(errno.to_syscall_result()),
+        Err(error) => return Continuation::Done(error.guest_errno().to_syscall_result()),
     };
     if parent.on_global_selector() {
         // Children of threads on the global selector stay on it, as it is.

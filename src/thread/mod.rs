@@ -302,11 +302,7 @@ impl Thread {
             _ => arm_installed(state, PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region()),
         };
         if let Err(error) = armed {
-            let errno = match error {
-                Error::Os(errno) => errno,
-                _ => crate::error::Errno::EAGAIN,
-            };
-            start.report(errno.to_syscall_result() as i32);
+            start.report(error.guest_errno().to_syscall_result() as i32);
             return Err(error);
         }
         let tid = sys::gettid();
