@@ -75,7 +75,8 @@ impl<T: ZeroIsFree + 'static, const N: usize> Table<T, N> {
     /// The first entry `take` takes, adding a chunk when no entry is left;
     /// the kernel's errno if it refuses the memory.
     pub(crate) fn claim(&'static self, take: impl Fn(&T) -> bool) -> Result<&'static T, Errno> {
-        self.claim_in(take, true).map(|entry| entry.expect("a claim that may grow finds an entry"))
+        self.claim_in(take, true)
+            .map(|entry| entry.expect("a claim that may grow finds an entry"))
     }
 
     fn claim_in(

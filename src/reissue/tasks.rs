@@ -174,10 +174,13 @@ pub(crate) fn clone(
         None => {
             // Entries of gone threads are freed before the table grows:
             // checking them costs a syscall each.
-            let claimed = VFORK_PARENTS.claim_existing(take).map(Ok).unwrap_or_else(|| {
-                free_entries_of_gone_threads();
-                VFORK_PARENTS.claim(take)
-            });
+            let claimed = VFORK_PARENTS
+                .claim_existing(take)
+                .map(Ok)
+                .unwrap_or_else(|| {
+                    free_entries_of_gone_threads();
+                    VFORK_PARENTS.claim(take)
+                });
             match claimed {
                 Ok(entry) => entry,
                 // The kernel has no memory for the entry: as it answers a
@@ -321,6 +324,7 @@ fn new_thread(
             .claim
             .clone_result
             .store(result as u64, Ordering::Release);
+        arena::slot_returned();
         return Continuation::Done(result);
     }
     Continuation::Stub {

@@ -48,6 +48,13 @@ static USABLE_WORDS: AtomicUsize = AtomicUsize::new(0);
 /// slot); each search that finds none doubles it, so the searches cost a
 /// syscall or two per thread ever made, however many run at once.
 static NEXT_ABANDONED_SEARCH: AtomicUsize = AtomicUsize::new(4096);
+/// Bumped each time a slot may have become reusable (released, or its
+/// creator done with it: by `release`, by the stubs in asm): while it has not
+/// moved since a search found no reusable slot, none is searched for again,
+/// so a new thread among many live ones costs no scan of them all.
+pub(crate) static SLOTS_RETURNED: AtomicU64 = AtomicU64::new(0);
+/// SLOTS_RETURNED as it was when a search last found no reusable slot.
+static SEARCHED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Slots made usable so far.
 static SLOTS_USABLE: AtomicUsize = AtomicUsize::new(0);
 
@@ -140,8 +147,12 @@ fn abandoned(state: &ThreadState) -> bool {
 /// memory or every slot is in use.
 pub(crate) fn allocate() -> Result<&'static ThreadState, Error> {
     let (arena, slots) = arena()?;
-    if let Some(state) = claim_usable(arena, reusable) {
-        return Ok(state);
+    let returned = SLOTS_RETURNED.load(Ordering::Acquire);
+    if returned != SEARCHED_AT.load(Ordering::Relaxed) {
+        if let Some(state) = claim_usable(arena, reusable) {
+            return Ok(state);
+        }
+        SEARCHED_AT.store(returned, Ordering::Relaxed);
     }
     let usable = SLOTS_USABLE.load(Ordering::Relaxed);
     if usable >= NEXT_ABANDONED_SEARCH.load(Ordering::Relaxed) {
@@ -254,6 +265,13 @@ fn set_status(state: &ThreadState, status: u64) {
 pub(crate) fn release(state: &ThreadState) {
     forget_guest_altstacks(state);
     set_status(state, DEAD);
+    slot_returned();
+}
+
+/// Tells allocations that a slot may have become reusable: after its
+/// status or `clone_result` says so.
+pub(crate) fn slot_returned() {
+    SLOTS_RETURNED.fetch_add(1, Ordering::AcqRel);
 }
 
 /// The live slot of the thread `tid`, if it has one: for a thread whose
