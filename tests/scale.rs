@@ -272,3 +272,43 @@ fn four_hundred_guest_alternate_stacks_at_once() {
         },
     );
 }
+
+/// Where the kernel refuses sud the memory for a thread's state (here an
+/// address-space limit too low for even the smallest arena), `Thread::new`
+/// says so with an error of its own, not an errno that reads as a
+/// syscall's; with the limit lifted it succeeds.
+#[test]
+fn no_memory_for_a_state_is_out_of_memory() {
+    isolated(
+        "no_memory_for_a_state_is_out_of_memory",
+        Ends::Passing,
+        || {
+            sud::install(emulate_getppid).unwrap();
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let vm_kb: u64 = status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmSize:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap();
+            let mut old = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: plain rlimit calls on this process.
+            unsafe {
+                libc::getrlimit(libc::RLIMIT_AS, &mut old);
+                let low = libc::rlimit {
+                    rlim_cur: (vm_kb + 1024) * 1024,
+                    rlim_max: old.rlim_max,
+                };
+                assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &low), 0);
+            }
+            let refused = Thread::new().map(drop);
+            // SAFETY: as above.
+            unsafe { libc::setrlimit(libc::RLIMIT_AS, &old) };
+            assert_eq!(refused, Err(sud::Error::OutOfMemory));
+            let thread = armed_thread();
+            assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+        },
+    );
+}

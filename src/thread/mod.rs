@@ -55,7 +55,8 @@ use state::{GLOBAL, ThreadState};
 ///
 /// Errors: [`Error::NotInstalled`] before [`install`](crate::install) (a
 /// trapped syscall would kill the process), [`Error::AlreadyManaged`] on a
-/// thread that has a [`Thread`].
+/// thread that has a [`Thread`], [`Error::OutOfMemory`] if the kernel
+/// refuses the memory for the thread's state.
 pub fn arm() -> Result<(), Error> {
     arm_on_global_selector(PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region())
 }
@@ -226,7 +227,8 @@ impl Thread {
     /// alternate signal stack (keeping the one it had, for [`Drop`]).
     ///
     /// Errors: [`Error::AlreadyManaged`] if the thread has a state already
-    /// (another `Thread`, or [`arm`]).
+    /// (another `Thread`, or [`arm`]); [`Error::OutOfMemory`] if the kernel
+    /// refuses the memory for it.
     pub fn new() -> Result<Thread, Error> {
         if own_state().is_some() {
             return Err(Error::AlreadyManaged);
