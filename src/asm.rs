@@ -18,6 +18,7 @@ use crate::region::sud_restorer;
 use crate::reissue::altstack::SET_ALTSTACK_STUB_DEPTH;
 use crate::reissue::tasks::{NEW_THREAD_TICKET_DEPTH, VforkParent};
 use crate::signals::on_signal;
+use crate::thread::arena::SLOTS_RETURNED;
 use crate::thread::spawn::HostContext;
 use crate::thread::state::{DEAD, ThreadState};
 use crate::xsave;
@@ -63,7 +64,9 @@ global_asm!(
     STATE_STATE = const offset_of!(ThreadState, claim.status),
     STATE_SIGSYS_ACTION = const offset_of!(ThreadState, task.sigsys_action),
     STATE_TID = const offset_of!(ThreadState, claim.tid),
+    STATE_PARENT_RELEASES = const offset_of!(ThreadState, claim.parent_releases),
     STATE_DEAD = const DEAD,
+    SLOTS_RETURNED = sym SLOTS_RETURNED,
     VFORK_TID = const offset_of!(VforkParent, tid),
     VFORK_RETURN = const offset_of!(VforkParent, resume),
     VFORK_MASK = const offset_of!(VforkParent, mask),

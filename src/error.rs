@@ -239,10 +239,33 @@ pub enum Error {
     /// selector would never be read.  Drop the `Thread` or
     /// [`disarm`](crate::disarm) first.
     AlreadyManaged,
+    /// sud has no memory for another thread's state: the kernel refused it
+    /// (mmap or mprotect failed with ENOMEM: out of memory, or the
+    /// process's map count or address-space limit reached), or the
+    /// address space sud reserves for thread states is used up (over a
+    /// million threads at once).  Not an errno, so that it cannot pass for
+    /// the kernel's answer to a syscall; a guest's clone that sud cannot
+    /// give a state fails with ENOMEM, as a native clone does when the
+    /// kernel has no memory for a new task.
+    OutOfMemory,
     /// The kernel refused with this errno: EINVAL for arguments it rejects,
     /// EFAULT for a selector that is not a user address, EPERM where arming
     /// is forbidden, and whatever else a syscall on the way returned.
     Os(Errno),
+}
+
+impl Error {
+    /// The errno a guest's task-creating syscall gets when sud fails it
+    /// with this error: the kernel's own; ENOMEM for
+    /// [`OutOfMemory`](Error::OutOfMemory), as a native clone is told when
+    /// the kernel has no memory for the task; EAGAIN for the rest.
+    pub(crate) fn guest_errno(self) -> Errno {
+        match self {
+            Error::Os(errno) => errno,
+            Error::OutOfMemory => Errno::ENOMEM,
+            _ => Errno::EAGAIN,
+        }
+    }
 }
 
 impl From<Errno> for Error {
@@ -265,6 +288,9 @@ impl fmt::Display for Error {
             }
             Error::AlreadyManaged => f.write_str(
                 "this thread already has a sud state (a Thread, or sud::arm): drop or disarm it first",
+            ),
+            Error::OutOfMemory => f.write_str(
+                "sud has no memory for another thread's state (out of memory or address space)",
             ),
             Error::Os(errno) => write!(f, "the kernel refused: {errno}"),
         }

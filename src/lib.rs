@@ -109,6 +109,8 @@
 //!   reading and writing the thread pointers (FS and GS bases);
 //! - `sys/`: typed wrappers for every syscall the runtime makes, through the
 //!   trampolines; the raw [`host`] and [`guest`] syscalls;
+//! - `table.rs`: tables that grow on demand (vforks under way, guest
+//!   alternate stacks);
 //! - `region.rs`: the [allowed region](allowed_region) and the asm symbols;
 //! - `selector.rs`: [`Selector`]; `arm.rs`: arming, [`support`];
 //! - `thread/`: per-thread state, its arena, [`Thread`], [`arm`];
@@ -149,6 +151,7 @@ mod reissue;
 mod selector;
 mod signals;
 mod sys;
+mod table;
 mod thread;
 mod tp;
 mod xsave;

@@ -280,7 +280,15 @@ sud_reissue_thread:
     test rax, rax
     jz 5f
     mov r11, [rsp + 16]
+    movzx ecx, byte ptr [r11 + {STATE_PARENT_RELEASES}] # rcx is free too; read while the slot is ours
     mov [r11 + {STATE_CLONE_RESULT}], rax   # the slot is no longer read here
+    test rax, rax
+    js 6f                               # a failed clone: its slot is reusable now
+    test ecx, ecx
+    jz 7f                               # a thread runs on it
+6:
+    lock inc qword ptr [rip + {SLOTS_RETURNED}]
+7:
     lea r11, [rsp + 8]
     sigprocmask set
     mov r11, [rsp]
@@ -379,6 +387,7 @@ sud_reissue_exit:
     xor esi, esi
     syscall
     mov byte ptr [r13 + {STATE_STATE}], {STATE_DEAD}
+    lock inc qword ptr [rip + {SLOTS_RETURNED}] # the slot is reusable
     mov rdi, r12
     mov eax, {NR_EXIT}                  # exit (this thread only)
     syscall

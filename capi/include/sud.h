@@ -73,7 +73,13 @@ enum sud_status {
     SUD_ERR_NOT_INSTALLED = -4099,
     /* The thread has a sud state already (a sud_thread, or sud_arm()): a
      * second one's selector would never be read. */
-    SUD_ERR_ALREADY_MANAGED = -4100
+    SUD_ERR_ALREADY_MANAGED = -4100,
+    /* sud has no memory for another thread's state: the kernel refused it
+     * (ENOMEM from mmap or mprotect: out of memory, or the map count or
+     * address-space limit reached), or sud's reserved address space for
+     * thread states is used up.  A guest's clone that sud cannot give a
+     * state fails with -ENOMEM, as a native clone does without memory. */
+    SUD_ERR_OUT_OF_MEMORY = -4101
 };
 
 /* What a status code means, as a static string (for a negative errno it

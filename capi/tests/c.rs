@@ -487,6 +487,7 @@ fn constants() -> Vec<(&'static str, i64)> {
         SUD_ERR_UNKNOWN,
         SUD_ERR_NOT_INSTALLED,
         SUD_ERR_ALREADY_MANAGED,
+        SUD_ERR_OUT_OF_MEMORY,
         SUD_SUPPORT_EXCLUSIVE,
         SUD_SUPPORT_INCLUSIVE,
         SUD_SELECTOR_ALLOW,

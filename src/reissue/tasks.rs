@@ -11,6 +11,7 @@ use crate::kernel::Registers;
 use crate::kernel::sigaction::KernelSigaction;
 use crate::region::addr;
 use crate::sys::{self, guest_memory};
+use crate::table::{Table, ZeroIsFree, per_page};
 use crate::thread::arena;
 use crate::thread::spawn::{self, GuestThread, SpawnHook, wait_started};
 use crate::thread::state::ThreadState;
@@ -22,9 +23,6 @@ use linux_raw_sys::general::{
     CLONE_PARENT_SETTID, CLONE_SETTLS, CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_VFORK,
     CLONE_VM, SIGCHLD, clone_args,
 };
-
-/// How many threads can be inside a vfork at once.
-pub(crate) const VFORK_PARENTS_LEN: usize = 64;
 
 /// A thread inside a vfork, as `sud_reissue_vfork` reads it.  A vfork
 /// parent wakes to a stack its child has used, so what it needs afterwards
@@ -47,16 +45,11 @@ pub(crate) struct VforkParent {
     pub rbx: AtomicU64,
 }
 
-pub(crate) static VFORK_PARENTS: [VforkParent; VFORK_PARENTS_LEN] = [const {
-    VforkParent {
-        tid: AtomicU64::new(0),
-        rsp: AtomicU64::new(0),
-        resume: AtomicU64::new(0),
-        mask: AtomicU64::new(0),
-        state: AtomicU64::new(0),
-        rbx: AtomicU64::new(0),
-    }
-}; VFORK_PARENTS_LEN];
+// SAFETY: all zeros is a free entry (tid 0) of plain atomics.
+unsafe impl ZeroIsFree for VforkParent {}
+
+/// The threads inside a vfork: as many as there are, an entry each.
+static VFORK_PARENTS: Table<VforkParent, { per_page::<VforkParent>() }> = Table::new();
 
 /// Where a new thread finds its state: this far below the top of the stack
 /// its clone gives it, written there by the dispatcher.
@@ -197,24 +190,35 @@ pub(crate) fn clone(
     // An entry with this very key is left over from a vfork that never
     // reached its stub (the thread was interrupted and went elsewhere):
     // take it over.  Only this thread writes entries with its tid.
-    let stale = VFORK_PARENTS.iter().find(|entry| {
+    let stale = VFORK_PARENTS.entries().find(|entry| {
         entry.tid.load(Ordering::Relaxed) == tid && entry.rsp.load(Ordering::Relaxed) == rsp
     });
-    let free = || {
-        VFORK_PARENTS.iter().find(|entry| {
-            entry.tid.load(Ordering::Relaxed) == 0
-                && entry
-                    .tid
-                    .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-        })
+    let take = |entry: &VforkParent| {
+        entry.tid.load(Ordering::Relaxed) == 0
+            && entry
+                .tid
+                .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     };
-    let entry = stale.or_else(free).or_else(|| {
-        free_entries_of_gone_threads();
-        free()
-    });
-    let Some(entry) = entry else {
-        return Continuation::Done(Errno::EAGAIN.to_syscall_result());
+    let entry = match stale {
+        Some(entry) => entry,
+        None => {
+            // Entries of gone threads are freed before the table grows:
+            // checking them costs a syscall each.
+            let claimed = VFORK_PARENTS
+                .claim_existing(take)
+                .map(Ok)
+                .unwrap_or_else(|| {
+                    free_entries_of_gone_threads();
+                    VFORK_PARENTS.claim(take)
+                });
+            match claimed {
+                Ok(entry) => entry,
+                // The kernel has no memory for the entry: as it answers a
+                // vfork it has no memory for.
+                Err(_) => return Continuation::Done(Errno::ENOMEM.to_syscall_result()),
+            }
+        }
     };
     entry.rsp.store(rsp, Ordering::Relaxed);
     entry.resume.store(regs.rip, Ordering::Relaxed);
@@ -283,7 +287,7 @@ fn spawn_guest_thread(
 /// Frees the entries of threads that no longer exist (left by a vfork that
 /// never reached its stub, its thread gone since).
 fn free_entries_of_gone_threads() {
-    for entry in &VFORK_PARENTS {
+    for entry in VFORK_PARENTS.entries() {
         let tid = entry.tid.load(Ordering::Relaxed);
         // In any process: a vfork child of this memory files entries too.
         if tid != 0 && !sys::task_exists(tid as i32) {
@@ -306,7 +310,7 @@ fn new_thread(
 ) -> Continuation {
     let child = match arena::allocate() {
         Ok(child) => child,
-        Err(errno) => return Continuation::Done(errno.to_syscall_result()),
+        Err(error) => return Continuation::Done(error.guest_errno().to_syscall_result()),
     };
     // Every new thread gets a selector of its own, a child of a thread on
     // the global selector too: on a shared one, another thread's time in
@@ -350,6 +354,7 @@ fn new_thread(
             .claim
             .clone_result
             .store(result as u64, Ordering::Release);
+        arena::slot_returned();
         return Continuation::Done(result);
     }
     Continuation::Stub {

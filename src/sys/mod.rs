@@ -158,6 +158,22 @@ pub(crate) fn mmap_reserve(len: usize) -> Result<usize, Errno> {
     }
 }
 
+/// `len` bytes of fresh memory, readable, writable and zeroed.
+pub(crate) fn mmap_read_write(len: usize) -> Result<usize, Errno> {
+    // SAFETY: a fresh anonymous mapping touches no existing memory.
+    unsafe {
+        host::syscall6(
+            __NR_mmap,
+            0,
+            len,
+            (PROT_READ | PROT_WRITE) as usize,
+            (MAP_PRIVATE | MAP_ANONYMOUS) as usize,
+            usize::MAX,
+            0,
+        )
+    }
+}
+
 /// Makes `addr..addr + len`, part of a reservation of the caller's,
 /// readable and writable.
 ///

@@ -8,7 +8,7 @@
 
 use super::guest_altstacks::{forget_guest_altstacks, owner_of};
 use super::state::{CLAIMED, DEAD, GENERATION, GLOBAL, LIVE, STATUS, ThreadState};
-use crate::error::Errno;
+use crate::error::{Errno, Error};
 use crate::kernel::UContext;
 use crate::kernel::stack::stack_t;
 use crate::selector::Selector;
@@ -16,38 +16,86 @@ use crate::sys;
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-// The arena: SLOTS slots of SLOT_SIZE bytes, reserved once (PROT_NONE,
-// MAP_NORESERVE: address space only) and made usable slot by slot.  A slot
-// is [guard page][alternate signal stack][ThreadState page].
+// The arena: up to MAX_SLOTS slots of SLOT_SIZE bytes, reserved once
+// (PROT_NONE, MAP_NORESERVE: address space only, 128 GiB of the 128 TiB a
+// process has) and made usable slot by slot, so that sud never caps the
+// threads a process may have below what the kernel allows.  A slot is
+// [guard page][alternate signal stack][ThreadState page].
 const SLOT_SIZE: usize = 128 * 1024;
-const SLOTS: usize = 4096;
+const MAX_SLOTS: usize = 1 << 20;
+/// Where an address-space limit (RLIMIT_AS) refuses the whole reservation,
+/// smaller ones are tried, down to this many slots.
+const MIN_SLOTS: usize = 64;
 const PAGE: usize = 4096;
 /// The alternate signal stack of a slot: room for the largest XSAVE frame
 /// (AVX-512: 3.5 KB, AMX: 11 KB) many times over, and for the callback.
 pub(crate) const ALTSTACK_SIZE: usize = SLOT_SIZE - 2 * PAGE;
 
+/// The arena, once reserved: its base, page-aligned, with log2 of its
+/// number of slots in the low bits, so that one load finds both.
 static ARENA: AtomicUsize = AtomicUsize::new(0);
+const LOG2_SLOTS: usize = 0x3f;
 /// Slots handed out at least once.
-static SLOT_TAKEN: [AtomicU64; SLOTS / 64] = [const { AtomicU64::new(0) }; SLOTS / 64];
+static SLOT_TAKEN: [AtomicU64; MAX_SLOTS / 64] = [const { AtomicU64::new(0) }; MAX_SLOTS / 64];
 /// Slots whose memory is usable and whose state is initialised: only these
 /// are looked at for reuse.
-static SLOT_USABLE: [AtomicU64; SLOTS / 64] = [const { AtomicU64::new(0) }; SLOTS / 64];
+static SLOT_USABLE: [AtomicU64; MAX_SLOTS / 64] = [const { AtomicU64::new(0) }; MAX_SLOTS / 64];
+/// Words of SLOT_USABLE with a slot ever made usable: scans go no further,
+/// so a program with few threads never pays for the arena's size.
+static USABLE_WORDS: AtomicUsize = AtomicUsize::new(0);
+/// Once this many slots have been made usable, a new thread first looks
+/// for a slot whose thread is gone without giving it back (a syscall per
+/// slot); each search that finds none doubles it, so the searches cost a
+/// syscall or two per thread ever made, however many run at once.
+static NEXT_ABANDONED_SEARCH: AtomicUsize = AtomicUsize::new(4096);
+/// Bumped each time a slot may have become reusable (released, or its
+/// creator done with it: by `release`, by the stubs in asm): while it has not
+/// moved since a search found no reusable slot, none is searched for again,
+/// so a new thread among many live ones costs no scan of them all.
+pub(crate) static SLOTS_RETURNED: AtomicU64 = AtomicU64::new(0);
+/// SLOTS_RETURNED as it was when a search last found no reusable slot.
+static SEARCHED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Slots made usable so far.
+static SLOTS_USABLE: AtomicUsize = AtomicUsize::new(0);
 
-fn arena() -> Result<usize, Errno> {
-    let base = ARENA.load(Ordering::Acquire);
-    if base != 0 {
-        return Ok(base);
+/// The arena's base and number of slots, reserving it on first use.
+fn arena() -> Result<(usize, usize), Error> {
+    let word = ARENA.load(Ordering::Acquire);
+    if word != 0 {
+        return Ok(unpack(word));
     }
-    let fresh = sys::mmap_reserve(SLOTS * SLOT_SIZE)?;
-    match ARENA.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Ok(fresh),
+    let mut slots = MAX_SLOTS;
+    let fresh = loop {
+        match sys::mmap_reserve(slots * SLOT_SIZE) {
+            Ok(fresh) => break fresh,
+            Err(Errno::ENOMEM) if slots > MIN_SLOTS => slots /= 2,
+            Err(Errno::ENOMEM) => return Err(Error::OutOfMemory),
+            Err(errno) => return Err(errno.into()),
+        }
+    };
+    let packed = fresh | slots.trailing_zeros() as usize;
+    match ARENA.compare_exchange(0, packed, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok((fresh, slots)),
         Err(winner) => {
             // Another thread reserved it first: give ours back.
             // SAFETY: our own reservation, never published.
-            let _ = unsafe { sys::munmap(fresh, SLOTS * SLOT_SIZE) };
-            Ok(winner)
+            let _ = unsafe { sys::munmap(fresh, slots * SLOT_SIZE) };
+            Ok(unpack(winner))
         }
     }
+}
+
+/// An ARENA word as base and number of slots.
+fn unpack(word: usize) -> (usize, usize) {
+    (word & !LOG2_SLOTS, 1 << (word & LOG2_SLOTS))
+}
+
+/// SLOT_USABLE up to the last word ever used.
+fn usable_words() -> impl Iterator<Item = (usize, &'static AtomicU64)> {
+    SLOT_USABLE
+        .iter()
+        .enumerate()
+        .take(USABLE_WORDS.load(Ordering::Acquire))
 }
 
 fn slot_base(arena: usize, index: usize) -> usize {
@@ -90,24 +138,40 @@ fn abandoned(state: &ThreadState) -> bool {
 }
 
 /// A slot for a new thread, its memory usable and its state fresh: a
-/// reusable one if there is one, else a never-used one, else one whose
-/// thread is gone without giving it back.  Callable in signal context and
-/// from any number of threads at once: a slot's state is only looked at once
-/// its memory is usable, and claimed by compare-and-swap.
-pub(crate) fn allocate() -> Result<&'static ThreadState, Errno> {
-    let arena = arena()?;
-    if let Some(state) = claim_usable(arena, reusable) {
-        return Ok(state);
+/// reusable one if there is one, else (from time to time, see
+/// NEXT_ABANDONED_SEARCH) one whose thread is gone without giving it back,
+/// else a never-used one, else again one whose thread is gone.  Callable in
+/// signal context and from any number of threads at once: a slot's state is
+/// only looked at once its memory is usable, and claimed by
+/// compare-and-swap.  [`Error::OutOfMemory`] when the kernel refuses the
+/// memory or every slot is in use.
+pub(crate) fn allocate() -> Result<&'static ThreadState, Error> {
+    let (arena, slots) = arena()?;
+    let returned = SLOTS_RETURNED.load(Ordering::Acquire);
+    if returned != SEARCHED_AT.load(Ordering::Relaxed) {
+        if let Some(state) = claim_usable(arena, reusable) {
+            return Ok(state);
+        }
+        SEARCHED_AT.store(returned, Ordering::Relaxed);
     }
-    if let Some(state) = take_fresh(arena)? {
-        return Ok(state);
+    let usable = SLOTS_USABLE.load(Ordering::Relaxed);
+    if usable >= NEXT_ABANDONED_SEARCH.load(Ordering::Relaxed) {
+        if let Some(state) = claim_usable(arena, abandoned) {
+            return Ok(state);
+        }
+        NEXT_ABANDONED_SEARCH.fetch_max(usable * 2, Ordering::Relaxed);
     }
-    claim_usable(arena, abandoned).ok_or(Errno::EAGAIN)
+    match take_fresh(arena, slots) {
+        Ok(Some(state)) => Ok(state),
+        Ok(None) => claim_usable(arena, abandoned).ok_or(Error::OutOfMemory),
+        Err(Errno::ENOMEM) => Err(Error::OutOfMemory),
+        Err(errno) => Err(errno.into()),
+    }
 }
 
 /// Claims the first usable slot that `may_take` says may be taken.
 fn claim_usable(arena: usize, may_take: fn(&ThreadState) -> bool) -> Option<&'static ThreadState> {
-    for (word_index, word) in SLOT_USABLE.iter().enumerate() {
+    for (word_index, word) in usable_words() {
         let usable = word.load(Ordering::Acquire);
         for bit in (0..64).filter(|bit| usable & (1 << bit) != 0) {
             let base = slot_base(arena, word_index * 64 + bit);
@@ -132,16 +196,18 @@ fn claim_usable(arena: usize, may_take: fn(&ThreadState) -> bool) -> Option<&'st
 }
 
 /// A never-used slot, made usable; `None` when every slot has been used.
-fn take_fresh(arena: usize) -> Result<Option<&'static ThreadState>, Errno> {
-    for word in 0..SLOTS / 64 {
+fn take_fresh(arena: usize, slots: usize) -> Result<Option<&'static ThreadState>, Errno> {
+    let mut word = 0;
+    while word < slots / 64 {
         let taken = SLOT_TAKEN[word].load(Ordering::Acquire);
         if taken == !0 {
+            word += 1;
             continue;
         }
         let bit = 1u64 << (!taken).trailing_zeros();
         if SLOT_TAKEN[word].fetch_or(bit, Ordering::AcqRel) & bit != 0 {
             // Another thread took it first: look again.
-            return take_fresh(arena);
+            continue;
         }
         let index = word * 64 + bit.trailing_zeros() as usize;
         let base = slot_base(arena, index);
@@ -153,6 +219,8 @@ fn take_fresh(arena: usize) -> Result<Option<&'static ThreadState>, Errno> {
         let state = prepare(state_of_slot(base), base);
         // Only now may other threads look at the slot.
         SLOT_USABLE[word].fetch_or(bit, Ordering::AcqRel);
+        USABLE_WORDS.fetch_max(word + 1, Ordering::AcqRel);
+        SLOTS_USABLE.fetch_add(1, Ordering::Relaxed);
         return Ok(Some(state));
     }
     Ok(None)
@@ -197,16 +265,20 @@ fn set_status(state: &ThreadState, status: u64) {
 pub(crate) fn release(state: &ThreadState) {
     forget_guest_altstacks(state);
     set_status(state, DEAD);
+    slot_returned();
+}
+
+/// Tells allocations that a slot may have become reusable: after its
+/// status or `clone_result` says so.
+pub(crate) fn slot_returned() {
+    SLOTS_RETURNED.fetch_add(1, Ordering::AcqRel);
 }
 
 /// The live slot of the thread `tid`, if it has one: for a thread whose
 /// state was not found from its signal frame or selector.
 pub(crate) fn find_live(tid: i32) -> Option<&'static ThreadState> {
-    let arena = ARENA.load(Ordering::Acquire);
-    if arena == 0 {
-        return None;
-    }
-    for (word_index, word) in SLOT_USABLE.iter().enumerate() {
+    let (arena, _) = unpack(ARENA.load(Ordering::Acquire));
+    for (word_index, word) in usable_words() {
         let usable = word.load(Ordering::Acquire);
         for bit in (0..64).filter(|bit| usable & (1 << bit) != 0) {
             let state = state_of_slot(slot_base(arena, word_index * 64 + bit));
@@ -224,9 +296,10 @@ pub(crate) fn find_live(tid: i32) -> Option<&'static ThreadState> {
 }
 
 /// The slots' address range, once the arena exists.
+#[inline]
 fn arena_range() -> Range<usize> {
-    let base = ARENA.load(Ordering::Acquire);
-    base..base + if base == 0 { 0 } else { SLOTS * SLOT_SIZE }
+    let (base, slots) = unpack(ARENA.load(Ordering::Acquire));
+    base..base + if base == 0 { 0 } else { slots * SLOT_SIZE }
 }
 
 /// The state whose selector is `selector`: a slot's own, or GLOBAL for

@@ -2,12 +2,12 @@
 //! signal frames land on it; this table maps its range back to the thread's
 //! state.  A thread keeps its two latest stacks here (the one it leaves may
 //! still take a frame before the switch), until its state is released.
+//! The table grows with the threads that install one: two entries each.
 
 use super::state::ThreadState;
+use crate::table::{Table, ZeroIsFree, per_page};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-
-const GUEST_ALTSTACKS: usize = 256;
 
 struct GuestAltstack {
     low: AtomicUsize,
@@ -17,28 +17,21 @@ struct GuestAltstack {
     order: AtomicU64,
 }
 
-static GUEST_ALTSTACK: [GuestAltstack; GUEST_ALTSTACKS] = [const {
-    GuestAltstack {
-        low: AtomicUsize::new(0),
-        high: AtomicUsize::new(0),
-        state: AtomicPtr::new(null_mut()),
-        order: AtomicU64::new(0),
-    }
-}; GUEST_ALTSTACKS];
-/// Entries ever used: lookups scan no further.
-static GUEST_ALTSTACKS_USED: AtomicUsize = AtomicUsize::new(0);
+// SAFETY: all zeros is a free entry (no state) of plain atomics.
+unsafe impl ZeroIsFree for GuestAltstack {}
+
+static GUEST_ALTSTACK: Table<GuestAltstack, { per_page::<GuestAltstack>() }> = Table::new();
 static GUEST_ALTSTACK_ORDER: AtomicU64 = AtomicU64::new(1);
 
 /// Records `low..high`, a guest's alternate stack about to be installed for
 /// real, as `state`'s: it replaces the older of the state's two latest, and
 /// any other thread's record it overlaps (that memory is no longer theirs).
-/// False if the table is full.
+/// False if the kernel has no memory for the table to grow.
 pub(crate) fn remember_guest_altstack(state: &ThreadState, low: usize, high: usize) -> bool {
     let me = state as *const ThreadState as *mut ThreadState;
-    let used = GUEST_ALTSTACKS_USED.load(Ordering::Acquire);
     let mut mine = 0;
-    let mut oldest: Option<(u64, usize)> = None;
-    for (i, entry) in GUEST_ALTSTACK.iter().enumerate().take(used) {
+    let mut oldest: Option<(u64, &GuestAltstack)> = None;
+    for entry in GUEST_ALTSTACK.entries() {
         let owner = entry.state.load(Ordering::Acquire);
         if owner.is_null() {
             continue;
@@ -51,42 +44,38 @@ pub(crate) fn remember_guest_altstack(state: &ThreadState, low: usize, high: usi
             mine += 1;
             let order = entry.order.load(Ordering::Relaxed);
             if oldest.is_none_or(|(o, _)| order < o) {
-                oldest = Some((order, i));
+                oldest = Some((order, entry));
             }
         } else if l < high && low < h {
             entry.state.store(null_mut(), Ordering::Release);
         }
     }
-    if let (2.., Some((_, i))) = (mine, oldest) {
-        GUEST_ALTSTACK[i].state.store(null_mut(), Ordering::Release);
+    if let (2.., Some((_, entry))) = (mine, oldest) {
+        entry.state.store(null_mut(), Ordering::Release);
     }
     // A free entry: one released, or one never used.
-    for (i, entry) in GUEST_ALTSTACK.iter().enumerate() {
-        if entry
+    let take = |entry: &GuestAltstack| {
+        entry
             .state
             .compare_exchange(null_mut(), me, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
-        {
-            entry.low.store(low, Ordering::Relaxed);
-            entry.high.store(high, Ordering::Relaxed);
-            entry.order.store(
-                GUEST_ALTSTACK_ORDER.fetch_add(1, Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
-            GUEST_ALTSTACKS_USED.fetch_max(i + 1, Ordering::AcqRel);
-            return true;
-        }
-    }
-    false
+    };
+    let Ok(entry) = GUEST_ALTSTACK.claim(take) else {
+        return false;
+    };
+    entry.low.store(low, Ordering::Relaxed);
+    entry.high.store(high, Ordering::Relaxed);
+    entry.order.store(
+        GUEST_ALTSTACK_ORDER.fetch_add(1, Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    true
 }
 
 /// Drops every record of `state`'s guest alternate stacks.
 pub(crate) fn forget_guest_altstacks(state: &ThreadState) {
     let me = state as *const ThreadState as *mut ThreadState;
-    for entry in GUEST_ALTSTACK
-        .iter()
-        .take(GUEST_ALTSTACKS_USED.load(Ordering::Acquire))
-    {
+    for entry in GUEST_ALTSTACK.entries() {
         let _ = entry
             .state
             .compare_exchange(me, null_mut(), Ordering::AcqRel, Ordering::Relaxed);
@@ -95,10 +84,7 @@ pub(crate) fn forget_guest_altstacks(state: &ThreadState) {
 
 /// The state whose guest alternate stack holds `frame`, if any.
 pub(crate) fn owner_of(frame: usize) -> Option<&'static ThreadState> {
-    for entry in GUEST_ALTSTACK
-        .iter()
-        .take(GUEST_ALTSTACKS_USED.load(Ordering::Acquire))
-    {
+    for entry in GUEST_ALTSTACK.entries() {
         let state = entry.state.load(Ordering::Acquire);
         if !state.is_null()
             && (entry.low.load(Ordering::Relaxed)..entry.high.load(Ordering::Relaxed))

@@ -55,7 +55,8 @@ use state::{GLOBAL, ThreadState};
 ///
 /// Errors: [`Error::NotInstalled`] before [`install`](crate::install) (a
 /// trapped syscall would kill the process), [`Error::AlreadyManaged`] on a
-/// thread that has a [`Thread`].
+/// thread that has a [`Thread`], [`Error::OutOfMemory`] if the kernel
+/// refuses the memory for the thread's state.
 pub fn arm() -> Result<(), Error> {
     arm_on_global_selector(PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region())
 }
@@ -214,7 +215,8 @@ impl Thread {
     /// alternate signal stack (keeping the one it had, for [`Drop`]).
     ///
     /// Errors: [`Error::AlreadyManaged`] if the thread has a state already
-    /// (another `Thread`, or [`arm`]).
+    /// (another `Thread`, or [`arm`]); [`Error::OutOfMemory`] if the kernel
+    /// refuses the memory for it.
     pub fn new() -> Result<Thread, Error> {
         if own_state().is_some() {
             return Err(Error::AlreadyManaged);
@@ -290,11 +292,7 @@ impl Thread {
             _ => arm_installed(state, PR_SYS_DISPATCH_EXCLUSIVE_ON, allowed_region()),
         };
         if let Err(error) = armed {
-            let errno = match error {
-                Error::Os(errno) => errno,
-                _ => crate::error::Errno::EAGAIN,
-            };
-            start.report(errno.to_syscall_result() as i32);
+            start.report(error.guest_errno().to_syscall_result() as i32);
             return Err(error);
         }
         let tid = sys::gettid();

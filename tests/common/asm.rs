@@ -9,12 +9,12 @@
 use super::guest::FAKE_PPID;
 use super::signals::KernelSigaction;
 use linux_raw_sys::general::{
-    __NR_clone, __NR_clone3, __NR_execve, __NR_execveat, __NR_exit, __NR_exit_group, __NR_getppid,
-    __NR_nanosleep, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_vfork, AT_FDCWD, CLONE_VFORK,
-    CLONE_VM, SIGCHLD, SIGUSR1, clone_args, kernel_sigset_t,
+    __NR_clone, __NR_clone3, __NR_execve, __NR_execveat, __NR_exit, __NR_exit_group, __NR_futex,
+    __NR_getppid, __NR_nanosleep, __NR_rt_sigaction, __NR_rt_sigprocmask, __NR_vfork, AT_FDCWD,
+    CLONE_VFORK, CLONE_VM, FUTEX_WAIT, SIGCHLD, SIGUSR1, clone_args, kernel_sigset_t,
 };
 use std::mem::{offset_of, size_of};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 core::arch::global_asm!(
     include_str!("guest.s"),
@@ -58,6 +58,10 @@ core::arch::global_asm!(
     V_ARGV = const offset_of!(VforkTest, argv),
     V_ENVP = const offset_of!(VforkTest, envp),
     SIGSET_SIZE = const size_of::<kernel_sigset_t>(),
+    NR_FUTEX = const __NR_futex,
+    FUTEX_WAIT = const FUTEX_WAIT,
+    P_PPID = const offset_of!(Parked, ppid),
+    P_RELEASE = const offset_of!(Parked, release),
     ENTRY = sym sud_entry,
 );
 
@@ -66,6 +70,12 @@ unsafe extern "C" {
     pub fn guest_fork(nr: u64, a1: u64, a2: u64) -> i64;
     pub fn guest_vfork_exec(test: *const VforkTest) -> i64;
     pub fn guest_syscall2_at(rsp: u64, nr: u64, a1: u64, a2: u64) -> i64;
+    pub fn guest_clone_parked(
+        flags: u64,
+        stack_top: u64,
+        child_tid: *const AtomicU32,
+        p: *const Parked,
+    ) -> i64;
     pub fn guest_vfork_sigaction(act: *const KernelSigaction) -> i64;
     pub fn entry_clone(flags: u64, stack_top: u64, child_tid: *mut u32, marker: *mut u64) -> i64;
     pub fn entry_with_pending_x87() -> u64;
@@ -106,4 +116,12 @@ pub struct VforkTest {
     pub argv: *const *const u8,
     pub envp: *const *const u8,
     pub mask: u64,
+}
+
+/// guest_clone_parked's report: the child's getppid, and the word it waits
+/// on until it is non-zero.
+#[repr(C)]
+pub struct Parked {
+    pub ppid: AtomicU64,
+    pub release: *const AtomicU32,
 }

@@ -245,3 +245,42 @@ guest_vfork_exec:
     syscall
     ud2
     .size guest_vfork_exec, . - guest_vfork_exec
+
+# extern "C" fn guest_clone_parked(flags, stack_top, child_tid, p: *const Parked) -> i64:
+# clone(flags, stack_top, NULL, child_tid, 0); the child stores its getppid
+# (trapped: FAKE_PPID) in p.ppid, waits (futex) until *p.release is non-zero,
+# and exits with the thread exit syscall.
+    .globl guest_clone_parked
+    .type guest_clone_parked, @function
+guest_clone_parked:
+    push r15
+    mov r15, rcx                        # the report, in a register the child keeps
+    mov eax, {NR_CLONE}
+    mov r10, rdx                        # clone(flags, stack, NULL, child_tid, 0)
+    xor edx, edx
+    xor r8d, r8d
+    syscall
+    test rax, rax
+    jz 1f
+    pop r15                             # the parent: the child's tid, or -errno
+    ret
+1:
+    mov eax, {NR_GETPPID}
+    syscall
+    mov [r15 + {P_PPID}], rax
+2:
+    mov rdi, [r15 + {P_RELEASE}]
+    cmp dword ptr [rdi], 0
+    jne 3f
+    mov eax, {NR_FUTEX}                 # futex(release, FUTEX_WAIT, 0, NULL)
+    mov esi, {FUTEX_WAIT}
+    xor edx, edx
+    xor r10d, r10d
+    syscall
+    jmp 2b
+3:
+    mov eax, {NR_EXIT}
+    xor edi, edi
+    syscall                             # the thread ends
+    ud2
+    .size guest_clone_parked, . - guest_clone_parked

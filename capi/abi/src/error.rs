@@ -18,6 +18,8 @@ pub const SUD_ERR_UNKNOWN: c_int = -4098;
 pub const SUD_ERR_NOT_INSTALLED: c_int = -4099;
 /// `SUD_ERR_ALREADY_MANAGED`: [`Error::AlreadyManaged`].
 pub const SUD_ERR_ALREADY_MANAGED: c_int = -4100;
+/// `SUD_ERR_OUT_OF_MEMORY`: [`Error::OutOfMemory`].
+pub const SUD_ERR_OUT_OF_MEMORY: c_int = -4101;
 
 /// The status code of `error`.
 pub fn code(error: Error) -> c_int {
@@ -26,6 +28,7 @@ pub fn code(error: Error) -> c_int {
         Error::NoInclusiveMode => SUD_ERR_NO_INCLUSIVE_MODE,
         Error::NotInstalled => SUD_ERR_NOT_INSTALLED,
         Error::AlreadyManaged => SUD_ERR_ALREADY_MANAGED,
+        Error::OutOfMemory => SUD_ERR_OUT_OF_MEMORY,
         Error::Os(errno) => -errno.raw(),
         _ => SUD_ERR_UNKNOWN,
     }
@@ -59,6 +62,9 @@ pub extern "C" fn sud_strerror(status: c_int) -> *const c_char {
         }
         SUD_ERR_ALREADY_MANAGED => {
             c"this thread already has a sud state (a sud_thread, or sud_arm): free or disarm it first"
+        }
+        SUD_ERR_OUT_OF_MEMORY => {
+            c"sud has no memory for another thread's state (out of memory or address space)"
         }
         SUD_ERR_UNKNOWN => c"an error this version of sud.h has no code for",
         -4095..=-1 => c"the kernel refused (the status is -errno)",
