@@ -199,7 +199,9 @@ fn unarmed_thread_fault_goes_to_host_handler() {
                 SELECTOR.allow();
                 sud::disarm().unwrap();
             });
-            while !GO.load(Ordering::SeqCst) {}
+            while !GO.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
             let h = std::thread::spawn(|| unsafe { rv_fault() });
             let r = h.join();
             DONE.store(true, Ordering::SeqCst);
@@ -415,7 +417,9 @@ fn unarmed_host_handler_flips_global_selector() {
                 sud::disarm().unwrap();
                 (guest_call, host_call, sel)
             });
-            while !GO.load(Ordering::SeqCst) {}
+            while !GO.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
             std::thread::spawn(|| unsafe {
                 libc::syscall(
                     libc::SYS_tgkill,
