@@ -15,7 +15,6 @@ use crate::kernel::sigaction::{ALL_BUT_SIGSYS, SIGSET_SIZE};
 use crate::kernel::stack::{AtomicStack, RED_ZONE, disabled_stack};
 use crate::kernel::{Registers, UContext};
 use crate::region::sud_restorer;
-use crate::reissue::altstack::SET_ALTSTACK_STUB_DEPTH;
 use crate::reissue::tasks::{NEW_THREAD_TICKET_DEPTH, VforkParent};
 use crate::signals::on_signal;
 use crate::thread::arena::SLOTS_RETURNED;
@@ -89,7 +88,6 @@ global_asm!(
     FRAME_SIZE = const size_of::<DirectFrame>(),
     ENTRY_CONTINUE_SLOT = const ENTRY_CONTINUE_SLOT,
     NEW_THREAD_TICKET_DEPTH = const NEW_THREAD_TICKET_DEPTH,
-    SET_ALTSTACK_STUB_DEPTH = const SET_ALTSTACK_STUB_DEPTH,
     FRAME_WORD = const offset_of!(DirectFrame, word),
     REGS_RAX = const offset_of!(Registers, rax),
     REGS_RBX = const offset_of!(Registers, rbx),

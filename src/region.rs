@@ -32,6 +32,13 @@ use crate::sys::raw;
 use core::ops::Range;
 
 unsafe extern "C" {
+    /// `asm/x86_64/on_stack.s`: calls `function(arg)` with RSP at
+    /// `stack_end` (rounded down to 16 bytes), back on this stack after.
+    pub(crate) fn sud_call_on_stack(
+        arg: *mut core::ffi::c_void,
+        function: unsafe extern "C" fn(*mut core::ffi::c_void),
+        stack_end: u64,
+    );
     /// Trampoline with the `syscall` instruction's own registers.
     static sud_syscall: u8;
     /// The restorer: `mov rax, 15; syscall`.
@@ -40,8 +47,6 @@ unsafe extern "C" {
     static sud_reissue: u8;
     /// Reissue stub for a guest's rt_sigreturn.
     static sud_reissue_sigreturn: u8;
-    /// Installs an alternate stack after rt_sigreturn.
-    static sud_reissue_set_altstack: u8;
     /// Reissue stubs running a syscall with a copy of its signal mask
     /// (the argument in one register, behind a pair, or in io_uring's struct).
     static sud_reissue_mask_rdi: u8;
@@ -86,7 +91,6 @@ pub(crate) mod addr {
         sud_restorer,
         sud_reissue,
         sud_reissue_sigreturn,
-        sud_reissue_set_altstack,
         sud_reissue_mask_rdi,
         sud_reissue_mask_r10,
         sud_reissue_mask_r8,

@@ -166,47 +166,6 @@ sud_reissue_mask_uring_arg:
     .cfi_endproc
     .size sud_reissue_mask_uring_arg, . - sud_reissue_mask_uring_arg
 
-# sud_reissue_set_altstack: a guest's sigaltstack, already answered by the
-# dispatcher (RAX = 0); what is left is to install the alternate stack it
-# chose, which cannot be done from the SIGSYS handler while it runs on the
-# current one.  R11 = the stack_t to install; the dispatcher validated it,
-# so sigaltstack(R11, NULL) succeeds, with this stub's RSP where the
-# dispatcher judged it (the kernel refuses a change while RSP is on the
-# stack in use): SET_ALTSTACK_STUB_DEPTH below the guest's.  The return
-# address, the guest's registers the syscall takes and its result wait in
-# that frame, below the red zone.
-.if {SET_ALTSTACK_STUB_DEPTH} < {RED_ZONE} + 4 * 8
-    .error "sud_reissue_set_altstack: its frame does not fit below the red zone"
-.endif
-    .globl sud_reissue_set_altstack
-    .type sud_reissue_set_altstack, @function
-    .p2align 4
-sud_reissue_set_altstack:
-    .cfi_startproc
-    .cfi_def_cfa_offset 0
-    .cfi_register rip, rcx
-    lea rsp, [rsp - {SET_ALTSTACK_STUB_DEPTH}]
-    .cfi_adjust_cfa_offset {SET_ALTSTACK_STUB_DEPTH}
-    mov [rsp + 24], rcx
-    .cfi_offset rip, 24 - {SET_ALTSTACK_STUB_DEPTH}
-    mov [rsp + 16], rdi
-    mov [rsp + 8], rsi
-    mov [rsp], rax
-    mov rdi, r11
-    xor esi, esi
-    mov eax, {NR_SIGALTSTACK}
-    syscall
-    mov rax, [rsp]                      # mov and lea keep the flags the kernel restored
-    mov rsi, [rsp + 8]
-    mov rdi, [rsp + 16]
-    mov rcx, [rsp + 24]
-    .cfi_register rip, rcx
-    lea rsp, [rsp + {SET_ALTSTACK_STUB_DEPTH}]
-    .cfi_adjust_cfa_offset -{SET_ALTSTACK_STUB_DEPTH}
-    jmp rcx
-    .cfi_endproc
-    .size sud_reissue_set_altstack, . - sud_reissue_set_altstack
-
 # sud_reissue_sigreturn: a guest's own rt_sigreturn (the restorer of a handler
 # outside the allowed region), RAX = rt_sigreturn.  It needs the guest's RSP
 # exactly, since the frame it reinstalls lies there, and it never returns;

@@ -10,6 +10,7 @@ use super::outcome::{Settled, carry_out, leave_host_code};
 use crate::callback::{Action, Syscall, decide, redirect};
 use crate::kernel::Registers;
 use crate::kernel::stack::{disabled_stack, stack_t};
+use crate::region::sud_call_on_stack;
 use crate::reissue::continuation::Interrupted;
 use crate::selector::{HostScope, Selector};
 use crate::sys;
@@ -19,7 +20,7 @@ use crate::thread::state::ThreadState;
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 use linux_raw_sys::general::{
-    __NR_arch_prctl, __NR_clone, __NR_clone3, __NR_rt_sigprocmask, __NR_sigaltstack,
+    __NR_arch_prctl, __NR_clone, __NR_clone3, __NR_rt_sigprocmask, __NR_rt_sigreturn,
 };
 
 /// The frame `sud_entry` and the redirect stubs build: the guest's
@@ -59,16 +60,6 @@ fn run_redirect(regs: &mut Registers, state: &'static ThreadState) -> usize {
     // The callback answers Redirect only when one is installed (`decide`).
     let redirect = redirect().expect("a redirect function is installed");
     redirect(&mut Syscall::direct(regs, state))
-}
-
-unsafe extern "C" {
-    /// `asm/x86_64/on_stack.s`: calls `function(arg)` with RSP at
-    /// `stack_end` (rounded down to 16 bytes), back on this stack after.
-    fn sud_call_on_stack(
-        arg: *mut c_void,
-        function: unsafe extern "C" fn(*mut c_void),
-        stack_end: u64,
-    );
 }
 
 /// What [`redirect_on_stack`] is given across the stack switch.
@@ -139,7 +130,7 @@ pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
     } else {
         0
     };
-    let altstack: stack_t = if reissue && nr == __NR_sigaltstack {
+    let altstack: stack_t = if reissue && nr == __NR_rt_sigreturn {
         sys::sigaltstack(None).unwrap_or(disabled_stack())
     } else {
         disabled_stack()

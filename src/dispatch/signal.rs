@@ -37,7 +37,7 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
     if uc_ref.uc_mcontext.regs.rax as u32 == __NR_rt_sigreturn {
         // A guest's own restorer, outside the region: run it natively with
         // the guest's RSP, where its frame lies.  No callback can do better.
-        guest_sigreturn(state, &uc_ref.uc_mcontext.regs);
+        guest_sigreturn(state, &uc_ref.uc_mcontext.regs, &uc_ref.uc_stack);
         uc_ref.uc_mcontext.regs.rip = addr::sud_reissue_sigreturn() as u64;
         return;
     }

@@ -48,7 +48,7 @@ pub(crate) const SS_MODE: i32 = (SS_ONSTACK | SS_DISABLE) as i32;
 
 /// A `stack_t` that several threads read and write, laid out as the kernel's,
 /// so that its address can be handed to `sigaltstack` as it is (the task
-/// and reissue stubs do).  Each field is read and written whole.
+/// stubs do).  Each field is read and written whole.
 #[repr(C)]
 pub(crate) struct AtomicStack {
     sp: AtomicPtr<core::ffi::c_void>,
@@ -87,11 +87,6 @@ impl AtomicStack {
         self.sp.store(stack.ss_sp, Ordering::Relaxed);
         self.flags.store(stack.ss_flags, Ordering::Relaxed);
         self.size.store(stack.ss_size, Ordering::Relaxed);
-    }
-
-    /// Its address, as a `stack_t` the kernel reads.
-    pub fn as_ptr(&self) -> *const stack_t {
-        (self as *const AtomicStack).cast()
     }
 }
 

@@ -1,103 +1,125 @@
-//! A guest's sigaltstack on a managed thread: answered by the runtime, which
-//! must keep finding the thread's state from its signal frames, and
-//! installed by `sud_reissue_set_altstack` once the handler is off the
-//! stack in use.
+//! A guest's sigaltstack on a managed thread, virtual: sud's own alternate
+//! stack stays installed in the kernel (every signal frame lands on it, so
+//! the thread's state is always found from the frame), and the guest's is
+//! kept in its state, where `signals` runs its SA_ONSTACK handlers on it.
+//! What the kernel's `do_sigaltstack` checks and answers is done here, on
+//! the guest's stack pointer: SS_ONSTACK, EPERM while on it, SS_AUTODISARM.
 
 use super::continuation::{Continuation, Interrupted};
 use crate::error::Errno;
-use crate::kernel::stack::{AtomicStack, RED_ZONE, SS_MODE, disabled_stack, is_on, stack_t};
-use crate::region::addr;
+use crate::kernel::stack::{SS_MODE, disabled_stack, is_on, stack_t};
 use crate::sys::{self, guest_memory};
-use crate::thread::guest_altstacks::remember_guest_altstack;
 use crate::thread::state::ThreadState;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use linux_raw_sys::auxvec::AT_MINSIGSTKSZ;
 use linux_raw_sys::general::{MINSIGSTKSZ, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK};
 
-/// How far below the guest's RSP `sud_reissue_set_altstack` makes its
-/// sigaltstack: the red zone, then its frame (the return address and three
-/// registers), which it makes with this one number.
-pub(crate) const SET_ALTSTACK_STUB_DEPTH: u64 = RED_ZONE as u64 + 4 * 8;
+const AUTODISARM: i32 = SS_AUTODISARM as i32;
 
-/// sigaltstack(ss, old_ss) for a managed thread.  The guest's own stack is
-/// honoured: installed for real, so its handlers and sud's run on it, and
-/// recorded so that the runtime still finds the thread's state.  Without
-/// one, the thread's own stack is installed and the guest sees none.  The
-/// dispatcher answers (every check the kernel makes, against the alternate
-/// stack really in use); `sud_reissue_set_altstack` installs the new stack
-/// once the handler is off the current one.
+/// The guest's alternate stack as the kernel would hold it (`sas_ss_*`):
+/// size 0 when it has none.
+pub(crate) fn guest_altstack(state: &ThreadState) -> stack_t {
+    let stack = state.guest.altstack.load();
+    if stack.ss_size == 0 && stack.ss_flags == 0 {
+        disabled_stack()
+    } else {
+        stack
+    }
+}
+
+/// The kernel's `on_sig_stack`: never with SS_AUTODISARM.
+pub(crate) fn on_guest_altstack(stack: &stack_t, sp: u64) -> bool {
+    stack.ss_flags & AUTODISARM == 0 && stack.ss_size != 0 && is_on(stack, sp)
+}
+
+/// What sigaltstack reads back at `sp` (`sas_ss_flags` and SS_AUTODISARM).
+fn read_back(stack: &stack_t, sp: u64) -> stack_t {
+    let mode = if stack.ss_size == 0 {
+        SS_DISABLE as i32
+    } else if on_guest_altstack(stack, sp) {
+        SS_ONSTACK as i32
+    } else {
+        0
+    };
+    stack_t {
+        ss_flags: mode | (stack.ss_flags & AUTODISARM),
+        ..*stack
+    }
+}
+
+/// The kernel's `do_sigaltstack(new, sp)` on the guest's virtual stack:
+/// for a trapped sigaltstack, and for what a guest handler's return (its
+/// frame's `uc_stack`) puts back.
+pub(crate) fn set_guest_altstack(state: &ThreadState, new: &stack_t, sp: u64) -> Result<(), Errno> {
+    let current = guest_altstack(state);
+    if on_guest_altstack(&current, sp) {
+        return Err(Errno::EPERM);
+    }
+    let mode = new.ss_flags & !AUTODISARM;
+    if mode != 0 && mode != SS_ONSTACK as i32 && mode != SS_DISABLE as i32 {
+        return Err(Errno::EINVAL);
+    }
+    if *new == current {
+        return Ok(());
+    }
+    let stored = if mode == SS_DISABLE as i32 {
+        stack_t {
+            ss_sp: core::ptr::null_mut(),
+            ss_flags: new.ss_flags,
+            ss_size: 0,
+        }
+    } else if (new.ss_size as usize) < min_altstack_size() {
+        return Err(Errno::ENOMEM);
+    } else {
+        *new
+    };
+    state.guest.altstack.store(&stored);
+    Ok(())
+}
+
+/// What a signal's delivery does to the guest's alternate stack: gives the
+/// one to save in the frame's `uc_stack`, and disarms it (SS_AUTODISARM).
+pub(crate) fn deliver(state: &ThreadState) -> stack_t {
+    let saved = guest_altstack(state);
+    if saved.ss_flags & AUTODISARM != 0 {
+        state.guest.altstack.store(&disabled_stack());
+    }
+    saved
+}
+
+/// What rt_sigreturn does with a frame's `uc_stack`, `sp` the stack pointer
+/// it resumes with: as `restore_altstack`, errors ignored.
+pub(crate) fn restore(state: &ThreadState, saved: &stack_t, sp: u64) {
+    let _ = set_guest_altstack(state, saved, sp);
+}
+
+/// sigaltstack(ss, old_ss) for a managed thread: answered on the virtual
+/// stack, at the guest's RSP.
 pub(crate) fn sigaltstack(state: &ThreadState, at: &mut Interrupted<'_>) -> Continuation {
     let regs = &*at.regs;
     let (ss, old_ss, rsp) = (regs.rdi as usize, regs.rsi as usize, regs.rsp);
-    let guest = state.guest.altstack.load();
-    let old = if guest.ss_size == 0 {
-        disabled_stack()
-    } else {
-        let onstack = if is_on(&guest, rsp) {
-            SS_ONSTACK as i32
-        } else {
-            0
-        };
-        stack_t {
-            ss_flags: onstack | (guest.ss_flags & SS_AUTODISARM as i32),
-            ..guest
-        }
-    };
-    let mut install = None;
+    let old = read_back(&guest_altstack(state), rsp);
     if ss != 0 {
         let new: stack_t = match guest_memory::read(ss) {
             Ok(new) => new,
             Err(errno) => return Continuation::Done(errno.to_syscall_result()),
         };
-        // The stack really in use, as the kernel will judge it.
-        let real = at.altstack;
-        let autodisarm = real.ss_flags & SS_AUTODISARM as i32 != 0;
-        // The stub's own RSP too, where the kernel will look: a guest just
-        // above the stack gets EPERM rather than a stack never installed.
-        let stub_rsp = rsp.wrapping_sub(SET_ALTSTACK_STUB_DEPTH);
-        if !autodisarm && (is_on(real, rsp) || is_on(real, stub_rsp)) {
-            return Continuation::Done(Errno::EPERM.to_syscall_result());
+        if let Err(errno) = set_guest_altstack(state, &new, rsp) {
+            return Continuation::Done(errno.to_syscall_result());
         }
-        let mode = new.ss_flags & !(SS_AUTODISARM as i32);
-        if mode != 0 && mode != SS_ONSTACK as i32 && mode != SS_DISABLE as i32 {
-            return Continuation::Done(Errno::EINVAL.to_syscall_result());
-        }
-        if mode != SS_DISABLE as i32 && (new.ss_size as usize) < min_altstack_size() {
-            return Continuation::Done(Errno::ENOMEM.to_syscall_result());
-        }
-        install = Some(new);
     }
     if old_ss != 0 && guest_memory::write(old_ss, &old).is_err() {
         return Continuation::Done(Errno::EFAULT.to_syscall_result());
     }
-    let Some(new) = install else {
-        return Continuation::Done(0);
-    };
-    let real = if new.ss_flags & SS_MODE == SS_DISABLE as i32 {
-        // The guest's stack stays on record until a later one replaces it:
-        // a frame may still land on it before the stub switches.
-        state.guest.altstack.store(&AtomicStack::new().load());
-        state.task.altstack.load()
-    } else {
-        let (low, high) = (
-            new.ss_sp as usize,
-            new.ss_sp as usize + new.ss_size as usize,
-        );
-        if !remember_guest_altstack(state, low, high) {
-            return Continuation::Done(Errno::ENOMEM.to_syscall_result());
-        }
-        let new = stack_t {
-            ss_flags: new.ss_flags & SS_AUTODISARM as i32,
-            ..new
-        };
-        state.guest.altstack.store(&new);
-        new
-    };
-    state.task.pending_altstack.store(&real);
-    at.regs.rax = 0;
-    Continuation::Stub {
-        entry: addr::sud_reissue_set_altstack(),
-        r11: state.task.pending_altstack.as_ptr() as u64,
+    Continuation::Done(0)
+}
+
+/// The stack to put in a frame the kernel will reinstall from: `real`
+/// (what the kernel saved), its mode bits dropped.
+pub(crate) fn as_installed(real: &stack_t) -> stack_t {
+    stack_t {
+        ss_flags: real.ss_flags & !SS_MODE,
+        ..*real
     }
 }
 

@@ -7,8 +7,8 @@
 //!   from stubs that arm every child and give a new thread its own state;
 //! - [`sigstate`]: rt_sigprocmask, rt_sigaction and a guest's own
 //!   rt_sigreturn, whose masks must never really block SIGSYS;
-//! - [`altstack`]: sigaltstack, which must leave sud able to find the
-//!   thread's state;
+//! - [`altstack`]: sigaltstack, virtual: sud's own alternate stack stays
+//!   installed;
 //! - [`masked_waits`]: the waits that take a signal mask of their own;
 //! - [`continuation`]: what these work on, and how the guest goes on.
 
@@ -46,7 +46,7 @@ pub(crate) fn plan(state: &'static ThreadState, mut at: Interrupted<'_>) -> Cont
     match at.regs.rax as u32 {
         __NR_rt_sigreturn => {
             // The callback turned this into an rt_sigreturn: it needs RSP as is.
-            sigstate::guest_sigreturn(state, at.regs);
+            sigstate::guest_sigreturn(state, at.regs, at.altstack);
             Continuation::Stub {
                 entry: addr::sud_reissue_sigreturn(),
                 r11: at.regs.r11,

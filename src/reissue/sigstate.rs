@@ -4,10 +4,12 @@
 //! as virtual state it reports back; a guest's own rt_sigreturn has SIGSYS
 //! taken out of the mask its frame reinstalls.
 
+use super::altstack;
 use super::continuation::Interrupted;
 use crate::dispositions::{ACTIONS, record_and_install, records_are_mine};
 use crate::error::Errno;
 use crate::kernel::sigaction::{KernelSigaction, NSIG, SIGSET_SIZE, SIGSYS_BIT, UNBLOCKABLE};
+use crate::kernel::stack::stack_t;
 use crate::kernel::{Registers, UContext};
 use crate::sys::guest_memory;
 use crate::thread::state::ThreadState;
@@ -97,10 +99,24 @@ pub(crate) fn rt_sigaction(regs: &Registers) -> Result<(), Errno> {
 }
 
 /// A guest's own rt_sigreturn: its frame's mask is the one to reinstall,
-/// so SIGSYS goes from it to the virtual mask.  RSP points at the frame's
+/// so SIGSYS goes from it to the virtual mask; its alternate stack is the
+/// guest's to have back (virtual), and `installed` (sud's, as the kernel
+/// holds it now) what the kernel reinstalls.  RSP points at the frame's
 /// ucontext (the handler's `ret` took the restorer address off the stack).
-pub(crate) fn guest_sigreturn(state: &ThreadState, regs: &Registers) {
-    let mask_at = regs.rsp as usize + offset_of!(UContext, uc_sigmask);
+pub(crate) fn guest_sigreturn(state: &ThreadState, regs: &Registers, installed: &stack_t) {
+    let frame = regs.rsp as usize;
+    if !state.is_global() {
+        let stack_at = frame + offset_of!(UContext, uc_stack);
+        let rsp_at = frame + offset_of!(UContext, uc_mcontext.regs.rsp);
+        if let (Ok(saved), Ok(rsp)) = (
+            guest_memory::read::<stack_t>(stack_at),
+            guest_memory::read::<u64>(rsp_at),
+        ) {
+            altstack::restore(state, &saved, rsp);
+            let _ = guest_memory::write(stack_at, &altstack::as_installed(installed));
+        }
+    }
+    let mask_at = frame + offset_of!(UContext, uc_sigmask);
     // An unreadable frame is for rt_sigreturn itself to fail on.
     if let Ok(mask) = guest_memory::read::<u64>(mask_at) {
         state

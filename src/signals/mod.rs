@@ -14,9 +14,11 @@
 //!   handler or the one sud replaced, as the kernel would ([`foreign_sigsys`]).
 //!
 //! Every handler sud installs runs on the thread's alternate signal stack
-//! when it has one (SA_ONSTACK).
+//! when it has one (SA_ONSTACK); guest handlers go on the guest's own,
+//! virtual, alternate stack from there ([`guest_stack`]).
 
 pub(crate) mod foreign_sigsys;
+pub(crate) mod guest_stack;
 pub(crate) mod install;
 pub(crate) mod run;
 

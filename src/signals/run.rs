@@ -1,35 +1,14 @@
 //! Calling an application's handler as the kernel would, and a guest's
 //! handler as guest code.
 
+use super::guest_stack::call_guest_handler;
+pub(crate) use super::guest_stack::call_handler;
 use crate::kernel::sigaction::{KernelSigaction, SIGSYS_BIT, sigmask};
 use crate::kernel::{SigInfo, UContext};
 use crate::sys;
 use crate::thread::pointers::enter_guest_handler;
 use crate::thread::state::ThreadState;
 use core::sync::atomic::Ordering;
-
-/// A handler with SA_SIGINFO's signature (one without SA_SIGINFO ignores
-/// the last two arguments).
-type SigInfoHandler = unsafe extern "C" fn(i32, *mut SigInfo, *mut UContext);
-
-/// Calls an application's signal handler, as the kernel would.
-///
-/// # Safety
-/// `handler` is a signal handler; the pointers are the live frame's.
-pub(crate) unsafe fn call_handler(
-    handler: usize,
-    signal: i32,
-    info: *mut SigInfo,
-    uc: *mut UContext,
-) {
-    // SAFETY: with SA_SIGINFO the handler takes all three arguments; without
-    // it takes one, and ignores the registers holding the other two, which
-    // is how the kernel calls it too.
-    unsafe {
-        let f: SigInfoHandler = core::mem::transmute(handler);
-        f(signal, info, uc);
-    }
-}
 
 /// Runs a guest handler as guest code: selector BLOCK, its virtual mask in
 /// `uc_sigmask`, and on return what its restorer's rt_sigreturn would do to
@@ -63,7 +42,7 @@ pub(crate) unsafe fn run_guest_handler(
             // SAFETY: guest handlers are guest code.
             selector.block();
         }
-        call_handler(guest.handler, signal, info, uc);
+        call_guest_handler(state, guest, signal, info, uc);
         blocks_sigsys.store((*uc).uc_sigmask & SIGSYS_BIT != 0, Ordering::Relaxed);
         (*uc).uc_sigmask &= !SIGSYS_BIT;
     }

@@ -3,10 +3,9 @@
 //! [`ThreadState`].  Every handler sud installs runs on the alternate stack,
 //! so a signal frame lies in the thread's slot and the state is found from
 //! the frame's address by arithmetic: no syscall, no FS or GS, no memory
-//! sud does not own.  Frames on a guest's own alternate stack are found
-//! through [`guest_altstacks`](super::guest_altstacks).
+//! sud does not own.  A guest's own alternate stack is virtual, never
+//! installed, so no frame lands elsewhere.
 
-use super::guest_altstacks::{forget_guest_altstacks, owner_of};
 use super::state::{CLAIMED, DEAD, GENERATION, GLOBAL, LIVE, STATUS, ThreadState};
 use crate::error::{Errno, Error};
 use crate::kernel::UContext;
@@ -15,6 +14,7 @@ use crate::selector::Selector;
 use crate::sys;
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use linux_raw_sys::general::SS_AUTODISARM;
 
 // The arena: up to MAX_SLOTS slots of SLOT_SIZE bytes, reserved once
 // (PROT_NONE, MAP_NORESERVE: address space only, 128 GiB of the 128 TiB a
@@ -231,7 +231,6 @@ fn take_fresh(arena: usize, slots: usize) -> Result<Option<&'static ThreadState>
 /// atomic stores: other threads may be looking at the state while they
 /// search for a free slot.
 fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
-    forget_guest_altstacks(state);
     state.task.reset();
     state.guest.reset();
     state.pointers.reset();
@@ -243,7 +242,9 @@ fn prepare(state: &'static ThreadState, base: usize) -> &'static ThreadState {
     state.use_own_selector();
     state.task.altstack.store(&stack_t {
         ss_sp: (base + PAGE) as *mut core::ffi::c_void,
-        ss_flags: 0,
+        // Disarmed as each signal is delivered and put back by its
+        // rt_sigreturn: sud may move it while it runs on it (`signals`).
+        ss_flags: SS_AUTODISARM as i32,
         ss_size: ALTSTACK_SIZE as u64,
     });
     set_status(state, LIVE);
@@ -263,7 +264,6 @@ fn set_status(state: &ThreadState, status: u64) {
 /// calls it, while the slot cannot be claimed (its status LIVE, and an error
 /// `clone_result` not yet stored).
 pub(crate) fn release(state: &ThreadState) {
-    forget_guest_altstacks(state);
     set_status(state, DEAD);
     slot_returned();
 }
@@ -325,7 +325,7 @@ pub(crate) fn current(uc: &UContext) -> &'static ThreadState {
     if arena.contains(&frame) {
         return state_of_slot(arena.start + (frame - arena.start) / SLOT_SIZE * SLOT_SIZE);
     }
-    owner_of(frame).unwrap_or(&GLOBAL)
+    &GLOBAL
 }
 
 // A state fits the page its slot gives it.

@@ -5,8 +5,6 @@
 //!   every thread sud does not manage, whose selector is `sud_selector`;
 //! - [`arena`]: the slots that hold each managed thread's state and
 //!   alternate signal stack, and finding a state from a signal frame;
-//! - [`guest_altstacks`]: the guest alternate stacks, mapped back to their
-//!   thread's state;
 //! - [`pointers`]: host code runs with the host's thread pointers;
 //! - [`spawn`]: host threads for guest threads, opt-in.
 //!
@@ -16,7 +14,6 @@
 //! `sud::arm` uses the global one.
 
 pub(crate) mod arena;
-pub(crate) mod guest_altstacks;
 pub(crate) mod pointers;
 pub(crate) mod spawn;
 pub(crate) mod state;

@@ -90,8 +90,6 @@ fresh_struct! {
         pub resume: AtomicU64 = AtomicU64::new(0),
         /// The alternate signal stack a new thread installs: its slot's.
         pub altstack: AtomicStack = AtomicStack::new(),
-        /// The alternate stack `sud_reissue_set_altstack` installs.
-        pub pending_altstack: AtomicStack = AtomicStack::new(),
         /// The signal mask the guest made the creating clone under, which the
         /// new thread takes once it is set up (a sigset).
         pub clone_mask: AtomicU64 = AtomicU64::new(0),
@@ -139,9 +137,12 @@ fresh_struct! {
     pub(crate) struct GuestSignals {
         /// The guest believes it blocked SIGSYS (it never really is).
         pub blocks_sigsys: AtomicBool = AtomicBool::new(false),
-        /// The guest's own alternate signal stack as it set it (flags: its
-        /// SS_AUTODISARM alone); size 0 when it has none.
+        /// The guest's own alternate signal stack as it set it, virtual
+        /// (`reissue::altstack`); size 0 when it has none.
         pub altstack: AtomicStack = AtomicStack::new(),
+        /// The guest alternate stack a guest handler sud entered on it runs
+        /// on (the outermost such handler); size 0 when none does.
+        pub running_on: AtomicStack = AtomicStack::new(),
     }
 }
 
