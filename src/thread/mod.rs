@@ -18,6 +18,7 @@
 pub(crate) mod arena;
 pub(crate) mod guest_altstacks;
 pub(crate) mod pointers;
+pub(crate) mod site;
 pub(crate) mod spawn;
 pub(crate) mod state;
 
