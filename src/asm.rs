@@ -11,6 +11,7 @@
 
 use crate::dispatch::direct::{DirectFrame, ENTRY_CONTINUE_SLOT, entry_dispatch, redirect_run};
 use crate::dispatch::signal::dispatch;
+use crate::dispatch::site::site_dispatch;
 use crate::kernel::sigaction::{ALL_BUT_SIGSYS, SIGSET_SIZE};
 use crate::kernel::stack::{AtomicStack, RED_ZONE, disabled_stack};
 use crate::kernel::{Registers, UContext};
@@ -39,6 +40,7 @@ global_asm!(
     include_str!("../asm/x86_64/reissue.s"),
     include_str!("../asm/x86_64/tasks.s"),
     include_str!("../asm/x86_64/direct.s"),
+    include_str!("../asm/x86_64/site.s"),
     include_str!("../asm/x86_64/restorer.s"),
     NR_RT_SIGRETURN = const __NR_rt_sigreturn,
     NR_RT_SIGACTION = const __NR_rt_sigaction,
@@ -112,6 +114,7 @@ global_asm!(
     XSAVE_SIZE = sym xsave::XSAVE_SIZE,
     ENTRY_DISPATCH = sym entry_dispatch,
     REDIRECT_RUN = sym redirect_run,
+    SITE_DISPATCH = sym site_dispatch,
 );
 
 // The raw handler entries (ordinary text: they make no syscall).

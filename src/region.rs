@@ -58,6 +58,8 @@ unsafe extern "C" {
     static sud_entry: u8;
     static sud_redirect: u8;
     static sud_redirect_on_stack: u8;
+    /// Where the thunk of a rewritten site goes.
+    static sud_site_entry: u8;
     /// Task stubs: fork-like, vfork-like, new thread, thread exit.
     static sud_reissue_fork: u8;
     static sud_reissue_vfork: u8;
@@ -99,6 +101,7 @@ pub(crate) mod addr {
         sud_entry,
         sud_redirect,
         sud_redirect_on_stack,
+        sud_site_entry,
         sud_reissue_fork,
         sud_reissue_vfork,
         sud_reissue_thread,

@@ -275,4 +275,3 @@ fn spawn_hook_parent_settid_before_child_runs() {
         },
     );
 }
-

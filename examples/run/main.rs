@@ -1,7 +1,7 @@
 //! Runs a static (or static-pie) x86-64 Linux executable as sud's guest,
 //! inside this process, as the kernel would have started it:
 //!
-//!     cargo run --release --example run -- [--trace] [--global] <executable> [args...]
+//!     cargo run --release --example run -- [--trace] [--global] [--rewrite] <executable> [args...]
 //!
 //! The loader maps the executable's PT_LOAD segments (at their addresses
 //! for ET_EXEC, at a base of its choosing for a static-pie; anything with
@@ -13,6 +13,9 @@
 //! `/proc/self/exe`) are answered for the guest.  The guest never comes
 //! back: its `exit_group` ends the process with its status.
 //!
+//! `--rewrite` rewrites the guest image's `mov eax, n; syscall` sites at
+//! their first trap (`sud::rewrite_sites`); `SUD_RUN_COUNTS=1` prints, at
+//! exit_group, how many calls trapped and how many came through such sites.
 //! `--global` arms the first guest thread with the global selector
 //! (`sud::arm`) rather than a `sud::Thread`; threads the guest creates run
 //! on host threads of their own either way (`sud::set_spawn_hook`).
@@ -53,16 +56,21 @@ fn main() {
     let mut args = std::env::args_os().skip(1).peekable();
     let mut trace = false;
     let mut global = false;
-    while let Some(option) = args.next_if(|a| a == "--trace" || a == "--global") {
+    let mut rewrite = false;
+    while let Some(option) = args.next_if(|a| a == "--trace" || a == "--global" || a == "--rewrite")
+    {
+        rewrite |= option == "--rewrite";
         trace |= option == "--trace";
         global |= option == "--global";
     }
     args.next_if(|a| a == "--");
     let Some(path) = args.next().map(PathBuf::from) else {
-        eprintln!("usage: run [--trace] [--global] <static-or-static-pie-executable> [args...]");
+        eprintln!(
+            "usage: run [--trace] [--global] [--rewrite] <static-or-static-pie-executable> [args...]"
+        );
         exit(2);
     };
-    let Err(failure) = start(trace, global, path.clone(), args.collect());
+    let Err(failure) = start(trace, global, rewrite, path.clone(), args.collect());
     match failure {
         Failure::Input(why) => {
             eprintln!("run: {}: {why}", path.display());
@@ -79,6 +87,7 @@ fn main() {
 fn start(
     trace: bool,
     global: bool,
+    rewrite: bool,
     path: PathBuf,
     args: Vec<OsString>,
 ) -> Result<std::convert::Infallible, Failure> {
@@ -133,6 +142,13 @@ fn start(
     // Threads the guest creates run on host threads of their own, with
     // their own thread data for the callback.
     sud::set_spawn_hook(Some(spawn_guest_thread));
+    if rewrite {
+        // The image's hot `mov eax, n; syscall` sites, rewritten at their
+        // first trap: from its first page to its program break.
+        let image_code = image.program_headers & !0xfff..image.break_area.start;
+        sud::rewrite_sites(image_code, sud::Policy::FirstTrap)
+            .map_err(host("cannot rewrite the guest's trap sites"))?;
+    }
     let selector = if global {
         // The global selector, `sud_selector`, for the first thread.
         sud::arm().map_err(host("cannot arm Syscall User Dispatch"))?;

@@ -50,7 +50,22 @@ pub fn setup(exe: &'static CStr, break_area: Range<usize>) {
 }
 
 /// sud's callback: the policy above, then `--trace`'s view of it.
+/// Calls that trapped (0) and that came through rewritten sites (1).
+static COUNTS: [std::sync::atomic::AtomicUsize; 2] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 2];
+
 pub fn on_syscall(call: &mut Syscall) -> Action {
+    // Calls that trapped, and calls through rewritten sites (no siginfo).
+    let through_sites = call.siginfo().is_none();
+    COUNTS[through_sites as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if call.number() == linux_raw_sys::general::__NR_exit_group
+        && std::env::var_os("SUD_RUN_COUNTS").is_some()
+    {
+        let [trapped, sites] = COUNTS
+            .each_ref()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+        eprintln!("run: {trapped} trapped calls, {sites} through rewritten sites");
+    }
     let action = decide(call);
     trace::traced(call, action)
 }

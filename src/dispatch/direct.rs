@@ -113,6 +113,21 @@ fn run_entry_redirect(regs: &mut Registers, state: &'static ThreadState) -> usiz
 /// return-address slot.
 pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
     let state = arena::for_selector(frame.word as *const Selector);
+    // SAFETY: as our caller promises.
+    unsafe { dispatch_direct(frame, state, ENTRY_CONTINUE_SLOT) }
+}
+
+/// The callback decides on the syscall in `frame`, made by the thread of
+/// `state`, and where to go on is left `continue_slot` bytes below the
+/// guest's RSP: `sud_entry`'s and `sud_site_entry`'s shared Rust half.
+///
+/// # Safety
+/// The word `continue_slot` below `frame.regs.rsp` is the entry's to write.
+pub(crate) unsafe fn dispatch_direct(
+    frame: &mut DirectFrame,
+    state: &'static ThreadState,
+    continue_slot: u64,
+) {
     if frame.regs.rax as u32 == __NR_arch_prctl {
         state.pointers.guest_moved.store(true, Ordering::Relaxed);
     }
@@ -166,7 +181,7 @@ pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
         }
     };
     // SAFETY: that word is the caller's return-address slot, ours until we return.
-    unsafe { ((regs.rsp - ENTRY_CONTINUE_SLOT) as *mut u64).write(go_on_at) };
+    unsafe { ((regs.rsp - continue_slot) as *mut u64).write(go_on_at) };
     leave_host_code(host_code, action, resume_allowed);
     guest_pointers.leave();
 }

@@ -8,3 +8,4 @@
 pub(crate) mod direct;
 pub(crate) mod outcome;
 pub(crate) mod signal;
+pub(crate) mod site;

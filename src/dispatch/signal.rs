@@ -41,6 +41,7 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
         uc_ref.uc_mcontext.regs.rip = addr::sud_reissue_sigreturn() as u64;
         return;
     }
+    crate::rewrite::on_trap(info_ref.si_call_addr as usize, uc_ref.uc_mcontext.regs.rax);
     if uc_ref.uc_mcontext.regs.rax as u32 == __NR_arch_prctl {
         state.pointers.guest_moved.store(true, Ordering::Relaxed);
     }

@@ -162,6 +162,7 @@ pub(crate) fn clone(
     let Some(request) = clone_request(nr, regs) else {
         return Continuation::Plain;
     };
+    crate::thread::site::before_clone(state);
     let flags = request.flags;
     if let (Some(top), Some(hook), true) = (
         request.stack_top,

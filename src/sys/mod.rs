@@ -7,6 +7,7 @@
 //! Also here: the public raw syscalls ([`host`], [`guest`]) and reading and
 //! writing guest memory without faulting ([`guest_memory`]).
 
+pub(crate) mod code;
 pub(crate) mod guest_memory;
 pub(crate) mod raw;
 

@@ -15,6 +15,7 @@
 
 pub(crate) mod arena;
 pub(crate) mod pointers;
+pub(crate) mod site;
 pub(crate) mod spawn;
 pub(crate) mod state;
 
