@@ -248,6 +248,10 @@ pub enum Error {
     /// give a state fails with ENOMEM, as a native clone does when the
     /// kernel has no memory for a new task.
     OutOfMemory,
+    /// The kernel does not enable the FSGSBASE instructions (Linux 5.9 on a
+    /// CPU that has them), which rewritten trap sites
+    /// ([`rewrite_sites`](crate::rewrite_sites)) need.
+    NoFsGsBase,
     /// The kernel refused with this errno: EINVAL for arguments it rejects,
     /// EFAULT for a selector that is not a user address, EPERM where arming
     /// is forbidden, and whatever else a syscall on the way returned.
@@ -291,6 +295,9 @@ impl fmt::Display for Error {
             ),
             Error::OutOfMemory => f.write_str(
                 "sud has no memory for another thread's state (out of memory or address space)",
+            ),
+            Error::NoFsGsBase => f.write_str(
+                "the kernel does not enable FSGSBASE (Linux 5.9 and a CPU with it needed)",
             ),
             Error::Os(errno) => write!(f, "the kernel refused: {errno}"),
         }

@@ -14,6 +14,7 @@ pub(crate) mod patch;
 
 use crate::error::{Errno, Error};
 use crate::sys::{code, guest_memory};
+use crate::tp;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use patch::{INT3, jumps_to, make_thunk, write_site};
@@ -100,8 +101,14 @@ fn find_or_insert(site: usize) -> Option<&'static Entry> {
 /// `policy`.  Call it after [`install`](crate::install).  Needs the
 /// membarrier SYNC_CORE command (Linux 4.16) and a writable
 /// `/proc/self/mem`; a site whose thunk cannot be placed within ±2 GiB, or
-/// whose bytes are not the pattern, stays trapped.
+/// whose bytes are not the pattern, stays trapped.  A rewritten site finds
+/// its thread with `rdgsbase`: [`Error::NoFsGsBase`] where the kernel does
+/// not enable FSGSBASE (before Linux 5.9, or a CPU without it).
 pub fn rewrite_sites(range: Range<usize>, policy: Policy) -> Result<(), Error> {
+    tp::init();
+    if !tp::cheap() {
+        return Err(Error::NoFsGsBase);
+    }
     code::register_sync_cores()?;
     drop(code::CodeWriter::open()?);
     let traps = match policy {
