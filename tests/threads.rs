@@ -236,6 +236,53 @@ fn threads_that_exit_armed_give_their_slots_back() {
             }
             let thread = armed_thread();
             assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+            assert_slots_were_taken_back();
         },
+    );
+}
+
+/// Guest threads whose exit runs natively (here the callback redirects it,
+/// and the redirect function makes the exit syscall itself, so sud's exit
+/// stub never runs) leave slots that are taken back: 20,000 of them, one
+/// after another, five times the slots sud first reserves room for.
+#[test]
+fn guest_threads_that_exit_natively_give_their_slots_back() {
+    isolated(
+        "guest_threads_that_exit_natively_give_their_slots_back",
+        Ends::Passing,
+        || {
+            sud::install(|call| {
+                if call.number() == linux_raw_sys::general::__NR_exit {
+                    sud::Action::Redirect
+                } else {
+                    emulate_getppid(call)
+                }
+            })
+            .unwrap();
+            sud::install_redirect(|call| {
+                // SAFETY: this thread ends here, natively, as the guest asked.
+                let _ = unsafe {
+                    sud::host::syscall1(linux_raw_sys::general::__NR_exit, call.args()[0])
+                };
+                unreachable!("exit returned")
+            })
+            .unwrap();
+            let thread = armed_thread();
+            for _ in 0..20_000 {
+                common::threads::run_guest_thread(&thread, false);
+            }
+            assert_slots_were_taken_back();
+        },
+    );
+}
+
+/// Each slot in use is two mappings (its guard page and the rest): 20,000
+/// slots never taken back would be over 40,000 lines in /proc/self/maps.
+fn assert_slots_were_taken_back() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mappings = maps.lines().count();
+    assert!(
+        mappings < 20_000,
+        "{mappings} mappings: the slots were not taken back"
     );
 }
