@@ -18,7 +18,8 @@
 //! exit_group, how many calls trapped and how many came through such sites.
 //! `--global` arms the first guest thread with the global selector
 //! (`sud::arm`) rather than a `sud::Thread`; threads the guest creates run
-//! on host threads of their own either way (`sud::set_spawn_hook`).
+//! on host threads of their own either way (`sud::set_spawn_hook`), unless
+//! `--no-hook`: then they are the guest's own clones, as it made them.
 //! `--trace` prints each guest syscall strace-style on standard error
 //! (`trace.rs`).  Bad input — a missing file, not an ELF executable, a
 //! dynamically linked one, segments where the host already has memory —
@@ -54,23 +55,29 @@ enum Failure {
 
 fn main() {
     let mut args = std::env::args_os().skip(1).peekable();
-    let mut trace = false;
-    let mut global = false;
-    let mut rewrite = false;
-    while let Some(option) = args.next_if(|a| a == "--trace" || a == "--global" || a == "--rewrite")
-    {
-        rewrite |= option == "--rewrite";
+    let (mut trace, mut global, mut rewrite, mut hook) = (false, false, false, true);
+    let options = ["--trace", "--global", "--rewrite", "--no-hook"].map(OsString::from);
+    while let Some(option) = args.next_if(|a| options.contains(a)) {
         trace |= option == "--trace";
         global |= option == "--global";
+        rewrite |= option == "--rewrite";
+        hook &= option != "--no-hook";
     }
     args.next_if(|a| a == "--");
     let Some(path) = args.next().map(PathBuf::from) else {
         eprintln!(
-            "usage: run [--trace] [--global] [--rewrite] <static-or-static-pie-executable> [args...]"
+            "usage: run [--trace] [--global] [--rewrite] [--no-hook] \
+             <static-or-static-pie-executable> [args...]"
         );
         exit(2);
     };
-    let Err(failure) = start(trace, global, rewrite, path.clone(), args.collect());
+    let options = Options {
+        trace,
+        global,
+        rewrite,
+        hook,
+    };
+    let Err(failure) = start(options, path.clone(), args.collect());
     match failure {
         Failure::Input(why) => {
             eprintln!("run: {}: {why}", path.display());
@@ -84,13 +91,25 @@ fn main() {
 }
 
 /// Loads the guest and jumps into it; returns only if that fails.
-fn start(
+/// The command line's options.
+struct Options {
     trace: bool,
     global: bool,
     rewrite: bool,
+    hook: bool,
+}
+
+fn start(
+    options: Options,
     path: PathBuf,
     args: Vec<OsString>,
 ) -> Result<std::convert::Infallible, Failure> {
+    let Options {
+        trace,
+        global,
+        rewrite,
+        hook,
+    } = options;
     let host = |what: &'static str| move |e: sud::Error| Failure::Host(format!("{what}: {e}"));
     if !sud::support().exclusive {
         return Err(Failure::Host(
@@ -141,7 +160,9 @@ fn start(
     sud::install(policy::on_syscall).map_err(host("cannot install the SIGSYS handler"))?;
     // Threads the guest creates run on host threads of their own, with
     // their own thread data for the callback.
-    sud::set_spawn_hook(Some(spawn_guest_thread));
+    if hook {
+        sud::set_spawn_hook(Some(spawn_guest_thread));
+    }
     if rewrite {
         // The image's hot `mov eax, n; syscall` sites, rewritten at their
         // first trap: from its first page to its program break.
