@@ -15,6 +15,7 @@ use crate::kernel::stack::{AtomicStack, RED_ZONE, disabled_stack};
 use crate::kernel::{Registers, UContext};
 use crate::region::sud_restorer;
 use crate::reissue::altstack::SET_ALTSTACK_STUB_DEPTH;
+use crate::reissue::guest_view as view;
 use crate::reissue::tasks::{NEW_THREAD_TICKET_DEPTH, VforkParent};
 use crate::signals::on_signal;
 use crate::thread::spawn::HostContext;
@@ -86,6 +87,20 @@ global_asm!(
     ENTRY_CONTINUE_SLOT = const ENTRY_CONTINUE_SLOT,
     NEW_THREAD_TICKET_DEPTH = const NEW_THREAD_TICKET_DEPTH,
     SET_ALTSTACK_STUB_DEPTH = const SET_ALTSTACK_STUB_DEPTH,
+    REISSUE_END = const view::REISSUE_END,
+    MASK_RDI_END = const view::MASK_RDI_END,
+    MASK_R10_END = const view::MASK_R10_END,
+    MASK_R8_END = const view::MASK_R8_END,
+    PAIR_END = const view::PAIR_END,
+    URING_END = const view::URING_END,
+    FORK_END = const view::FORK_END,
+    VFORK_END = const view::VFORK_END,
+    THREAD_END = const view::THREAD_END,
+    MASK_RETURN = const view::MASK_RETURN,
+    PAIR_RETURN = const view::PAIR_RETURN,
+    URING_RETURN = const view::URING_RETURN,
+    TASK_STATE = const view::TASK_STATE,
+    TASK_RETURN = const view::TASK_RETURN,
     FRAME_WORD = const offset_of!(DirectFrame, word),
     REGS_RAX = const offset_of!(Registers, rax),
     REGS_RBX = const offset_of!(Registers, rbx),

@@ -27,6 +27,17 @@
     jmp rcx
 .endm
 
+# The guest's syscall, in a stub that runs one: a seccomp trap of it is
+# reported at the address after it, which sud's handler recognises as this
+# stub's (src/reissue/guest_view.rs names each offset from the stub's entry
+# and each stub's frame there, and turns the signal frame into the guest's).
+.macro guest_syscall stub, end
+    syscall
+.if . - \stub != \end
+    .error "a stub's guest syscall moved: update its end in src/reissue/guest_view.rs"
+.endif
+.endm
+
 # sud_reissue: every register as the guest had it at its `syscall`, except
 # RCX = the guest's return address (where a native syscall leaves RCX
 # pointing anyway).  The dispatcher writes nothing to the guest's stack:
@@ -48,7 +59,7 @@ sud_reissue:
     push rcx
     .cfi_adjust_cfa_offset 8
     .cfi_offset rip, -8-{RED_ZONE}
-    syscall
+    guest_syscall sud_reissue, {REISSUE_END}
     back_to_guest
     .cfi_endproc
     .size sud_reissue, . - sud_reissue
@@ -58,8 +69,9 @@ sud_reissue:
 # without SIGSYS; the stub keeps it on its own stack (no memory shared with
 # another thread or a nested handler), points REG at it for the syscall (a
 # restart under SA_RESTART reads the same copy), and gives REG the guest's
-# pointer back afterwards; lea and pop keep the flags.
-.macro reissue_mask reg
+# pointer back afterwards; mov and lea keep the flags.  At the syscall the
+# return address is MASK_RETURN above RSP, the guest's REG just below it.
+.macro reissue_mask reg, end
     .globl sud_reissue_mask_\reg
     .type sud_reissue_mask_\reg, @function
     .p2align 4
@@ -77,24 +89,24 @@ sud_reissue_mask_\reg:
     push r11
     .cfi_adjust_cfa_offset 8
     mov \reg, rsp
-    syscall
-    lea rsp, [rsp + 8]
-    .cfi_adjust_cfa_offset -8
-    pop \reg
-    .cfi_adjust_cfa_offset -8
+    guest_syscall sud_reissue_mask_\reg, \end
+    mov \reg, [rsp + {MASK_RETURN} - 8]
+    lea rsp, [rsp + {MASK_RETURN}]
+    .cfi_adjust_cfa_offset -{MASK_RETURN}
     back_to_guest
     .cfi_endproc
     .size sud_reissue_mask_\reg, . - sud_reissue_mask_\reg
 .endm
 
-    reissue_mask rdi                    # rt_sigsuspend
-    reissue_mask r10                    # ppoll
-    reissue_mask r8                     # epoll_pwait, epoll_pwait2, io_uring_enter
+    reissue_mask rdi, {MASK_RDI_END}    # rt_sigsuspend
+    reissue_mask r10, {MASK_R10_END}    # ppoll
+    reissue_mask r8, {MASK_R8_END}      # epoll_pwait, epoll_pwait2, io_uring_enter
 
 # sud_reissue_mask_pair: as sud_reissue_mask_REG for pselect6 and
 # io_pgetevents, whose sixth argument (R9) points to a (mask pointer, size)
 # pair: the stub builds the mask, then the pair pointing to it, on its own
-# stack.
+# stack.  At the syscall the return address is PAIR_RETURN above RSP, the
+# guest's R9 just below it.
     .globl sud_reissue_mask_pair
     .type sud_reissue_mask_pair, @function
     .p2align 4
@@ -117,11 +129,10 @@ sud_reissue_mask_pair:
     push r9
     .cfi_adjust_cfa_offset 8
     mov r9, rsp
-    syscall
-    lea rsp, [rsp + 24]
-    .cfi_adjust_cfa_offset -24
-    pop r9
-    .cfi_adjust_cfa_offset -8
+    guest_syscall sud_reissue_mask_pair, {PAIR_END}
+    mov r9, [rsp + {PAIR_RETURN} - 8]
+    lea rsp, [rsp + {PAIR_RETURN}]
+    .cfi_adjust_cfa_offset -{PAIR_RETURN}
     back_to_guest
     .cfi_endproc
     .size sud_reissue_mask_pair, . - sud_reissue_mask_pair
@@ -130,7 +141,8 @@ sud_reissue_mask_pair:
 # whose R8 points to a struct io_uring_getevents_arg (u64 sigmask, u32
 # sigmask_sz, u32 min_wait_usec, u64 ts; R9 = its size, 24): the stub
 # builds a copy on its own stack, from the top down, with `sigmask` (offset
-# 0) pointing to the mask in R11, pushed just above it.
+# 0) pointing to the mask in R11, pushed just above it.  At the syscall the
+# return address is URING_RETURN above RSP, the guest's R8 just below it.
 # The dispatcher read the struct a moment ago; a guest that unmaps it in
 # between (from another thread) faults here instead of getting EFAULT.
     .globl sud_reissue_mask_uring_arg
@@ -157,11 +169,10 @@ sud_reissue_mask_uring_arg:
     push r11
     .cfi_adjust_cfa_offset 8
     mov r8, rsp
-    syscall
-    lea rsp, [rsp + 32]
-    .cfi_adjust_cfa_offset -32
-    pop r8
-    .cfi_adjust_cfa_offset -8
+    guest_syscall sud_reissue_mask_uring_arg, {URING_END}
+    mov r8, [rsp + {URING_RETURN} - 8]
+    lea rsp, [rsp + {URING_RETURN}]
+    .cfi_adjust_cfa_offset -{URING_RETURN}
     back_to_guest
     .cfi_endproc
     .size sud_reissue_mask_uring_arg, . - sud_reissue_mask_uring_arg
