@@ -27,16 +27,10 @@
     jmp rcx
 .endm
 
-# The guest's syscall, in a stub that runs one: a seccomp trap of it is
-# reported at the address after it, which sud's handler recognises as this
-# stub's (src/reissue/guest_view.rs names each offset from the stub's entry
-# and each stub's frame there, and turns the signal frame into the guest's).
-.macro guest_syscall stub, end
-    syscall
-.if . - \stub != \end
-    .error "a stub's guest syscall moved: update its end in src/reissue/guest_view.rs"
-.endif
-.endm
+# The guest's syscall in each stub that runs one ends at an offset from the
+# stub's entry that src/reissue/guest_view.rs names (`*_END`, checked by its
+# test), with the stub's frame there as it says: a seccomp trap of it is
+# reported at that address, and turned into the guest's own.
 
 # sud_reissue: every register as the guest had it at its `syscall`, except
 # RCX = the guest's return address (where a native syscall leaves RCX
@@ -59,7 +53,7 @@ sud_reissue:
     push rcx
     .cfi_adjust_cfa_offset 8
     .cfi_offset rip, -8-{RED_ZONE}
-    guest_syscall sud_reissue, {REISSUE_END}
+    syscall                             # ends at REISSUE_END
     back_to_guest
     .cfi_endproc
     .size sud_reissue, . - sud_reissue
@@ -71,7 +65,7 @@ sud_reissue:
 # restart under SA_RESTART reads the same copy), and gives REG the guest's
 # pointer back afterwards; mov and lea keep the flags.  At the syscall the
 # return address is MASK_RETURN above RSP, the guest's REG just below it.
-.macro reissue_mask reg, end
+.macro reissue_mask reg
     .globl sud_reissue_mask_\reg
     .type sud_reissue_mask_\reg, @function
     .p2align 4
@@ -89,7 +83,7 @@ sud_reissue_mask_\reg:
     push r11
     .cfi_adjust_cfa_offset 8
     mov \reg, rsp
-    guest_syscall sud_reissue_mask_\reg, \end
+    syscall                             # ends at MASK_<REG>_END
     mov \reg, [rsp + {MASK_RETURN} - 8]
     lea rsp, [rsp + {MASK_RETURN}]
     .cfi_adjust_cfa_offset -{MASK_RETURN}
@@ -98,9 +92,9 @@ sud_reissue_mask_\reg:
     .size sud_reissue_mask_\reg, . - sud_reissue_mask_\reg
 .endm
 
-    reissue_mask rdi, {MASK_RDI_END}    # rt_sigsuspend
-    reissue_mask r10, {MASK_R10_END}    # ppoll
-    reissue_mask r8, {MASK_R8_END}      # epoll_pwait, epoll_pwait2, io_uring_enter
+    reissue_mask rdi                    # rt_sigsuspend
+    reissue_mask r10                    # ppoll
+    reissue_mask r8                     # epoll_pwait, epoll_pwait2, io_uring_enter
 
 # sud_reissue_mask_pair: as sud_reissue_mask_REG for pselect6 and
 # io_pgetevents, whose sixth argument (R9) points to a (mask pointer, size)
@@ -129,7 +123,7 @@ sud_reissue_mask_pair:
     push r9
     .cfi_adjust_cfa_offset 8
     mov r9, rsp
-    guest_syscall sud_reissue_mask_pair, {PAIR_END}
+    syscall                             # ends at PAIR_END
     mov r9, [rsp + {PAIR_RETURN} - 8]
     lea rsp, [rsp + {PAIR_RETURN}]
     .cfi_adjust_cfa_offset -{PAIR_RETURN}
@@ -169,7 +163,7 @@ sud_reissue_mask_uring_arg:
     push r11
     .cfi_adjust_cfa_offset 8
     mov r8, rsp
-    guest_syscall sud_reissue_mask_uring_arg, {URING_END}
+    syscall                             # ends at URING_END
     mov r8, [rsp + {URING_RETURN} - 8]
     lea rsp, [rsp + {URING_RETURN}]
     .cfi_adjust_cfa_offset -{URING_RETURN}

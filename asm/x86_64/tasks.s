@@ -140,7 +140,7 @@ sud_reissue_fork:
     .cfi_adjust_cfa_offset 8
     mov r11, rsp
     sigprocmask block_all
-    guest_syscall sud_reissue_fork, {FORK_END}  # the guest's fork or clone
+    syscall                             # the guest's fork or clone; ends at FORK_END
     push r11
     .cfi_adjust_cfa_offset 8
     test rax, rax
@@ -216,7 +216,7 @@ sud_reissue_vfork:
     sigprocmask block_all               # the guest's mask goes into the entry
     push qword ptr [rbx + {VFORK_MASK}]
     .cfi_adjust_cfa_offset 8
-    guest_syscall sud_reissue_vfork, {VFORK_END}    # the guest's vfork: the parent sleeps until the child execs or exits
+    syscall                             # the guest's vfork (ends at VFORK_END): the parent sleeps until the child execs or exits
     push r11
     .cfi_adjust_cfa_offset 8
     test rax, rax
@@ -280,7 +280,7 @@ sud_reissue_thread:
     mov r11, [rsp + 8]
     mov rcx, [rsp]                      # rcx is free: the return address is saved above
     mov [r11 + {STATE_CLONE_MASK}], rcx
-    guest_syscall sud_reissue_thread, {THREAD_END}  # the guest's clone
+    syscall                             # the guest's clone; ends at THREAD_END
     push r11
     .cfi_adjust_cfa_offset 8
     test rax, rax

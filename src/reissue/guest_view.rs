@@ -9,9 +9,9 @@
 //! mask, and jump to its return address) is exactly that view.
 //!
 //! A stub is recognised by the address after its guest syscall, each named
-//! here as an offset from the stub's entry and checked by the assembler
-//! (`guest_syscall` in `asm/x86_64/reissue.s`), and its frame there is read
-//! by the offsets named here, which the stubs' asm takes too.
+//! here as an offset from the stub's entry (and checked by a test), and its
+//! frame there is read by the offsets named here, which the stubs' asm takes
+//! too.
 
 use super::tasks::{VforkParent, clone_never_ran};
 use crate::kernel::stack::RED_ZONE;
@@ -22,7 +22,8 @@ use core::sync::atomic::Ordering;
 use linux_raw_sys::general::SYS_SECCOMP;
 
 /// Where each stub's guest syscall ends, from the stub's entry: the address
-/// a trap of it is reported at.
+/// a trap of it is reported at (the test below checks each against the
+/// code; the assembler cannot, as it does not know them in every pass).
 pub(crate) const REISSUE_END: usize = 8;
 pub(crate) const MASK_RDI_END: usize = 14;
 pub(crate) const MASK_R10_END: usize = 15;
@@ -67,9 +68,9 @@ enum Stub {
     Thread,
 }
 
-/// The stub whose guest syscall ends at `rip`, if one does.
-fn stub_ending_at(rip: u64) -> Option<Stub> {
-    let stubs: [(usize, Stub); 9] = [
+/// Where each stub's guest syscall ends, and the stub.
+fn stubs() -> [(usize, Stub); 9] {
+    [
         (addr::sud_reissue() + REISSUE_END, Stub::Plain),
         (
             addr::sud_reissue_mask_rdi() + MASK_RDI_END,
@@ -94,12 +95,16 @@ fn stub_ending_at(rip: u64) -> Option<Stub> {
         (addr::sud_reissue_fork() + FORK_END, Stub::Fork),
         (addr::sud_reissue_vfork() + VFORK_END, Stub::Vfork),
         (addr::sud_reissue_thread() + THREAD_END, Stub::Thread),
-    ];
+    ]
+}
+
+/// The stub whose guest syscall ends at `rip`, if one does.
+fn stub_ending_at(rip: u64) -> Option<Stub> {
     let rip = usize::try_from(rip).ok()?;
-    stubs
-        .iter()
+    stubs()
+        .into_iter()
         .find(|(end, _)| *end == rip)
-        .map(|(_, stub)| *stub)
+        .map(|(_, stub)| stub)
 }
 
 /// If `info` is a seccomp trap of a syscall that a stub was reissuing, turns
@@ -155,4 +160,18 @@ pub(crate) unsafe fn guest_view(info: &mut SigInfo, uc: &mut UContext) {
     regs.rcx = resume;
     regs.rsp = (sp + return_slot + 8 + RED_ZONE) as u64;
     info.si_call_addr = resume;
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each `*_END` follows a `syscall` instruction in its stub.
+    #[test]
+    fn each_end_follows_a_syscall() {
+        for (end, _) in super::stubs() {
+            // SAFETY: the two bytes before `end` lie inside a stub's code,
+            // which is mapped readable.
+            let bytes = unsafe { *((end - 2) as *const [u8; 2]) };
+            assert_eq!(bytes, [0x0f, 0x05], "no syscall ends at {end:#x}");
+        }
+    }
 }
