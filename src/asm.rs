@@ -16,6 +16,7 @@ use crate::kernel::sigaction::{ALL_BUT_SIGSYS, SIGSET_SIZE};
 use crate::kernel::stack::{AtomicStack, RED_ZONE, disabled_stack};
 use crate::kernel::{Registers, UContext};
 use crate::region::sud_restorer;
+use crate::reissue::guest_view as view;
 use crate::reissue::tasks::{NEW_THREAD_TICKET_DEPTH, VforkParent};
 use crate::signals::on_signal;
 use crate::thread::arena::SLOTS_RETURNED;
@@ -90,6 +91,11 @@ global_asm!(
     FRAME_SIZE = const size_of::<DirectFrame>(),
     ENTRY_CONTINUE_SLOT = const ENTRY_CONTINUE_SLOT,
     NEW_THREAD_TICKET_DEPTH = const NEW_THREAD_TICKET_DEPTH,
+    MASK_RETURN = const view::MASK_RETURN,
+    PAIR_RETURN = const view::PAIR_RETURN,
+    URING_RETURN = const view::URING_RETURN,
+    TASK_STATE = const view::TASK_STATE,
+    TASK_RETURN = const view::TASK_RETURN,
     FRAME_WORD = const offset_of!(DirectFrame, word),
     REGS_RAX = const offset_of!(Registers, rax),
     REGS_RBX = const offset_of!(Registers, rbx),

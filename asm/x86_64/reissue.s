@@ -27,6 +27,11 @@
     jmp rcx
 .endm
 
+# The guest's syscall in each stub that runs one ends at an offset from the
+# stub's entry that src/reissue/guest_view.rs names (`*_END`, checked by its
+# test), with the stub's frame there as it says: a seccomp trap of it is
+# reported at that address, and turned into the guest's own.
+
 # sud_reissue: every register as the guest had it at its `syscall`, except
 # RCX = the guest's return address (where a native syscall leaves RCX
 # pointing anyway).  The dispatcher writes nothing to the guest's stack:
@@ -48,7 +53,7 @@ sud_reissue:
     push rcx
     .cfi_adjust_cfa_offset 8
     .cfi_offset rip, -8-{RED_ZONE}
-    syscall
+    syscall                             # ends at REISSUE_END
     back_to_guest
     .cfi_endproc
     .size sud_reissue, . - sud_reissue
@@ -58,7 +63,8 @@ sud_reissue:
 # without SIGSYS; the stub keeps it on its own stack (no memory shared with
 # another thread or a nested handler), points REG at it for the syscall (a
 # restart under SA_RESTART reads the same copy), and gives REG the guest's
-# pointer back afterwards; lea and pop keep the flags.
+# pointer back afterwards; mov and lea keep the flags.  At the syscall the
+# return address is MASK_RETURN above RSP, the guest's REG just below it.
 .macro reissue_mask reg
     .globl sud_reissue_mask_\reg
     .type sud_reissue_mask_\reg, @function
@@ -77,11 +83,10 @@ sud_reissue_mask_\reg:
     push r11
     .cfi_adjust_cfa_offset 8
     mov \reg, rsp
-    syscall
-    lea rsp, [rsp + 8]
-    .cfi_adjust_cfa_offset -8
-    pop \reg
-    .cfi_adjust_cfa_offset -8
+    syscall                             # ends at MASK_<REG>_END
+    mov \reg, [rsp + {MASK_RETURN} - 8]
+    lea rsp, [rsp + {MASK_RETURN}]
+    .cfi_adjust_cfa_offset -{MASK_RETURN}
     back_to_guest
     .cfi_endproc
     .size sud_reissue_mask_\reg, . - sud_reissue_mask_\reg
@@ -94,7 +99,8 @@ sud_reissue_mask_\reg:
 # sud_reissue_mask_pair: as sud_reissue_mask_REG for pselect6 and
 # io_pgetevents, whose sixth argument (R9) points to a (mask pointer, size)
 # pair: the stub builds the mask, then the pair pointing to it, on its own
-# stack.
+# stack.  At the syscall the return address is PAIR_RETURN above RSP, the
+# guest's R9 just below it.
     .globl sud_reissue_mask_pair
     .type sud_reissue_mask_pair, @function
     .p2align 4
@@ -117,11 +123,10 @@ sud_reissue_mask_pair:
     push r9
     .cfi_adjust_cfa_offset 8
     mov r9, rsp
-    syscall
-    lea rsp, [rsp + 24]
-    .cfi_adjust_cfa_offset -24
-    pop r9
-    .cfi_adjust_cfa_offset -8
+    syscall                             # ends at PAIR_END
+    mov r9, [rsp + {PAIR_RETURN} - 8]
+    lea rsp, [rsp + {PAIR_RETURN}]
+    .cfi_adjust_cfa_offset -{PAIR_RETURN}
     back_to_guest
     .cfi_endproc
     .size sud_reissue_mask_pair, . - sud_reissue_mask_pair
@@ -130,7 +135,8 @@ sud_reissue_mask_pair:
 # whose R8 points to a struct io_uring_getevents_arg (u64 sigmask, u32
 # sigmask_sz, u32 min_wait_usec, u64 ts; R9 = its size, 24): the stub
 # builds a copy on its own stack, from the top down, with `sigmask` (offset
-# 0) pointing to the mask in R11, pushed just above it.
+# 0) pointing to the mask in R11, pushed just above it.  At the syscall the
+# return address is URING_RETURN above RSP, the guest's R8 just below it.
 # The dispatcher read the struct a moment ago; a guest that unmaps it in
 # between (from another thread) faults here instead of getting EFAULT.
     .globl sud_reissue_mask_uring_arg
@@ -157,11 +163,10 @@ sud_reissue_mask_uring_arg:
     push r11
     .cfi_adjust_cfa_offset 8
     mov r8, rsp
-    syscall
-    lea rsp, [rsp + 32]
-    .cfi_adjust_cfa_offset -32
-    pop r8
-    .cfi_adjust_cfa_offset -8
+    syscall                             # ends at URING_END
+    mov r8, [rsp + {URING_RETURN} - 8]
+    lea rsp, [rsp + {URING_RETURN}]
+    .cfi_adjust_cfa_offset -{URING_RETURN}
     back_to_guest
     .cfi_endproc
     .size sud_reissue_mask_uring_arg, . - sud_reissue_mask_uring_arg

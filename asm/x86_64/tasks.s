@@ -105,8 +105,14 @@
 # The frame sud_reissue_fork and sud_reissue_vfork both build below the red
 # zone, from the top: the return address, the state the child is armed
 # from, the guest's mask, and RFLAGS after the syscall.  .Lfork_child
-# finds the state in it, whichever of the two it came from.
-.set FORK_FRAME_STATE, 2 * 8
+# finds the state in it, whichever of the two it came from; at the
+# guest's syscall the mask is at RSP, the state TASK_STATE above it, the
+# return address TASK_RETURN above it (sud_reissue_thread's frame is the
+# same), as src/reissue/guest_view.rs reads them.
+.set FORK_FRAME_STATE, {TASK_STATE} + 8 # once RFLAGS are pushed too
+.if {TASK_STATE} != 8 || {TASK_RETURN} != 16
+    .error "the task stubs' frame is not as src/reissue/guest_view.rs says"
+.endif
 
 # sud_reissue_fork: fork, or a clone without CLONE_VFORK that keeps the
 # caller's stack (no new stack given).  R11 = the state the child is armed
@@ -134,7 +140,7 @@ sud_reissue_fork:
     .cfi_adjust_cfa_offset 8
     mov r11, rsp
     sigprocmask block_all
-    syscall                             # the guest's fork or clone
+    syscall                             # the guest's fork or clone; ends at FORK_END
     push r11
     .cfi_adjust_cfa_offset 8
     test rax, rax
@@ -210,7 +216,7 @@ sud_reissue_vfork:
     sigprocmask block_all               # the guest's mask goes into the entry
     push qword ptr [rbx + {VFORK_MASK}]
     .cfi_adjust_cfa_offset 8
-    syscall                             # the guest's vfork: the parent sleeps until the child execs or exits
+    syscall                             # the guest's vfork (ends at VFORK_END): the parent sleeps until the child execs or exits
     push r11
     .cfi_adjust_cfa_offset 8
     test rax, rax
@@ -274,7 +280,7 @@ sud_reissue_thread:
     mov r11, [rsp + 8]
     mov rcx, [rsp]                      # rcx is free: the return address is saved above
     mov [r11 + {STATE_CLONE_MASK}], rcx
-    syscall                             # the guest's clone
+    syscall                             # the guest's clone; ends at THREAD_END
     push r11
     .cfi_adjust_cfa_offset 8
     test rax, rax

@@ -10,10 +10,13 @@
 //! - [`altstack`]: sigaltstack, virtual: sud's own alternate stack stays
 //!   installed;
 //! - [`masked_waits`]: the waits that take a signal mask of their own;
-//! - [`continuation`]: what these work on, and how the guest goes on.
+//! - [`continuation`]: what these work on, and how the guest goes on;
+//! - [`guest_view`]: a seccomp trap of a syscall a stub runs, as the guest
+//!   would have seen it.
 
 pub(crate) mod altstack;
 pub(crate) mod continuation;
+pub(crate) mod guest_view;
 pub(crate) mod masked_waits;
 pub(crate) mod sigstate;
 pub(crate) mod tasks;

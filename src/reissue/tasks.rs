@@ -364,6 +364,17 @@ fn new_thread(
     }
 }
 
+/// A new thread whose clone never ran (seccomp trapped it in
+/// `sud_reissue_thread`, and the guest resumes past the stub): its state is
+/// given back, and its creator is done with it.
+pub(crate) fn clone_never_ran(child: &ThreadState) {
+    arena::release(child);
+    child
+        .claim
+        .clone_result
+        .store(Errno::ECHILD.to_syscall_result() as u64, Ordering::Release);
+}
+
 impl ThreadState {
     /// Copies sud's SIGSYS action where a child armed from this state finds
     /// it, if its clone clears every handler (CLONE_CLEAR_SIGHAND); clears it

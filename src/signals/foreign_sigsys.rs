@@ -1,5 +1,6 @@
 //! A SIGSYS that is not from dispatch (seccomp's SECCOMP_RET_TRAP, a
-//! `kill`): it goes where the kernel would have sent it.
+//! `kill`): it goes where the kernel would have sent it, and a trap of a
+//! syscall sud reissued shows the guest's own call, not sud's stub.
 
 use super::run::{call_handler, default_action, run_guest_handler};
 use crate::dispositions::{
@@ -7,6 +8,7 @@ use crate::dispositions::{
 };
 use crate::kernel::sigaction::{SIG_DFL, SIG_IGN, SIGSYS_BIT};
 use crate::kernel::{SigInfo, UContext};
+use crate::reissue::guest_view::guest_view;
 use crate::selector::HostScope;
 use crate::sys;
 use crate::thread::pointers::enter_host;
@@ -15,11 +17,15 @@ use linux_raw_sys::general::{SA_RESETHAND, SIGSYS};
 
 /// A SIGSYS that is not from dispatch: give it to the guest's own SIGSYS
 /// disposition if it set one, else to the one [`install`] replaced, as the
-/// kernel would have.
+/// kernel would have.  A seccomp trap in a reissue stub is first turned into
+/// the guest's own (see [`guest_view`]): the handler sees, and changes, what
+/// it would natively, and the guest resumes from the frame it leaves.
 ///
 /// # Safety
 /// `info` and `uc` are the live frame's.
 pub(crate) unsafe fn forward(state: &ThreadState, info: *mut SigInfo, uc: *mut UContext) {
+    // SAFETY: the live frame, of a SIGSYS that interrupted this thread.
+    unsafe { guest_view(&mut *info, &mut *uc) };
     let guest = guest_sigsys_action();
     let previous = guest.unwrap_or_else(|| PREVIOUS_SIGSYS.load());
     // SAFETY: the live frame.
