@@ -24,6 +24,7 @@ pub(crate) fn set_handler(handler: Option<Handler>) {
 
 /// Runs the user's callback on a trapped syscall.  A `Redirect` without a
 /// redirect function is `Deny(ENOSYS)`.
+#[inline]
 pub(crate) fn decide(mut call: Syscall<'_>) -> (Action, bool) {
     let handler = HANDLER.load(Ordering::Acquire);
     if handler == 0 {

@@ -50,6 +50,19 @@ pub enum Action {
     Redirect,
 }
 
+impl Action {
+    /// The guest's result where the callback answered the syscall itself
+    /// (Emulate, Deny); `None` where it is to run (Reissue, Redirect).
+    #[inline(always)]
+    pub(crate) fn answer(self) -> Option<usize> {
+        match self {
+            Action::Emulate(value) => Some(value),
+            Action::Deny(errno) => Some(errno.to_syscall_result()),
+            Action::Reissue | Action::Redirect => None,
+        }
+    }
+}
+
 impl Default for Action {
     /// `Deny(ENOSYS)`: what the kernel answers for a syscall it does not have.
     fn default() -> Action {
@@ -72,6 +85,7 @@ pub struct Syscall<'a> {
 
 impl<'a> Syscall<'a> {
     /// The view of a syscall the kernel trapped, from its signal frame.
+    #[inline]
     pub(crate) fn from_signal(
         uc: &'a mut UContext,
         info: &'a SigInfo,
@@ -90,6 +104,7 @@ impl<'a> Syscall<'a> {
 
     /// The view of a syscall made through `sud_entry`, or carried out by a
     /// redirect function: its registers, no signal frame.
+    #[inline]
     pub(crate) fn direct(regs: &'a mut Registers, state: &'static ThreadState) -> Self {
         Syscall {
             call_addr: regs.rip as usize,

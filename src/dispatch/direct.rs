@@ -123,6 +123,7 @@ pub(crate) unsafe extern "C" fn entry_dispatch(frame: &mut DirectFrame) {
 ///
 /// # Safety
 /// The word `continue_slot` below `frame.regs.rsp` is the entry's to write.
+#[inline(always)]
 pub(crate) unsafe fn dispatch_direct(
     frame: &mut DirectFrame,
     state: &'static ThreadState,
@@ -135,6 +136,31 @@ pub(crate) unsafe fn dispatch_direct(
     let host_code = HostScope::enter_as_found(state.selector());
     let (action, resume_allowed) = decide(Syscall::direct(&mut frame.regs, state));
     let regs = &mut frame.regs;
+    let return_address = regs.rip;
+    let go_on_at = match action.answer() {
+        Some(result) => {
+            regs.finish_syscall(result);
+            return_address
+        }
+        None => run_or_reissue(action, state, regs, host_code.resumes_blocked()),
+    };
+    // SAFETY: that word is the caller's return-address slot, ours until we return.
+    unsafe { ((regs.rsp - continue_slot) as *mut u64).write(go_on_at) };
+    leave_host_code(host_code, action, resume_allowed);
+    guest_pointers.leave();
+}
+
+/// A syscall the callback wants run: reissued (the stub to go on at, the
+/// guest's return address left in RIP, where the stub finds it in RCX) or
+/// redirected (the function runs now; the return address).  Out of line:
+/// the answers' path stays short.
+#[inline(never)]
+fn run_or_reissue(
+    action: Action,
+    state: &'static ThreadState,
+    regs: &mut Registers,
+    blocked: bool,
+) -> u64 {
     let return_address = regs.rip;
     // The mask and alternate stack a reissue may consult or change, asked
     // of the kernel only for the syscalls that need them.
@@ -155,9 +181,9 @@ pub(crate) unsafe fn dispatch_direct(
         regs: &mut *regs,
         sigmask: &mut sigmask,
         altstack: &altstack,
-        blocked: host_code.resumes_blocked(),
+        blocked,
     };
-    let go_on_at = match carry_out(action, state, at) {
+    match carry_out(action, state, at) {
         Settled::Redirect => {
             let result = run_entry_redirect(regs, state);
             // sud_entry returns to its caller, whatever the function did to RIP.
@@ -165,7 +191,7 @@ pub(crate) unsafe fn dispatch_direct(
             regs.finish_syscall(result);
             return_address
         }
-        Settled::AsRegistersSay if reissue => {
+        Settled::AsRegistersSay => {
             if sigmask != mask_before {
                 sys::set_thread_mask(sigmask);
             }
@@ -175,13 +201,5 @@ pub(crate) unsafe fn dispatch_direct(
             regs.rip = return_address;
             stub
         }
-        Settled::AsRegistersSay => {
-            regs.finish_syscall(regs.rax as usize);
-            return_address
-        }
-    };
-    // SAFETY: that word is the caller's return-address slot, ours until we return.
-    unsafe { ((regs.rsp - continue_slot) as *mut u64).write(go_on_at) };
-    leave_host_code(host_code, action, resume_allowed);
-    guest_pointers.leave();
+    }
 }

@@ -30,9 +30,11 @@ pub(crate) fn carry_out(
         altstack,
         blocked,
     } = at;
+    if let Some(result) = action.answer() {
+        regs.rax = result as u64;
+        return Settled::AsRegistersSay;
+    }
     match action {
-        Action::Emulate(value) => regs.rax = value as u64,
-        Action::Deny(errno) => regs.rax = errno.to_syscall_result() as u64,
         Action::Reissue => {
             let at = Interrupted {
                 regs: &mut *regs,
@@ -42,7 +44,7 @@ pub(crate) fn carry_out(
             };
             reissue::plan(state, at).apply(regs);
         }
-        Action::Redirect => return Settled::Redirect,
+        _ => return Settled::Redirect,
     }
     Settled::AsRegistersSay
 }

@@ -304,6 +304,7 @@ fn arena_range() -> Range<usize> {
 
 /// The state whose selector is `selector`: a slot's own, or GLOBAL for
 /// `sud_selector`, null, or any selector sud does not manage.
+#[inline]
 pub(crate) fn for_selector(selector: *const Selector) -> &'static ThreadState {
     let arena = arena_range();
     let at = selector as usize;

@@ -55,8 +55,22 @@ fn record_guest(state: &ThreadState, guest: ThreadPointers) {
 /// recorded ones and they are not in place.  `from_guest`: host code is
 /// entered from guest code for sure (a trap, `sud_entry`, a redirect), so
 /// the pointers found are the guest's, even where they equal the host's.
-#[inline]
+/// A state with no recorded pointers (the process-wide one) costs one load.
+#[inline(always)]
 pub(crate) fn enter_host(state: &ThreadState, from_guest: bool) -> GuestPointers<'_> {
+    if !state.pointers.recorded.load(Ordering::Acquire) {
+        return GuestPointers {
+            state,
+            fs: false,
+            gs: false,
+        };
+    }
+    switch_to_host(state, from_guest)
+}
+
+/// [`enter_host`] for a state with recorded pointers.
+#[inline(never)]
+fn switch_to_host(state: &ThreadState, from_guest: bool) -> GuestPointers<'_> {
     let mut guest = GuestPointers {
         state,
         fs: false,
