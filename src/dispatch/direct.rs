@@ -129,7 +129,8 @@ pub(crate) unsafe fn dispatch_direct(
     state: &'static ThreadState,
     continue_slot: u64,
 ) {
-    if frame.regs.rax as u32 == __NR_arch_prctl {
+    // The process-wide state has no thread pointers to switch.
+    if !state.is_global() && frame.regs.rax as u32 == __NR_arch_prctl {
         state.pointers.guest_moved.store(true, Ordering::Relaxed);
     }
     let guest_pointers = enter_host(state, true);

@@ -306,6 +306,10 @@ fn arena_range() -> Range<usize> {
 /// `sud_selector`, null, or any selector sud does not manage.
 #[inline]
 pub(crate) fn for_selector(selector: *const Selector) -> &'static ThreadState {
+    if selector.is_null() {
+        // `sud_entry`'s documented 0: the process-wide state, at once.
+        return &GLOBAL;
+    }
     let arena = arena_range();
     let at = selector as usize;
     if arena.contains(&at) {
