@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::guest::GuestTls;
 use common::{Ends, isolated, isolated_output};
 use linux_raw_sys::general::{
     __NR_arch_prctl, __NR_getppid, __NR_tgkill, ARCH_SET_FS, SA_RESTORER, SA_SIGINFO, SIGSEGV,
@@ -74,30 +75,6 @@ unsafe extern "C" fn std_host_handler(_: i32, _: *mut sud::SigInfo, _: *mut sud:
     HOST_HANDLED.with(|count| count.set(count.get() + 1));
 }
 
-/// A guest thread area: a pattern no host code writes, with FS pointed at
-/// its middle (a libc finds its thread-locals around there).
-struct GuestTls {
-    area: Vec<u64>,
-}
-
-impl GuestTls {
-    const PATTERN: u64 = 0xa5a5_5a5a_a5a5_5a5a;
-
-    fn new() -> GuestTls {
-        GuestTls {
-            area: vec![Self::PATTERN; 8192],
-        }
-    }
-
-    fn fs(&self) -> u64 {
-        self.area.as_ptr() as u64 + 4096 * 8
-    }
-
-    fn untouched(&self) -> bool {
-        self.area.iter().all(|&word| word == Self::PATTERN)
-    }
-}
-
 /// The guest moves FS to a thread area of its own and makes 8 trapped
 /// getppids and a tgkill: natively (unarmed) and under sud, it reads back
 /// the FS it set, and nothing writes its thread area; under sud the
@@ -129,23 +106,26 @@ fn guest_thread_pointer_is_the_guests(blocked: impl Fn(&dyn Fn() -> u64) -> u64)
     assert_eq!(seen.as_ref().unwrap()[&__NR_getppid], 8);
 }
 
+/// The guest's thread pointer test on the global path (`sud::arm`).
+fn on_the_global_path() {
+    sud::install(std_callback).unwrap();
+    sud::arm().unwrap();
+    guest_thread_pointer_is_the_guests(|guest| {
+        // SAFETY: only the guest code runs until allow().
+        unsafe { SELECTOR.block() };
+        let out = guest();
+        SELECTOR.allow();
+        out
+    });
+    sud::disarm().unwrap();
+}
+
 #[test]
 fn host_code_runs_with_the_hosts_thread_pointer_on_the_global_path() {
     isolated(
         "host_code_runs_with_the_hosts_thread_pointer_on_the_global_path",
         Ends::Passing,
-        || {
-            sud::install(std_callback).unwrap();
-            sud::arm().unwrap();
-            guest_thread_pointer_is_the_guests(|guest| {
-                // SAFETY: only the guest code runs until allow().
-                unsafe { SELECTOR.block() };
-                let out = guest();
-                SELECTOR.allow();
-                out
-            });
-            sud::disarm().unwrap();
-        },
+        on_the_global_path,
     );
 }
 
@@ -158,16 +138,7 @@ fn host_code_runs_with_the_hosts_thread_pointer_through_arch_prctl() {
         Ends::Passing,
         || {
             sud::__thread_pointers_through_arch_prctl();
-            sud::install(std_callback).unwrap();
-            sud::arm().unwrap();
-            guest_thread_pointer_is_the_guests(|guest| {
-                // SAFETY: only the guest code runs until allow().
-                unsafe { SELECTOR.block() };
-                let out = guest();
-                SELECTOR.allow();
-                out
-            });
-            sud::disarm().unwrap();
+            on_the_global_path();
         },
     );
 }

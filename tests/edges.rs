@@ -21,6 +21,7 @@ fn fsgsbase() -> bool {
     enabled
 }
 
+use common::guest::GuestTls;
 use common::{Ends, isolated};
 use linux_raw_sys::general::{__NR_getppid, __NR_tgkill, SA_RESTORER, SIGSEGV, SIGUSR1};
 use std::cell::Cell;
@@ -44,25 +45,6 @@ unsafe extern "C" {
     fn rv_fault();
     fn rv_fault_done();
     fn rv_restorer();
-}
-
-const PATTERN: u64 = 0xa5a5_5a5a_a5a5_5a5a;
-
-struct GuestTls {
-    area: Vec<u64>,
-}
-impl GuestTls {
-    fn new() -> GuestTls {
-        GuestTls {
-            area: vec![PATTERN; 8192],
-        }
-    }
-    fn fs(&self) -> u64 {
-        self.area.as_ptr() as u64 + 4096 * 8
-    }
-    fn untouched(&self) -> bool {
-        self.area.iter().all(|&w| w == PATTERN)
-    }
 }
 
 thread_local! {

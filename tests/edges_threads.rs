@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::guest::GuestTls;
 use common::{Ends, isolated};
 use linux_raw_sys::general::{__NR_getppid, __NR_tgkill};
 use std::cell::Cell;
@@ -26,25 +27,6 @@ core::arch::global_asm!(
 unsafe extern "C" {
     #[link_name = "sud_entry"]
     fn sud_entry_sym();
-}
-
-const PATTERN: u64 = 0xa5a5_5a5a_a5a5_5a5a;
-
-struct GuestTls {
-    area: Vec<u64>,
-}
-impl GuestTls {
-    fn new() -> GuestTls {
-        GuestTls {
-            area: vec![PATTERN; 8192],
-        }
-    }
-    fn fs(&self) -> u64 {
-        self.area.as_ptr() as u64 + 4096 * 8
-    }
-    fn untouched(&self) -> bool {
-        self.area.iter().all(|&w| w == PATTERN)
-    }
 }
 
 thread_local! {

@@ -59,3 +59,27 @@ pub fn stack_pointer() -> u64 {
     unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp) };
     rsp
 }
+
+/// A guest thread area: a pattern no host code writes, with FS pointed at
+/// its middle (a libc finds its thread-locals around there).
+pub struct GuestTls {
+    area: Vec<u64>,
+}
+
+impl GuestTls {
+    pub const PATTERN: u64 = 0xa5a5_5a5a_a5a5_5a5a;
+
+    pub fn new() -> GuestTls {
+        GuestTls {
+            area: vec![Self::PATTERN; 8192],
+        }
+    }
+
+    pub fn fs(&self) -> u64 {
+        self.area.as_ptr() as u64 + 4096 * 8
+    }
+
+    pub fn untouched(&self) -> bool {
+        self.area.iter().all(|&word| word == Self::PATTERN)
+    }
+}
