@@ -109,20 +109,23 @@
 //!   reading and writing the thread pointers (FS and GS bases);
 //! - `sys/`: typed wrappers for every syscall the runtime makes, through the
 //!   trampolines; the raw [`host`] and [`guest`] syscalls;
-//! - `table.rs`: tables that grow on demand (vforks under way, guest
-//!   alternate stacks);
+//! - `table.rs`: tables that grow on demand (vforks under way);
+//!   `rewrite/`: rewriting hot trap sites (experimental, opt-in);
 //! - `region.rs`: the [allowed region](allowed_region) and the asm symbols;
 //! - `selector.rs`: [`Selector`]; `arm.rs`: arming, [`support`];
-//! - `thread/`: per-thread state, its arena, [`Thread`], [`arm`];
+//! - `thread/`: per-thread state and its arena, the host's thread pointers,
+//!   [`Thread`], [`arm`], the spawn hook (host threads for guest threads),
+//!   the state a rewritten site finds;
 //! - `dispositions/`: the guest's and the host's signal dispositions and
 //!   their lock;
-//! - `callback/`: the callback's view ([`Syscall`]) and answer ([`Action`]),
-//!   [`install`];
+//! - `callback/`: the callback's view ([`Syscall`]) and answer ([`Action`]);
 //! - `reissue/`: what a reissued syscall needs (tasks, the signal state,
-//!   sigaltstack, masked waits), behind one router;
-//! - `signals/`: host and guest handlers, foreign SIGSYS;
+//!   sigaltstack, masked waits), behind one router, and the guest's view of
+//!   a seccomp trap at a reissue stub;
+//! - `signals/`: [`install`], host and guest handlers (on the guest's own
+//!   alternate stack where it asks), faults, foreign SIGSYS;
 //! - `dispatch/`: the SIGSYS path and the direct paths (`sud_entry`,
-//!   redirect), which put it all together;
+//!   redirect, rewritten sites), which put it all together;
 //! - `freestanding.rs` (feature `freestanding`): `_start`, panic handler,
 //!   memory functions, for a static executable without libc;
 //! - `asm/x86_64/*.s` through `asm.rs`: every line of assembly.
