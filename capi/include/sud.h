@@ -356,6 +356,50 @@ void sud_thread_set_redirect_stack(struct sud_thread *thread, void *base, size_t
  * frees its state and the handle.  NULL does nothing. */
 void sud_thread_free(struct sud_thread *thread);
 
+/* ------------------------------------------------------ guest threads --- */
+
+/* Without a hook, a thread the guest creates is made by its own clone: it
+ * has a sud state but nothing of the host's (no TLS of its C library), so
+ * a callback on it must not use the host's runtime.  With a spawn hook,
+ * each new guest thread (a clone
+ * or clone3 that makes a thread like a pthread: CLONE_VM, CLONE_FS,
+ * CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD, CLONE_SYSVSEM, on a stack of
+ * its own, with nothing added but CLONE_SETTLS, CLONE_PARENT_SETTID,
+ * CLONE_CHILD_SETTID, CLONE_CHILD_CLEARTID, CLONE_DETACHED) is handed to
+ * the host, which runs it on a host thread it makes (a pthread, with the
+ * host's own TLS for the callback).  The guest sees a native clone: the
+ * tid, the tid words, its CLONE_SETTLS thread pointer, its creator's
+ * signal mask and data, and CLONE_CHILD_CLEARTID's clear and wake. */
+struct sud_guest_thread;
+
+/* Called in signal context on the creating thread (selector ALLOW, the
+ * host's thread pointer): make a host thread that calls sud_thread_new()
+ * and sud_thread_run_guest(thread), and return 0 (the hook took `thread`),
+ * or a negative errno, the guest's clone's (sud frees `thread`).  The
+ * creator's clone returns once the new thread has started. */
+typedef int (*sud_spawn_hook)(struct sud_guest_thread *thread, void *user);
+
+/* Sets the hook and its user pointer, as one pair (NULL: none, the
+ * default).  A clone made while the hook is being removed may fail with
+ * EAGAIN. */
+void sud_set_spawn_hook(sud_spawn_hook hook, void *user);
+
+/* Runs `guest` on the calling thread, whose sud_thread is `thread` (from
+ * sud_thread_new() here, unarmed), until the guest thread exits; stores
+ * its exit status in *exit_status (NULL: not wanted) and returns 0, the
+ * thread disarmed and back to host code.  Frees `guest` whatever happens;
+ * on an error its creator's clone fails. */
+int sud_thread_run_guest(struct sud_thread *thread, struct sud_guest_thread *guest,
+                         int *exit_status);
+
+/* Frees a guest thread the hook took and will not run: its creator's
+ * clone fails with EAGAIN.  NULL does nothing. */
+void sud_guest_thread_free(struct sud_guest_thread *guest);
+
+/* The creator's sud_thread_set_data() pointer, which the new thread
+ * inherits: for the hook to find its host's context. */
+void *sud_guest_thread_data(const struct sud_guest_thread *guest);
+
 /* ----------------------------------------------------------- signals --- */
 
 /* A host signal handler: (signal, siginfo, context). */

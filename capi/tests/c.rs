@@ -295,6 +295,20 @@ fn pthreads_each_with_a_sud_thread() {
     run_cases(&bin, &["threads_each_with_a_sud_thread"]);
 }
 
+#[test]
+fn guest_threads_on_pthreads_through_the_spawn_hook() {
+    // The guest child runs on a thread pointer of its own: no canary there.
+    let flags = ["-pthread", "-fno-stack-protector"];
+    let bin = CC.build_static("spawn", "tests/spawn.c", &flags);
+    run_cases(
+        &bin,
+        &[
+            "guest_thread_runs_on_a_host_thread",
+            "refused_and_freed_guest_threads_fail_their_clone",
+        ],
+    );
+}
+
 /// The flags of a freestanding program: no libc, no C runtime, static, not
 /// position independent (a static PIE would need a C runtime's relocation).
 fn freestanding_flags(cc: Compiler) -> Vec<&'static str> {

@@ -26,8 +26,10 @@ pub mod arm;
 pub mod call;
 pub mod error;
 mod hook;
+mod page;
 pub mod region;
 pub mod signals;
+pub mod spawn;
 pub mod syscalls;
 pub mod thread;
 
@@ -36,5 +38,6 @@ pub use call::*;
 pub use error::*;
 pub use region::*;
 pub use signals::*;
+pub use spawn::*;
 pub use syscalls::*;
 pub use thread::*;

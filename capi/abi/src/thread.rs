@@ -7,19 +7,15 @@
 //! alternate signal stack alone is 120 KiB).
 
 use crate::error::{code, invalid, status};
+use crate::page::{self, PAGE};
 use core::ffi::{c_int, c_void};
-use linux_raw_sys::general::{
-    __NR_mmap, __NR_munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE,
-};
 use static_assertions::const_assert;
-use sud::{Thread, host};
+use sud::Thread;
 
 /// `struct sud_thread`, opaque to C.
 #[repr(transparent)]
 pub struct SudThread(Thread);
 
-/// The mapping a [`SudThread`] lives in.
-const PAGE: usize = 4096;
 const_assert!(size_of::<SudThread>() <= PAGE && align_of::<SudThread>() <= PAGE);
 
 /// `int sud_thread_new(struct sud_thread **thread)`: [`Thread::new`] for the
@@ -32,20 +28,8 @@ pub unsafe extern "C" fn sud_thread_new(thread: *mut *mut SudThread) -> c_int {
     if thread.is_null() {
         return invalid();
     }
-    // SAFETY: a fresh anonymous mapping, which nothing else knows of.
-    let page = unsafe {
-        host::syscall6(
-            __NR_mmap,
-            0,
-            PAGE,
-            (PROT_READ | PROT_WRITE) as usize,
-            (MAP_PRIVATE | MAP_ANONYMOUS) as usize,
-            usize::MAX,
-            0,
-        )
-    };
-    let page = match page {
-        Ok(page) => page as *mut SudThread,
+    let page = match page::map::<SudThread>() {
+        Ok(page) => page,
         Err(errno) => return -errno.raw(),
     };
     match Thread::new() {
@@ -60,26 +44,17 @@ pub unsafe extern "C" fn sud_thread_new(thread: *mut *mut SudThread) -> c_int {
         }
         Err(error) => {
             // SAFETY: the page mapped above, which holds nothing.
-            unsafe { unmap(page) };
+            unsafe { page::unmap(page) };
             code(error)
         }
     }
-}
-
-/// Gives back the page of a [`SudThread`].
-///
-/// # Safety
-/// `page` was mapped by [`sud_thread_new`] and nothing uses it any more.
-unsafe fn unmap(page: *mut SudThread) {
-    // SAFETY: the caller's promise; munmap of our own mapping cannot fail.
-    let _ = unsafe { host::syscall2(__NR_munmap, page as usize, PAGE) };
 }
 
 /// The `Thread` behind `thread`.
 ///
 /// # Safety
 /// `thread` came from [`sud_thread_new`] and was not freed.
-unsafe fn thread<'a>(thread: *const SudThread) -> &'a Thread {
+pub(crate) unsafe fn thread<'a>(thread: *const SudThread) -> &'a Thread {
     // SAFETY: the caller's promise.
     unsafe { &(*thread).0 }
 }
@@ -99,7 +74,7 @@ pub unsafe extern "C" fn sud_thread_free(thread: *mut SudThread) {
     // SAFETY: the caller's promise: a live SudThread, used by no one after.
     unsafe {
         thread.drop_in_place();
-        unmap(thread);
+        page::unmap(thread);
     }
 }
 
