@@ -324,13 +324,34 @@ pub(crate) fn for_selector(selector: *const Selector) -> &'static ThreadState {
 /// The state of the thread whose signal frame is `uc`: found from where
 /// the frame lies, the thread's alternate stack.
 #[inline]
-pub(crate) fn current(uc: &UContext) -> &'static ThreadState {
+pub(crate) fn current(uc: &mut UContext) -> &'static ThreadState {
     let frame = uc as *const UContext as usize;
     let arena = arena_range();
     if arena.contains(&frame) {
         return state_of_slot(arena.start + (frame - arena.start) / SLOT_SIZE * SLOT_SIZE);
     }
-    &GLOBAL
+    outside_the_arena(uc)
+}
+
+/// A frame outside every slot's stack: a thread with no state of its own,
+/// or one whose stack a handler took and never gave back.  The kernel
+/// disarms an SS_AUTODISARM stack for each delivery and only the frame's
+/// rt_sigreturn puts it back: a handler left by siglongjmp (natively fine)
+/// leaves the thread with none, and this frame on the interrupted stack.
+/// Found by its tid, the thread gets its stack back at this frame's
+/// rt_sigreturn.
+#[cold]
+fn outside_the_arena(uc: &mut UContext) -> &'static ThreadState {
+    if ARENA.load(Ordering::Acquire) == 0 {
+        return &GLOBAL;
+    }
+    match find_live(sys::gettid()) {
+        Some(state) => {
+            uc.uc_stack = state.task.altstack.load();
+            state
+        }
+        None => &GLOBAL,
+    }
 }
 
 // A state fits the page its slot gives it.

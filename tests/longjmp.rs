@@ -1,0 +1,147 @@
+//! Handlers that never return: a guest handler or a host handler left by
+//! siglongjmp (natively fine, and how JITs and shells leave a fault or an
+//! interrupt).  sud's stack is SS_AUTODISARM, so the kernel takes it for
+//! each delivery and only that frame's rt_sigreturn gives it back: after
+//! the jump the thread has none, and the next trap's frame lands on the
+//! interrupted stack.  The thread must still be served with its own state
+//! (its selector, so that the callback's own syscalls run) and get its
+//! stack back.  Each test runs in a process of its own.
+
+mod common;
+
+use common::guest::{
+    FAKE_PPID, LAST_GETPPID_SELECTOR, armed_thread, blocked, emulate_getppid, trapped_getppid,
+};
+use common::signals::{KernelSigaction, Stack, guest_rt_sigaction, raise_as_guest};
+use common::{Ends, isolated};
+use linux_raw_sys::general::{__NR_getppid, SA_RESTORER, SA_SIGINFO, SIGUSR1, SS_DISABLE};
+use std::sync::atomic::Ordering;
+use sud::{Action, SigInfo, Syscall, Thread, UContext};
+
+/// glibc's `sigjmp_buf` (200 bytes), with room to spare.
+#[repr(C, align(16))]
+struct JumpBuffer([u64; 64]);
+
+static mut JUMP: JumpBuffer = JumpBuffer([0; 64]);
+
+unsafe extern "C" {
+    fn __sigsetjmp(buffer: *mut JumpBuffer, save_mask: i32) -> i32;
+    fn siglongjmp(buffer: *mut JumpBuffer, value: i32) -> !;
+}
+
+extern "C" fn jumping_guest_handler(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: `jump_out` set JUMP and is still running.
+    unsafe { siglongjmp(&raw mut JUMP, 1) }
+}
+
+unsafe extern "C" fn jumping_host_handler(_: i32, _: *mut SigInfo, _: *mut UContext) {
+    // SAFETY: as above.
+    unsafe { siglongjmp(&raw mut JUMP, 1) }
+}
+
+/// The thread's real alternate stack, as the kernel has it.
+fn real_altstack() -> Stack {
+    let mut real = Stack::default();
+    // SAFETY: reads the alternate stack into `real`.
+    unsafe { libc::syscall(libc::SYS_sigaltstack, 0, &raw mut real) };
+    real
+}
+
+/// Raises SIGUSR1 from guest code, whose handler jumps back here: 1.
+#[inline(never)]
+fn jump_out(thread: &Thread) -> i32 {
+    // SAFETY: nothing with a destructor lives across the jump.
+    let jumped = unsafe { __sigsetjmp(&raw mut JUMP, 1) };
+    if jumped == 0 {
+        let _ = raise_as_guest(thread, SIGUSR1);
+        panic!("the handler returned");
+    }
+    // Left mid-trap: the selector is as the handler had it.
+    thread.selector().allow();
+    jumped
+}
+
+/// getppid answered with the pid, which the callback gets with an
+/// ordinary syscall: it runs only under the thread's own selector at ALLOW.
+fn emulate_with_a_syscall(call: &mut Syscall) -> Action {
+    if call.number() == __NR_getppid {
+        Action::Emulate(std::process::id() as usize)
+    } else {
+        Action::Reissue
+    }
+}
+
+fn install_jumping_guest_handler(thread: &Thread) {
+    let action = KernelSigaction {
+        handler: jumping_guest_handler as *const () as usize,
+        flags: (SA_SIGINFO | SA_RESTORER) as u64,
+        restorer: 0,
+        mask: 0,
+    };
+    let (installed, _) = blocked(thread, || guest_rt_sigaction(SIGUSR1, Some(&action)));
+    assert_eq!(installed, Ok(0));
+}
+
+/// After a jump out of a guest handler, the next trap sees the thread's
+/// own selector, and its rt_sigreturn gives sud's stack back.
+#[test]
+fn guest_handler_left_by_siglongjmp() {
+    isolated("guest_handler_left_by_siglongjmp", Ends::Passing, || {
+        sud::install(emulate_getppid).unwrap();
+        let thread = armed_thread();
+        install_jumping_guest_handler(&thread);
+        let before = real_altstack();
+        assert_eq!(jump_out(&thread), 1);
+        // The kernel took it for the delivery the handler never returned from.
+        assert_eq!(real_altstack().flags, SS_DISABLE as i32);
+        LAST_GETPPID_SELECTOR.store(0, Ordering::SeqCst);
+        assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+        assert_eq!(
+            LAST_GETPPID_SELECTOR.load(Ordering::SeqCst),
+            thread.selector().as_ptr() as u64,
+            "the callback was told another thread's selector"
+        );
+        let after = real_altstack();
+        assert_eq!((after.sp, after.size), (before.sp, before.size));
+        // And from there on, as before the jump.
+        assert_eq!(blocked(&thread, trapped_getppid), Ok(FAKE_PPID));
+        assert_eq!(real_altstack().size, before.size);
+    });
+}
+
+/// The same, with a callback that makes a syscall of its own (which would
+/// trap, with SIGSYS blocked, under a selector still at BLOCK).
+#[test]
+fn callback_syscalls_after_a_guest_handler_left_by_siglongjmp() {
+    isolated(
+        "callback_syscalls_after_a_guest_handler_left_by_siglongjmp",
+        Ends::Passing,
+        || {
+            sud::install(emulate_with_a_syscall).unwrap();
+            let thread = armed_thread();
+            install_jumping_guest_handler(&thread);
+            for _ in 0..3 {
+                assert_eq!(jump_out(&thread), 1);
+                let answer = blocked(&thread, trapped_getppid);
+                assert_eq!(answer, Ok(std::process::id() as usize));
+            }
+        },
+    );
+}
+
+/// A host handler (a JIT's fault handler) that jumps back into the host.
+#[test]
+fn host_handler_left_by_siglongjmp() {
+    isolated("host_handler_left_by_siglongjmp", Ends::Passing, || {
+        sud::install(emulate_with_a_syscall).unwrap();
+        let thread = armed_thread();
+        sud::install_host_handler(SIGUSR1, jumping_host_handler, 0, 0).unwrap();
+        let before = real_altstack();
+        for _ in 0..3 {
+            assert_eq!(jump_out(&thread), 1);
+            let answer = blocked(&thread, trapped_getppid);
+            assert_eq!(answer, Ok(std::process::id() as usize));
+            assert_eq!(real_altstack().size, before.size);
+        }
+    });
+}
