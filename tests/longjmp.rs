@@ -5,7 +5,9 @@
 //! the jump the thread has none, and the next trap's frame lands on the
 //! interrupted stack.  The thread must still be served with its own state
 //! (its selector, so that the callback's own syscalls run) and get its
-//! stack back.  Each test runs in a process of its own.
+//! stack back.  A frame that lands off sud's stack legitimately (on the
+//! redirect stack, while a handler runs on sud's) must leave it disarmed.
+//! Each test runs in a process of its own.
 
 mod common;
 
@@ -14,8 +16,8 @@ use common::guest::{
 };
 use common::signals::{KernelSigaction, Stack, guest_rt_sigaction, raise_as_guest};
 use common::{Ends, isolated};
-use linux_raw_sys::general::{__NR_getppid, SA_RESTORER, SA_SIGINFO, SIGUSR1, SS_DISABLE};
-use std::sync::atomic::Ordering;
+use linux_raw_sys::general::{__NR_getppid, SA_RESTORER, SA_SIGINFO, SIGUSR1, SIGUSR2, SS_DISABLE};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use sud::{Action, SigInfo, Syscall, Thread, UContext};
 
 /// glibc's `sigjmp_buf` (200 bytes), with room to spare.
@@ -144,4 +146,88 @@ fn host_handler_left_by_siglongjmp() {
             assert_eq!(real_altstack().size, before.size);
         }
     });
+}
+
+/// Whether the redirect function is running (its handler's getppid is
+/// then emulated), and what each handler got from its getppid.
+static IN_REDIRECT: AtomicBool = AtomicBool::new(false);
+static OUTER_GOT: AtomicUsize = AtomicUsize::new(0);
+static INNER_GOT: AtomicUsize = AtomicUsize::new(0);
+
+fn redirect_getppid(call: &mut Syscall) -> Action {
+    match call.number() {
+        __NR_getppid if IN_REDIRECT.load(Ordering::SeqCst) => Action::Emulate(FAKE_PPID),
+        __NR_getppid => Action::Redirect,
+        _ => Action::Reissue,
+    }
+}
+
+/// Host code: raises SIGUSR2 (a native tgkill) while it runs.
+fn redirected_raising(_: &mut Syscall) -> usize {
+    IN_REDIRECT.store(true, Ordering::SeqCst);
+    // SAFETY: a signal to this thread, which the test is ready for.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), SIGUSR2) };
+    IN_REDIRECT.store(false, Ordering::SeqCst);
+    REDIRECTED
+}
+
+const REDIRECTED: usize = 4242;
+
+extern "C" fn outer_handler(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let first = trapped_getppid().unwrap_or(0);
+    // Trapped again after the inner handler returned: its frame must not
+    // land where this handler's frames live on sud's stack.
+    let second = trapped_getppid().unwrap_or(0);
+    OUTER_GOT.store(if first == second { first } else { 0 }, Ordering::SeqCst);
+}
+
+extern "C" fn inner_handler(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Some stack, as a real handler uses.
+    let mut buffer = [0u8; 2048];
+    std::hint::black_box(&mut buffer);
+    INNER_GOT.store(trapped_getppid().unwrap_or(0), Ordering::SeqCst);
+}
+
+/// A guest handler running on sud's stack (no SA_ONSTACK) whose getppid is
+/// redirected onto the thread's redirect stack, and a second guest handler
+/// taken during that redirect: its frame lands on the redirect stack (sud's
+/// is disarmed while the first handler runs on it) and must keep it so.
+#[test]
+fn handler_during_a_redirect_from_a_handler_on_suds_stack() {
+    isolated(
+        "handler_during_a_redirect_from_a_handler_on_suds_stack",
+        Ends::Passing,
+        || {
+            sud::install(redirect_getppid).unwrap();
+            sud::install_redirect(redirected_raising).unwrap();
+            let thread = armed_thread();
+            let redirect_stack = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
+            // SAFETY: a stack of its own for the test's whole process.
+            unsafe { thread.set_redirect_stack(redirect_stack.as_mut_ptr(), redirect_stack.len()) };
+            for (signal, handler) in [
+                (SIGUSR1, outer_handler as *const () as usize),
+                (SIGUSR2, inner_handler as *const () as usize),
+            ] {
+                let action = KernelSigaction {
+                    handler,
+                    flags: (SA_SIGINFO | SA_RESTORER) as u64,
+                    restorer: 0,
+                    mask: 0,
+                };
+                let (installed, _) = blocked(&thread, || guest_rt_sigaction(signal, Some(&action)));
+                assert_eq!(installed, Ok(0));
+            }
+            let before = real_altstack();
+            for _ in 0..3 {
+                OUTER_GOT.store(0, Ordering::SeqCst);
+                INNER_GOT.store(0, Ordering::SeqCst);
+                assert_eq!(raise_as_guest(&thread, SIGUSR1), Ok(0));
+                assert_eq!(OUTER_GOT.load(Ordering::SeqCst), REDIRECTED);
+                assert_eq!(INNER_GOT.load(Ordering::SeqCst), FAKE_PPID);
+                let after = real_altstack();
+                assert_eq!((after.sp, after.size), (before.sp, before.size));
+            }
+            assert_eq!(blocked(&thread, trapped_getppid), Ok(REDIRECTED));
+        },
+    );
 }

@@ -339,15 +339,23 @@ pub(crate) fn current(uc: &mut UContext) -> &'static ThreadState {
 /// rt_sigreturn puts it back: a handler left by siglongjmp (natively fine)
 /// leaves the thread with none, and this frame on the interrupted stack.
 /// Found by its tid, the thread gets its stack back at this frame's
-/// rt_sigreturn.
+/// rt_sigreturn.  Not a frame on the thread's redirect stack: a redirect
+/// that a handler running on sud's stack made runs with the stack still
+/// disarmed, as it must stay until that handler returns.
 #[cold]
 fn outside_the_arena(uc: &mut UContext) -> &'static ThreadState {
     if ARENA.load(Ordering::Acquire) == 0 {
         return &GLOBAL;
     }
+    let frame = uc as *const UContext as u64;
     match find_live(sys::gettid()) {
         Some(state) => {
-            uc.uc_stack = state.task.altstack.load();
+            let on_redirect_stack = state
+                .redirect_stack()
+                .is_some_and(|(low, high)| (low..high).contains(&frame));
+            if !on_redirect_stack {
+                uc.uc_stack = state.task.altstack.load();
+            }
             state
         }
         None => &GLOBAL,
