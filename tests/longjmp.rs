@@ -155,10 +155,12 @@ static OUTER_GOT: AtomicUsize = AtomicUsize::new(0);
 static INNER_GOT: AtomicUsize = AtomicUsize::new(0);
 
 fn redirect_getppid(call: &mut Syscall) -> Action {
-    match call.number() {
-        __NR_getppid if IN_REDIRECT.load(Ordering::SeqCst) => Action::Emulate(FAKE_PPID),
-        __NR_getppid => Action::Redirect,
-        _ => Action::Reissue,
+    if call.number() != __NR_getppid {
+        Action::Reissue
+    } else if IN_REDIRECT.load(Ordering::SeqCst) {
+        Action::Emulate(FAKE_PPID)
+    } else {
+        Action::Redirect
     }
 }
 
