@@ -5,9 +5,10 @@
 //! the jump the thread has none, and the next trap's frame lands on the
 //! interrupted stack.  The thread must still be served with its own state
 //! (its selector, so that the callback's own syscalls run) and get its
-//! stack back.  A frame that lands off sud's stack legitimately (on the
-//! redirect stack, while a handler runs on sud's) must leave it disarmed.
-//! Each test runs in a process of its own.
+//! stack back.  Frames that land off sud's stack legitimately, on the
+//! redirect stack while a handler is inside a redirect, must leave it
+//! disarmed, and a guest handler taken there nests where the guest is
+//! (the RSP it left), as natively.  Each test runs in a process of its own.
 
 mod common;
 
@@ -16,7 +17,10 @@ use common::guest::{
 };
 use common::signals::{KernelSigaction, Stack, guest_rt_sigaction, raise_as_guest};
 use common::{Ends, isolated};
-use linux_raw_sys::general::{__NR_getppid, SA_RESTORER, SA_SIGINFO, SIGUSR1, SIGUSR2, SS_DISABLE};
+use linux_raw_sys::general::{
+    __NR_getppid, __NR_sigaltstack, SA_ONSTACK, SA_RESTORER, SA_SIGINFO, SIGUSR1, SIGUSR2,
+    SS_DISABLE,
+};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use sud::{Action, SigInfo, Syscall, Thread, UContext};
 
@@ -228,6 +232,59 @@ fn handler_during_a_redirect_from_a_handler_on_suds_stack() {
                 assert_eq!(INNER_GOT.load(Ordering::SeqCst), FAKE_PPID);
                 let after = real_altstack();
                 assert_eq!((after.sp, after.size), (before.sp, before.size));
+            }
+            assert_eq!(blocked(&thread, trapped_getppid), Ok(REDIRECTED));
+        },
+    );
+}
+
+/// The same with both handlers SA_ONSTACK on the guest's own alternate
+/// stack: the first runs there, and the second, taken during the redirect
+/// (while the guest is still inside its syscall on that stack), nests below
+/// it there, as natively, judged on the RSP the guest left rather than on
+/// the redirect stack's.
+#[test]
+fn onstack_handler_during_a_redirect_from_an_onstack_handler() {
+    isolated(
+        "onstack_handler_during_a_redirect_from_an_onstack_handler",
+        Ends::Passing,
+        || {
+            sud::install(redirect_getppid).unwrap();
+            sud::install_redirect(redirected_raising).unwrap();
+            let thread = armed_thread();
+            let redirect_stack = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
+            // SAFETY: a stack of its own for the test's whole process.
+            unsafe { thread.set_redirect_stack(redirect_stack.as_mut_ptr(), redirect_stack.len()) };
+            let guest_stack = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+            let theirs = Stack {
+                sp: guest_stack.as_mut_ptr() as u64,
+                flags: 0,
+                size: guest_stack.len() as u64,
+            };
+            // SAFETY: a valid stack_t for the guest's sigaltstack.
+            let set = blocked(&thread, || unsafe {
+                sud::guest::syscall2(__NR_sigaltstack, &raw const theirs as usize, 0)
+            });
+            assert_eq!(set, Ok(0));
+            for (signal, handler) in [
+                (SIGUSR1, outer_handler as *const () as usize),
+                (SIGUSR2, inner_handler as *const () as usize),
+            ] {
+                let action = KernelSigaction {
+                    handler,
+                    flags: (SA_SIGINFO | SA_RESTORER | SA_ONSTACK) as u64,
+                    restorer: 0,
+                    mask: 0,
+                };
+                let (installed, _) = blocked(&thread, || guest_rt_sigaction(signal, Some(&action)));
+                assert_eq!(installed, Ok(0));
+            }
+            for _ in 0..3 {
+                OUTER_GOT.store(0, Ordering::SeqCst);
+                INNER_GOT.store(0, Ordering::SeqCst);
+                assert_eq!(raise_as_guest(&thread, SIGUSR1), Ok(0));
+                assert_eq!(OUTER_GOT.load(Ordering::SeqCst), REDIRECTED);
+                assert_eq!(INNER_GOT.load(Ordering::SeqCst), FAKE_PPID);
             }
             assert_eq!(blocked(&thread, trapped_getppid), Ok(REDIRECTED));
         },

@@ -15,7 +15,7 @@ use crate::selector::HostScope;
 use crate::signals::foreign_sigsys::forward;
 use crate::thread::arena;
 use crate::thread::pointers::enter_host;
-use crate::thread::state::ThreadState;
+use crate::thread::state::{ThreadState, redirect_stack_slot};
 use core::sync::atomic::Ordering;
 use linux_raw_sys::general::{__NR_arch_prctl, __NR_rt_sigreturn, SYS_USER_DISPATCH};
 
@@ -75,13 +75,6 @@ pub(crate) unsafe extern "C" fn dispatch(info: *mut SigInfo, uc: *mut UContext) 
         }
     }
     guest_pointers.leave();
-}
-
-/// Where `sud_redirect_on_stack` finds the guest's RSP on a redirect stack
-/// whose end is `high`: its highest 16-byte aligned word, which is also the
-/// stub's RSP on entry.
-fn redirect_stack_slot(high: u64) -> u64 {
-    (high - 8) & !15
 }
 
 /// Sends the guest, after rt_sigreturn, to `sud_redirect` (on its own stack,

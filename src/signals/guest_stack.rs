@@ -74,7 +74,7 @@ pub(crate) unsafe fn call_guest_handler(
         return unsafe { call_handler(action.handler, signal, info, uc) };
     }
     // SAFETY: the live frame.
-    let rsp = unsafe { (*uc).uc_mcontext.regs.rsp };
+    let rsp = state.guest_rsp(unsafe { (*uc).uc_mcontext.regs.rsp });
     let guest = deliver(state);
     let running_on = state.guest.running_on.load();
     let onstack = action.flags & SA_ONSTACK as u64 != 0;
@@ -108,7 +108,11 @@ pub(crate) unsafe fn call_guest_handler(
         }
     });
     // SAFETY: the live frame.
-    restore(state, &wanted, unsafe { (*uc).uc_mcontext.regs.rsp });
+    restore(
+        state,
+        &wanted,
+        state.guest_rsp(unsafe { (*uc).uc_mcontext.regs.rsp }),
+    );
 }
 
 /// What `run_on_guest_stack` is given across the stack switch.

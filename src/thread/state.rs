@@ -251,6 +251,28 @@ impl ThreadState {
         let high = self.host.redirect_high.load(Ordering::Relaxed);
         (high != 0).then(|| (self.host.redirect_low.load(Ordering::Relaxed), high))
     }
+
+    /// Where the guest is when its code was interrupted at `rsp`: while a
+    /// redirect function runs for it on the thread's redirect stack, the
+    /// RSP the guest left (it is still inside its syscall, as natively),
+    /// else `rsp` itself.
+    pub(crate) fn guest_rsp(&self, rsp: u64) -> u64 {
+        match self.redirect_stack() {
+            Some((low, high)) if (low..high).contains(&rsp) => {
+                // SAFETY: the thread's redirect stack, whose top slot holds
+                // the guest's RSP while a redirect runs on it.
+                unsafe { (redirect_stack_slot(high) as *const u64).read() }
+            }
+            _ => rsp,
+        }
+    }
+}
+
+/// Where `sud_redirect_on_stack` finds the guest's RSP on a redirect stack
+/// whose end is `high`: its highest 16-byte aligned word, which is also the
+/// stub's RSP on entry.
+pub(crate) fn redirect_stack_slot(high: u64) -> u64 {
+    (high - 8) & !15
 }
 
 /// The state of every thread that has no slot: `sud::arm` and friends.
