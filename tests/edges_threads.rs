@@ -56,7 +56,9 @@ fn clone3_result(armed: Option<&Thread>, fields: &[(usize, u64)], stack: &mut Ve
     let top = (stack.as_mut_ptr() as u64 + stack.len() as u64) & !15;
     let base = stack.as_mut_ptr() as u64;
     let parent_tid = Box::leak(Box::new(std::sync::atomic::AtomicU32::new(0)));
-    let child_tid = Box::leak(Box::new(std::sync::atomic::AtomicU32::new(0)));
+    // Not 0: CLONE_CHILD_CLEARTID's 0 is how the creator knows the child
+    // is done with `t`, which lives in this frame.
+    let child_tid = Box::leak(Box::new(std::sync::atomic::AtomicU32::new(u32::MAX)));
     let mut t = CloneTest {
         flags: THREAD_FLAGS,
         stack_top: top,

@@ -55,15 +55,21 @@ pub fn bit(signal: i32) -> u64 {
 
 /// Waits until thread `tid`, created with CLONE_CHILD_CLEARTID pointing at
 /// `child_tid`, has exited: the kernel zeroes the word and wakes its futex.
-pub fn wait_for_thread_exit(child_tid: &std::sync::atomic::AtomicU32, tid: i64) {
-    while child_tid.load(std::sync::atomic::Ordering::SeqCst) != 0 {
-        // SAFETY: a futex wait on a live u32.
+/// The word must not start at 0 (u32::MAX, say): without CLONE_CHILD_SETTID
+/// nothing writes the tid there first.
+pub fn wait_for_thread_exit(child_tid: &std::sync::atomic::AtomicU32, _tid: i64) {
+    loop {
+        let seen = child_tid.load(std::sync::atomic::Ordering::SeqCst);
+        if seen == 0 {
+            return;
+        }
+        // SAFETY: a futex wait on a live u32, for as long as it holds `seen`.
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 child_tid.as_ptr(),
                 libc::FUTEX_WAIT,
-                tid as u32,
+                seen,
                 0,
             )
         };
