@@ -204,32 +204,11 @@ fn handler_during_a_redirect_from_a_handler_on_suds_stack() {
         "handler_during_a_redirect_from_a_handler_on_suds_stack",
         Ends::Passing,
         || {
-            sud::install(redirect_getppid).unwrap();
-            sud::install_redirect(redirected_raising).unwrap();
-            let thread = armed_thread();
-            let redirect_stack = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
-            // SAFETY: a stack of its own for the test's whole process.
-            unsafe { thread.set_redirect_stack(redirect_stack.as_mut_ptr(), redirect_stack.len()) };
-            for (signal, handler) in [
-                (SIGUSR1, outer_handler as *const () as usize),
-                (SIGUSR2, inner_handler as *const () as usize),
-            ] {
-                let action = KernelSigaction {
-                    handler,
-                    flags: (SA_SIGINFO | SA_RESTORER) as u64,
-                    restorer: 0,
-                    mask: 0,
-                };
-                let (installed, _) = blocked(&thread, || guest_rt_sigaction(signal, Some(&action)));
-                assert_eq!(installed, Ok(0));
-            }
+            let thread = redirecting_thread();
+            install_nesting_handlers(&thread, 0);
             let before = real_altstack();
             for _ in 0..3 {
-                OUTER_GOT.store(0, Ordering::SeqCst);
-                INNER_GOT.store(0, Ordering::SeqCst);
-                assert_eq!(raise_as_guest(&thread, SIGUSR1), Ok(0));
-                assert_eq!(OUTER_GOT.load(Ordering::SeqCst), REDIRECTED);
-                assert_eq!(INNER_GOT.load(Ordering::SeqCst), FAKE_PPID);
+                raise_nested(&thread);
                 let after = real_altstack();
                 assert_eq!((after.sp, after.size), (before.sp, before.size));
             }
@@ -249,12 +228,7 @@ fn onstack_handler_during_a_redirect_from_an_onstack_handler() {
         "onstack_handler_during_a_redirect_from_an_onstack_handler",
         Ends::Passing,
         || {
-            sud::install(redirect_getppid).unwrap();
-            sud::install_redirect(redirected_raising).unwrap();
-            let thread = armed_thread();
-            let redirect_stack = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
-            // SAFETY: a stack of its own for the test's whole process.
-            unsafe { thread.set_redirect_stack(redirect_stack.as_mut_ptr(), redirect_stack.len()) };
+            let thread = redirecting_thread();
             let guest_stack = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
             let theirs = Stack {
                 sp: guest_stack.as_mut_ptr() as u64,
@@ -266,27 +240,51 @@ fn onstack_handler_during_a_redirect_from_an_onstack_handler() {
                 sud::guest::syscall2(__NR_sigaltstack, &raw const theirs as usize, 0)
             });
             assert_eq!(set, Ok(0));
-            for (signal, handler) in [
-                (SIGUSR1, outer_handler as *const () as usize),
-                (SIGUSR2, inner_handler as *const () as usize),
-            ] {
-                let action = KernelSigaction {
-                    handler,
-                    flags: (SA_SIGINFO | SA_RESTORER | SA_ONSTACK) as u64,
-                    restorer: 0,
-                    mask: 0,
-                };
-                let (installed, _) = blocked(&thread, || guest_rt_sigaction(signal, Some(&action)));
-                assert_eq!(installed, Ok(0));
-            }
+            install_nesting_handlers(&thread, SA_ONSTACK as u64);
             for _ in 0..3 {
-                OUTER_GOT.store(0, Ordering::SeqCst);
-                INNER_GOT.store(0, Ordering::SeqCst);
-                assert_eq!(raise_as_guest(&thread, SIGUSR1), Ok(0));
-                assert_eq!(OUTER_GOT.load(Ordering::SeqCst), REDIRECTED);
-                assert_eq!(INNER_GOT.load(Ordering::SeqCst), FAKE_PPID);
+                raise_nested(&thread);
             }
             assert_eq!(blocked(&thread, trapped_getppid), Ok(REDIRECTED));
         },
     );
+}
+
+/// An armed thread whose getppid is redirected onto a redirect stack of its
+/// own, the redirect function raising SIGUSR2.
+fn redirecting_thread() -> Thread {
+    sud::install(redirect_getppid).unwrap();
+    sud::install_redirect(redirected_raising).unwrap();
+    let thread = armed_thread();
+    let redirect_stack = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
+    // SAFETY: a stack of its own for the test's whole process.
+    unsafe { thread.set_redirect_stack(redirect_stack.as_mut_ptr(), redirect_stack.len()) };
+    thread
+}
+
+/// The guest's handlers: the outer one for SIGUSR1, the inner one for
+/// SIGUSR2, with `flags` added.
+fn install_nesting_handlers(thread: &Thread, flags: u64) {
+    for (signal, handler) in [
+        (SIGUSR1, outer_handler as *const () as usize),
+        (SIGUSR2, inner_handler as *const () as usize),
+    ] {
+        let action = KernelSigaction {
+            handler,
+            flags: (SA_SIGINFO | SA_RESTORER) as u64 | flags,
+            restorer: 0,
+            mask: 0,
+        };
+        let (installed, _) = blocked(thread, || guest_rt_sigaction(signal, Some(&action)));
+        assert_eq!(installed, Ok(0));
+    }
+}
+
+/// SIGUSR1 from guest code: the outer handler's getppid is redirected, the
+/// inner handler's (during the redirect) emulated.
+fn raise_nested(thread: &Thread) {
+    OUTER_GOT.store(0, Ordering::SeqCst);
+    INNER_GOT.store(0, Ordering::SeqCst);
+    assert_eq!(raise_as_guest(thread, SIGUSR1), Ok(0));
+    assert_eq!(OUTER_GOT.load(Ordering::SeqCst), REDIRECTED);
+    assert_eq!(INNER_GOT.load(Ordering::SeqCst), FAKE_PPID);
 }
