@@ -235,7 +235,7 @@ pub enum Error {
     /// the process.
     NotInstalled,
     /// The calling thread has a sud state already (a
-    /// [`Thread`](crate::Thread), or [`arm`](crate::arm)): a second one's
+    /// [`Thread`](crate::Thread), or `sud::arm()`): a second one's
     /// selector would never be read.  Drop the `Thread` or
     /// [`disarm`](crate::disarm) first.
     AlreadyManaged,

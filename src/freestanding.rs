@@ -23,11 +23,10 @@
 //! `templates/freestanding/`) is the whole recipe.
 
 use crate::error::Errno;
-use crate::sys::host;
+use crate::sys;
 use core::ffi::{CStr, c_char};
 use core::fmt;
 use linux_raw_sys::auxvec::AT_NULL;
-use linux_raw_sys::general::{__NR_exit_group, __NR_write};
 
 /// Defines `_start`, the panic handler, `rust_eh_personality` and the
 /// memory functions in the binary that invokes it, at its crate root; the
@@ -233,23 +232,13 @@ impl Iterator for Strings {
 
 /// Ends the process (`exit_group`) with status `code`.
 pub fn exit(code: i32) -> ! {
-    // SAFETY: exit_group takes no memory and does not return.
-    let _ = unsafe { host::syscall1(__NR_exit_group, code as usize) };
-    unreachable!("exit_group returned")
+    sys::exit_group(code)
 }
 
 /// Writes all of `bytes` to `fd`, again after a partial write or EINTR.
 pub fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), Errno> {
     while !bytes.is_empty() {
-        // SAFETY: write from a live buffer of that length.
-        match unsafe {
-            host::syscall3(
-                __NR_write,
-                fd as usize,
-                bytes.as_ptr() as usize,
-                bytes.len(),
-            )
-        } {
+        match sys::write(fd, bytes) {
             Ok(written) => bytes = &bytes[written..],
             Err(Errno::EINTR) => {}
             Err(errno) => return Err(errno),
