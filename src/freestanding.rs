@@ -12,7 +12,7 @@
 //! - `memcpy`, `memmove`, `memset`, `memcmp` and `bcmp`, which the compiler
 //!   calls, and `strlen`, which `core` calls ([`mem`]).
 //!
-//! Every syscall here goes through sud's trampolines ([`host`]), so output,
+//! Every syscall here goes through sud's trampolines ([`host`](crate::host)), so output,
 //! exit and the panic message work whatever the selector says.
 //!
 //! The feature only adds this module: nothing is defined in any binary until
