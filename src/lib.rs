@@ -166,7 +166,7 @@ pub use dispositions::{GuestAction, guest_action};
 pub use error::{Errno, Error};
 pub use kernel::{Registers, SigContext, SigInfo, SigStack, UContext};
 pub use region::{RegionSymbols, allowed_region, region_symbols};
-pub use rewrite::{Policy, Site, forget_sites, rewrite_sites, rewritten_sites};
+pub use rewrite::{Policy, Site, SiteForm, forget_sites, rewrite_sites, rewritten_sites};
 pub use selector::{SELECTOR, Selector};
 pub use signals::install::{install, uninstall};
 pub use signals::{HostHandler, adopt_signal, install_host_handler};

@@ -14,7 +14,7 @@ use linux_raw_sys::general::{
     PROT_EXEC, PROT_READ, PROT_WRITE,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
-use sud::{Action, Policy, Syscall, host};
+use sud::{Action, Policy, SiteForm, Syscall, host};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
@@ -27,8 +27,71 @@ fn handler(call: &mut Syscall) -> Action {
     }
 }
 
-/// `mov eax, number; syscall; ret` at `at` (a fresh page if 0), executable.
-fn code(at: usize, number: u32) -> usize {
+/// How a test site sets EAX before its `syscall`, which decides the form
+/// of its rewrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// `mov eax, number; syscall; ret`: [`SiteForm::Mov`].
+    Mov,
+    /// `mov eax, edi; syscall; ret`, then alignment padding up to the next
+    /// 16 bytes (and a `ret` there): [`SiteForm::Island`].
+    Island,
+    /// As `Island`, with a `jmp` into the padding before the site: the
+    /// padding is not dead, the site stays trapped.
+    PaddingTargeted,
+    /// As `Island` with no padding after the `ret`: no island in reach,
+    /// the site stays trapped.
+    NoPadding,
+}
+
+/// Where the site's code starts in its page.
+const CODE: usize = 16;
+
+impl Shape {
+    /// The site's code, starting at `CODE`, making syscall `number`.
+    fn bytes(self, number: u32) -> Vec<u8> {
+        // A 9-byte and a 2-byte nop: 11 bytes of padding after 5 of code.
+        const PADDING: [u8; 11] = [0x66, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0, 0x66, 0x90];
+        let mut bytes = Vec::new();
+        match self {
+            Shape::Mov => {
+                bytes.push(0xb8);
+                bytes.extend_from_slice(&number.to_le_bytes());
+                bytes.extend_from_slice(&[0x0f, 0x05, 0xc3]);
+            }
+            Shape::Island | Shape::NoPadding => {
+                bytes.extend_from_slice(&[0x89, 0xf8, 0x0f, 0x05, 0xc3]);
+                if self == Shape::Island {
+                    bytes.extend_from_slice(&PADDING);
+                }
+                bytes.push(0xc3);
+            }
+            Shape::PaddingTargeted => {
+                // jmp +5 (over the site, to the padding's first byte), then
+                // the site, the padding and a ret: the jmp is never taken
+                // (the code starts at the site), but could be.
+                bytes.extend_from_slice(&[0xeb, 0x05, 0x89, 0xf8, 0x0f, 0x05, 0xc3]);
+                bytes.extend_from_slice(&PADDING[..9]);
+                bytes.push(0xc3);
+            }
+        }
+        bytes
+    }
+
+    /// Where the code is called.
+    fn entry(self, page: usize) -> usize {
+        page + CODE + if self == Shape::PaddingTargeted { 2 } else { 0 }
+    }
+
+    /// The address of the site's `syscall`.
+    fn syscall(self, page: usize) -> usize {
+        self.entry(page) + if self == Shape::Mov { 5 } else { 2 }
+    }
+}
+
+/// A test site of `shape` making `number` in a fresh page (or replacing
+/// the page at `at`), executable.
+fn code(at: usize, shape: Shape, number: u32) -> usize {
     let fixed = if at == 0 { 0 } else { MAP_FIXED };
     // SAFETY: a fresh private mapping (or our own page, replaced).
     let page = unsafe {
@@ -43,89 +106,201 @@ fn code(at: usize, number: u32) -> usize {
         )
     }
     .unwrap();
-    write_code(page, number);
+    write_code(page, shape, number);
     page
 }
 
-fn write_code(page: usize, number: u32) {
-    let mut bytes = vec![0xb8];
-    bytes.extend_from_slice(&number.to_le_bytes());
-    bytes.extend_from_slice(&[0x0f, 0x05, 0xc3]);
+/// The guest writes a site's code into its page, as a JIT would.
+fn write_code(page: usize, shape: Shape, number: u32) {
+    let bytes = shape.bytes(number);
     // SAFETY: our page, writable now.
     unsafe {
         host::syscall3(__NR_mprotect, page, 4096, (PROT_READ | PROT_WRITE) as usize).unwrap();
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (page + 16) as *mut u8, bytes.len());
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (page + CODE) as *mut u8, bytes.len());
         host::syscall3(__NR_mprotect, page, 4096, (PROT_READ | PROT_EXEC) as usize).unwrap();
     }
 }
 
-/// Calls the site's code in `page`.
-fn run(page: usize) -> usize {
+/// Calls the site's code in `page` (`number` in EDI, for the shapes that
+/// take it from there).
+fn run(page: usize, shape: Shape, number: u32) -> usize {
     let result: usize;
-    // SAFETY: the page holds `mov eax, n; syscall; ret`, or its rewrite.
+    // SAFETY: the page holds the shape's code, or its rewrite.
     unsafe {
-        core::arch::asm!("call {f}", f = in(reg) page + 16, out("rax") result,
-            out("rcx") _, out("r11") _)
+        core::arch::asm!("call {f}", f = in(reg) shape.entry(page), in("edi") number,
+            out("rax") result, out("rcx") _, out("r11") _)
     };
     result
 }
 
-#[test]
-fn eight_threads_while_rewritten() {
-    isolated("eight_threads_while_rewritten", Ends::Passing, || {
-        const EACH: usize = 20_000;
-        sud::install(handler).unwrap();
-        let page = code(0, __NR_getppid);
-        sud::rewrite_sites(page..page + 4096, Policy::AfterTraps(50)).unwrap();
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                std::thread::spawn(move || {
-                    let thread = armed_thread();
-                    blocked(&thread, || (0..EACH).all(|_| run(page) == 4242))
+/// The form a site of `shape` in `page` is rewritten to.
+fn form(page: usize, shape: Shape, number: u32) -> SiteForm {
+    match shape {
+        Shape::Mov => SiteForm::Mov { number },
+        _ => SiteForm::Island {
+            island: shape.syscall(page) + 3,
+        },
+    }
+}
+
+/// Whether the site in `page` is sud's jump now.
+fn jumps(page: usize, shape: Shape) -> bool {
+    let (at, opcode) = match shape {
+        Shape::Mov => (shape.entry(page), 0xe9),
+        _ => (shape.syscall(page), 0xeb),
+    };
+    // SAFETY: a mapped page of ours.
+    unsafe { *(at as *const u8) == opcode }
+}
+
+fn rewritten() -> Vec<sud::Site> {
+    let mut sites = Vec::new();
+    sud::rewritten_sites(|site| sites.push(site));
+    sites
+}
+
+/// 8 threads run one site while it is rewritten (at its 50th trap): every
+/// call reaches the callback exactly once, with the right answer.
+fn eight_threads_while_rewritten(shape: Shape) {
+    const EACH: usize = 20_000;
+    sud::install(handler).unwrap();
+    let page = code(0, shape, __NR_getppid);
+    sud::rewrite_sites(page..page + 4096, Policy::AfterTraps(50)).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let thread = armed_thread();
+                blocked(&thread, || {
+                    (0..EACH).all(|_| run(page, shape, __NR_getppid) == 4242)
                 })
             })
-            .collect();
-        for t in threads {
-            assert!(t.join().unwrap());
-        }
-        assert_eq!(CALLS.load(Ordering::SeqCst), 8 * EACH);
-        let mut sites = Vec::new();
-        sud::rewritten_sites(|site| sites.push(site));
-        assert_eq!(sites.len(), 1);
-        assert_eq!((sites[0].addr, sites[0].number), (page + 16, __NR_getppid));
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap());
+    }
+    assert_eq!(CALLS.load(Ordering::SeqCst), 8 * EACH);
+    let sites = rewritten();
+    assert_eq!(sites.len(), 1);
+    let want = (shape.syscall(page), form(page, shape, __NR_getppid));
+    assert_eq!((sites[0].syscall, sites[0].form), want);
+    assert!(jumps(page, shape));
+}
+
+#[test]
+fn eight_threads_while_a_mov_site_is_rewritten() {
+    isolated(
+        "eight_threads_while_a_mov_site_is_rewritten",
+        Ends::Passing,
+        || eight_threads_while_rewritten(Shape::Mov),
+    );
+}
+
+#[test]
+fn eight_threads_while_an_island_site_is_rewritten() {
+    isolated(
+        "eight_threads_while_an_island_site_is_rewritten",
+        Ends::Passing,
+        || eight_threads_while_rewritten(Shape::Island),
+    );
+}
+
+/// A rewritten site the guest overwrites, then unmaps and maps again, runs
+/// the new code (and is rewritten anew); `forget_sites` puts the original
+/// bytes back.
+fn overwritten_unmapped_and_forgotten(shape: Shape) {
+    sud::install(handler).unwrap();
+    let page = code(0, shape, __NR_getppid);
+    sud::rewrite_sites(page..page + 4096, Policy::FirstTrap).unwrap();
+    let thread = armed_thread();
+    blocked(&thread, || {
+        assert_eq!(run(page, shape, __NR_getppid), 4242);
+        assert!(jumps(page, shape));
+        assert_eq!(run(page, shape, __NR_getppid), 4242);
+        // The guest writes new code over the site.
+        write_code(page, shape, __NR_getpid);
+        assert!(!jumps(page, shape));
+        assert_eq!(run(page, shape, __NR_getpid), 77);
+        assert_eq!(run(page, shape, __NR_getpid), 77); // rewritten anew
+        assert!(jumps(page, shape));
+        // ... and maps new code where it was.
+        code(page, shape, __NR_getppid);
+        assert_eq!(run(page, shape, __NR_getppid), 4242);
+        assert_eq!(run(page, shape, __NR_getppid), 4242);
+        assert!(jumps(page, shape));
+    });
+    assert_eq!(sud::forget_sites(page..page + 4096), 1);
+    assert!(!jumps(page, shape));
+    assert!(rewritten().is_empty());
+    blocked(&thread, || assert_eq!(run(page, shape, __NR_getppid), 4242));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 7);
+}
+
+#[test]
+fn mov_sites_overwritten_unmapped_and_forgotten() {
+    isolated(
+        "mov_sites_overwritten_unmapped_and_forgotten",
+        Ends::Passing,
+        || overwritten_unmapped_and_forgotten(Shape::Mov),
+    );
+}
+
+#[test]
+fn island_sites_overwritten_unmapped_and_forgotten() {
+    isolated(
+        "island_sites_overwritten_unmapped_and_forgotten",
+        Ends::Passing,
+        || overwritten_unmapped_and_forgotten(Shape::Island),
+    );
+}
+
+/// Forgetting only the island's bytes puts its site back too.
+#[test]
+fn forgetting_an_island_forgets_its_site() {
+    isolated(
+        "forgetting_an_island_forgets_its_site",
+        Ends::Passing,
+        || {
+            sud::install(handler).unwrap();
+            let page = code(0, Shape::Island, __NR_getppid);
+            sud::rewrite_sites(page..page + 4096, Policy::FirstTrap).unwrap();
+            let thread = armed_thread();
+            blocked(&thread, || run(page, Shape::Island, __NR_getppid));
+            assert!(jumps(page, Shape::Island));
+            let island = Shape::Island.syscall(page) + 3;
+            assert_eq!(sud::forget_sites(island + 4..island + 5), 1);
+            assert!(!jumps(page, Shape::Island));
+        },
+    );
+}
+
+/// Sites with no usable island stay trapped, and keep working.
+fn stays_trapped(name: &str, shape: Shape) {
+    isolated(name, Ends::Passing, || {
+        sud::install(handler).unwrap();
+        let page = code(0, shape, __NR_getppid);
+        sud::rewrite_sites(page..page + 4096, Policy::FirstTrap).unwrap();
+        let thread = armed_thread();
+        blocked(&thread, || {
+            for _ in 0..3 {
+                assert_eq!(run(page, shape, __NR_getppid), 4242);
+            }
+        });
+        assert!(!jumps(page, shape));
+        assert!(rewritten().is_empty());
+        assert_eq!(CALLS.load(Ordering::SeqCst), 3);
     });
 }
 
 #[test]
-fn overwritten_unmapped_and_forgotten_sites() {
-    isolated(
-        "overwritten_unmapped_and_forgotten_sites",
-        Ends::Passing,
-        || {
-            sud::install(handler).unwrap();
-            let page = code(0, __NR_getppid);
-            sud::rewrite_sites(page..page + 4096, Policy::FirstTrap).unwrap();
-            let thread = armed_thread();
-            let jumps = |page: usize| unsafe { *((page + 16) as *const u8) } == 0xe9;
-            blocked(&thread, || {
-                assert_eq!(run(page), 4242);
-                assert!(jumps(page));
-                assert_eq!(run(page), 4242);
-                // The guest writes new code over the site.
-                write_code(page, __NR_getpid);
-                assert_eq!(run(page), 77);
-                assert_eq!(run(page), 77); // rewritten anew
-                assert!(jumps(page));
-                // ... and maps new code where it was.
-                code(page, __NR_getppid);
-                assert_eq!(run(page), 4242);
-                assert_eq!(run(page), 4242);
-                assert!(jumps(page));
-            });
-            assert_eq!(sud::forget_sites(page..page + 4096), 1);
-            assert!(!jumps(page));
-            blocked(&thread, || assert_eq!(run(page), 4242));
-            assert_eq!(CALLS.load(Ordering::SeqCst), 7);
-        },
+fn padding_a_branch_targets_is_no_island() {
+    stays_trapped(
+        "padding_a_branch_targets_is_no_island",
+        Shape::PaddingTargeted,
     );
+}
+
+#[test]
+fn no_padding_in_reach_no_island() {
+    stays_trapped("no_padding_in_reach_no_island", Shape::NoPadding);
 }

@@ -1,15 +1,23 @@
-//! Rewriting hot trap sites (opt-in, [`rewrite_sites`]): a guest's
-//! `mov eax, imm32; syscall` (`b8 imm32 0f 05`) that traps in a range the
-//! host named is rewritten, after its first trap or its Nth, to
-//! `jmp thunk; syscall`: the `jmp rel32` takes the place of the `mov`, and
-//! the `syscall` stays where it was, for code that jumps to it.  The thunk,
-//! within ±2 GiB, moves RSP below the red zone, sets EAX and calls
-//! `sud_site_entry`, which reaches the callback as `sud_entry` does, with
-//! the registers a trap would have shown, and returns after the `syscall`.
+//! Rewriting hot trap sites (opt-in, [`rewrite_sites`]): a `syscall` a
+//! guest's code traps on, in a range the host named, is rewritten after its
+//! first trap (or its Nth) to jump to a thunk of its own within ±2 GiB,
+//! which moves RSP below the red zone and calls `sud_site_entry`; that
+//! reaches the callback as `sud_entry` does, with the registers a trap
+//! would have shown, and returns after the `syscall`.  Two forms:
+//!
+//! - [`SiteForm::Mov`]: `mov eax, imm32; syscall` (`b8 imm32 0f 05`, what
+//!   most libc wrappers are) becomes `jmp thunk; syscall`: the `jmp rel32`
+//!   takes the `mov`'s place (the thunk sets EAX), and the `syscall` stays
+//!   for code that jumps to it.
+//! - [`SiteForm::Island`]: any other `syscall` becomes `jmp rel8` to an
+//!   island, five bytes of alignment padding within 127 bytes after it,
+//!   which becomes `jmp thunk` (`island.rs`).
 //!
 //! Every site is recorded ([`rewritten_sites`]) and can be put back
 //! ([`forget_sites`]).  Sites that cannot be rewritten stay trapped.
 
+mod decode;
+mod island;
 pub(crate) mod patch;
 
 use crate::error::{Errno, Error};
@@ -17,7 +25,7 @@ use crate::sys::{code, guest_memory};
 use crate::tp;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use patch::{INT3, jumps_to, make_thunk, write_site};
+use patch::{INT3, JMP_REL8, jumps_to, make_thunk, write_island, write_site};
 
 /// When a trap site is rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,12 +39,31 @@ pub enum Policy {
 /// A rewritten site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Site {
-    /// The address of the `mov eax, imm32` that became the `jmp`.
-    pub addr: usize,
-    /// The syscall number it makes.
-    pub number: u32,
+    /// The address of its `syscall` instruction.
+    pub syscall: usize,
+    /// How it was rewritten.
+    pub form: SiteForm,
     /// Its thunk.
     pub thunk: usize,
+}
+
+/// How a site was rewritten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteForm {
+    /// The `mov eax, number` right before the `syscall` became
+    /// `jmp thunk`; the `syscall` is unchanged.
+    Mov {
+        /// The syscall number the `mov` loaded (and the thunk loads).
+        number: u32,
+    },
+    /// The `syscall` became `jmp island` (`eb rel8`), and the five bytes at
+    /// `island`, alignment padding, `jmp thunk`.  Putting the site back
+    /// leaves the island's `jmp`: a thread may be on its way there, and
+    /// nothing else runs padding.
+    Island {
+        /// The island's address.
+        island: usize,
+    },
 }
 
 /// A site's status word: a trap count below PATCHING.
@@ -44,12 +71,40 @@ const PATCHING: u32 = u32::MAX - 2;
 const REWRITTEN: u32 = u32::MAX - 1;
 const REFUSED: u32 = u32::MAX;
 
+/// A site: the address of its `syscall` (its key), its status, and how it
+/// was rewritten: `island` 0 for [`SiteForm::Mov`].  `number`, `island`
+/// and `thunk` are set before the site's status becomes PATCHING, and read
+/// once it is PATCHING or REWRITTEN.
 struct Entry {
     addr: AtomicUsize,
     status: AtomicU32,
     number: AtomicU32,
+    island: AtomicUsize,
     thunk: AtomicU64,
 }
+
+impl Entry {
+    fn form(&self) -> SiteForm {
+        match self.island.load(Ordering::Relaxed) {
+            0 => SiteForm::Mov {
+                number: self.number.load(Ordering::Relaxed),
+            },
+            island => SiteForm::Island { island },
+        }
+    }
+
+    /// Where the bytes sud writes over start: the `mov`, or the `syscall`.
+    fn patched(&self, syscall: usize) -> usize {
+        match self.form() {
+            SiteForm::Mov { .. } => syscall - MOV_SIZE,
+            SiteForm::Island { .. } => syscall,
+        }
+    }
+}
+
+/// `mov eax, imm32`, and `syscall`.
+const MOV_SIZE: usize = 5;
+const SYSCALL_SIZE: usize = 2;
 
 const TABLE: usize = 1 << 13;
 const PROBES: usize = 64;
@@ -58,6 +113,7 @@ static SITES: [Entry; TABLE] = [const {
         addr: AtomicUsize::new(0),
         status: AtomicU32::new(0),
         number: AtomicU32::new(0),
+        island: AtomicUsize::new(0),
         thunk: AtomicU64::new(0),
     }
 }; TABLE];
@@ -101,7 +157,8 @@ fn find_or_insert(site: usize) -> Option<&'static Entry> {
 /// `policy`.  Call it after [`install`](crate::install).  Needs the
 /// membarrier SYNC_CORE command (Linux 4.16) and a writable
 /// `/proc/self/mem`; a site whose thunk cannot be placed within ±2 GiB, or
-/// whose bytes are not the pattern, stays trapped.  A rewritten site finds
+/// that is neither form of [`SiteForm`] (no `mov eax, imm32` before it and
+/// no island after it), stays trapped.  A rewritten site finds
 /// its thread with `rdgsbase`: [`Error::NoFsGsBase`] where the kernel does
 /// not enable FSGSBASE (before Linux 5.9, or a CPU without it).
 pub fn rewrite_sites(range: Range<usize>, policy: Policy) -> Result<(), Error> {
@@ -137,8 +194,8 @@ pub fn rewritten_sites(mut each: impl FnMut(Site)) {
     for entry in &SITES {
         if entry.status.load(Ordering::Acquire) == REWRITTEN {
             each(Site {
-                addr: entry.addr.load(Ordering::Relaxed),
-                number: entry.number.load(Ordering::Relaxed),
+                syscall: entry.addr.load(Ordering::Relaxed),
+                form: entry.form(),
                 thunk: entry.thunk.load(Ordering::Relaxed) as usize,
             });
         }
@@ -147,8 +204,10 @@ pub fn rewritten_sites(mut each: impl FnMut(Site)) {
 
 /// Puts back the original bytes of every site rewritten in `range` (and
 /// stops rewriting there): for code the guest is about to unmap, remap or
-/// write.  A site whose bytes are no longer sud's `jmp` (the guest already
-/// changed or unmapped them) is only forgotten.  Returns the sites put back.
+/// write.  A site is in `range` if any byte sud wrote for it is: the `mov`,
+/// the `syscall` or the island.  A site whose bytes are no longer sud's
+/// jump (the guest already changed or unmapped them) is only forgotten.
+/// Returns the sites put back.
 pub fn forget_sites(range: Range<usize>) -> usize {
     for (start, end) in &RANGES {
         let (s, e) = (start.load(Ordering::Relaxed), end.load(Ordering::Relaxed));
@@ -157,23 +216,28 @@ pub fn forget_sites(range: Range<usize>) -> usize {
             end.store(0, Ordering::Release);
         }
     }
+    let overlaps = |at: usize, len: usize| at < range.end && range.start < at + len;
     let mut restored = 0;
     while WRITING.swap(true, Ordering::Acquire) {
         core::hint::spin_loop();
     }
     for entry in &SITES {
-        let site = entry.addr.load(Ordering::Acquire);
-        if !range.contains(&site) || entry.status.load(Ordering::Acquire) != REWRITTEN {
+        let syscall = entry.addr.load(Ordering::Acquire);
+        if entry.status.load(Ordering::Acquire) != REWRITTEN {
             continue;
         }
-        let thunk = entry.thunk.load(Ordering::Relaxed) as usize;
-        let number = entry.number.load(Ordering::Relaxed);
+        let patched = entry.patched(syscall);
+        let island = match entry.form() {
+            SiteForm::Island { island } => overlaps(island, island::ISLAND_SIZE),
+            SiteForm::Mov { .. } => false,
+        };
+        if !overlaps(patched, syscall + SYSCALL_SIZE - patched) && !island {
+            continue;
+        }
         entry.status.store(PATCHING, Ordering::Release);
-        if guest_memory::read::<[u8; 5]>(site).is_ok_and(|now| jumps_to(site, now, thunk)) {
-            let mut original = [0xb8, 0, 0, 0, 0];
-            original[1..].copy_from_slice(&number.to_le_bytes());
+        if still_ours(entry, syscall) {
             // SAFETY: the site's own bytes, as they were.
-            if unsafe { write_site(site, original) }.is_ok() {
+            if unsafe { restore(entry, syscall) }.is_ok() {
                 restored += 1;
             }
         }
@@ -183,30 +247,56 @@ pub fn forget_sites(range: Range<usize>) -> usize {
     restored
 }
 
+/// Whether the site's patched bytes are still the jump sud wrote.
+fn still_ours(entry: &Entry, syscall: usize) -> bool {
+    let thunk = entry.thunk.load(Ordering::Relaxed) as usize;
+    match entry.form() {
+        SiteForm::Mov { .. } => guest_memory::read::<[u8; 5]>(syscall - MOV_SIZE)
+            .is_ok_and(|now| jumps_to(syscall - MOV_SIZE, now, thunk)),
+        SiteForm::Island { island } => guest_memory::read::<[u8; 2]>(syscall)
+            .is_ok_and(|now| now == jump_rel8(syscall, island)),
+    }
+}
+
+/// Writes the site's original bytes back.
+///
+/// # Safety
+/// The site's bytes are still sud's jump.
+unsafe fn restore(entry: &Entry, syscall: usize) -> Result<(), crate::error::Errno> {
+    match entry.form() {
+        SiteForm::Mov { number } => {
+            let mut original = [MOV_EAX, 0, 0, 0, 0];
+            original[1..].copy_from_slice(&number.to_le_bytes());
+            // SAFETY: `mov eax, number` is what the `jmp` replaced.
+            unsafe { write_site(syscall - MOV_SIZE, &original) }
+        }
+        // SAFETY: as above, the `syscall`.
+        SiteForm::Island { .. } => unsafe { write_site(syscall, &SYSCALL) },
+    }
+}
+
 /// A trapped syscall `number` ending at `resume`: counts the trap, and
 /// rewrites the site when the policy says so and its bytes allow.
 pub(crate) fn on_trap(resume: usize, number: u64) {
     if !ENABLED.load(Ordering::Acquire) {
         return;
     }
-    let site = resume.wrapping_sub(7);
-    // The pattern within one page (the one the `syscall` ran from), in a
-    // range the host named.
-    if site / 4096 != (resume - 1) / 4096 || !in_ranges(site) {
+    let syscall = resume.wrapping_sub(SYSCALL_SIZE);
+    if !in_ranges(syscall) {
         return;
     }
-    let Some(entry) = find_or_insert(site) else {
+    let Some(entry) = find_or_insert(syscall) else {
         return;
     };
     let status = entry.status.load(Ordering::Acquire);
     if status == REWRITTEN {
-        // A trap from a rewritten site: its `syscall` was jumped to, or the
-        // guest wrote or mapped new code there.  New code is counted anew.
-        let thunk = entry.thunk.load(Ordering::Relaxed) as usize;
-        match guest_memory::read::<[u8; 5]>(site) {
-            Ok(now) if jumps_to(site, now, thunk) => return,
-            _ => entry.status.store(0, Ordering::Release),
+        // A trap from a rewritten site: a thread ran its `syscall` while it
+        // was rewritten, or jumped to it (Mov), or the guest wrote or
+        // mapped new code there.  New code is counted anew.
+        if still_ours(entry, syscall) {
+            return;
         }
+        entry.status.store(0, Ordering::Release);
     } else if status >= PATCHING {
         return;
     }
@@ -217,44 +307,83 @@ pub(crate) fn on_trap(resume: usize, number: u64) {
     if WRITING.swap(true, Ordering::Acquire) {
         return; // another thread is writing code: next trap
     }
-    let done = rewrite(entry, site, resume, number);
+    let done = rewrite(entry, syscall, number);
     entry
         .status
         .store(if done { REWRITTEN } else { REFUSED }, Ordering::Release);
     WRITING.store(false, Ordering::Release);
 }
 
-/// Rewrites `site` if its bytes are `mov eax, number; syscall`.
-fn rewrite(entry: &Entry, site: usize, resume: usize, number: u64) -> bool {
-    let Ok(bytes) = guest_memory::read::<[u8; 8]>(site - 1) else {
+/// `mov eax, imm32`'s opcode, and `syscall`.
+const MOV_EAX: u8 = 0xb8;
+const SYSCALL: [u8; 2] = [0x0f, 0x05];
+
+/// Rewrites the site whose `syscall` (of `number`, just trapped) is at
+/// `syscall`, in the first form its bytes allow.
+fn rewrite(entry: &Entry, syscall: usize, number: u64) -> bool {
+    let resume = syscall + SYSCALL_SIZE;
+    if let Some(imm) = mov_before(syscall, number) {
+        entry.number.store(imm, Ordering::Relaxed);
+        entry.island.store(0, Ordering::Relaxed);
+        entry.status.store(PATCHING, Ordering::Release);
+        let site = syscall - MOV_SIZE;
+        let Some((thunk, jmp)) = make_thunk(site, Some(imm), resume) else {
+            return false;
+        };
+        entry.thunk.store(thunk as u64, Ordering::Relaxed);
+        // SAFETY: `mov eax, imm32` and `jmp thunk` both lead to the syscall
+        // `number` with the same registers, and continue after the `syscall`.
+        return unsafe { write_site(site, &jmp) }.is_ok();
+    }
+    let usable = |start: usize, end: usize| in_ranges(start) && in_ranges(end - 1);
+    let rewritten = |at: usize| find(at).is_some() || find(at + MOV_SIZE).is_some();
+    let Some(island) = island::find(resume, usable, rewritten) else {
         return false;
     };
+    entry.island.store(island, Ordering::Relaxed);
+    entry.status.store(PATCHING, Ordering::Release);
+    let Some((thunk, jmp)) = make_thunk(island, None, resume) else {
+        return false;
+    };
+    entry.thunk.store(thunk as u64, Ordering::Relaxed);
+    // SAFETY: the island is padding no thread runs: it can be written
+    // whole.  `write_site` makes every core see it before the `syscall`
+    // leads there; `jmp island` then `jmp thunk` make the same syscall with
+    // the same registers and continue after the `syscall`.
+    unsafe {
+        write_island(island, &jmp) && write_site(syscall, &jump_rel8(syscall, island)).is_ok()
+    }
+}
+
+/// The immediate of a `mov eax, imm32` right before the `syscall` at
+/// `syscall`, if it is one, loads the `number` just trapped, and is in a
+/// range the host named.
+fn mov_before(syscall: usize, number: u64) -> Option<u32> {
+    let site = syscall.checked_sub(MOV_SIZE)?;
+    let bytes = guest_memory::read::<[u8; 6]>(site - 1).ok()?;
     let imm = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
     // b8 must begin an instruction: the number it loads is the one trapped,
     // and no prefix (REX, operand or address size, segment, lock, rep) is
     // before it.
     let prefix = matches!(bytes[0], 0x40..=0x4f | 0x26 | 0x2e | 0x36 | 0x3e | 0x64..=0x67 | 0xf0 | 0xf2 | 0xf3);
-    if bytes[1] != 0xb8 || bytes[6..8] != [0x0f, 0x05] || imm as u64 != number || prefix {
-        return false;
-    }
-    entry.status.store(PATCHING, Ordering::Release);
-    let Some((thunk, jmp)) = make_thunk(site, imm, resume) else {
-        return false;
-    };
-    entry.number.store(imm, Ordering::Relaxed);
-    entry.thunk.store(thunk as u64, Ordering::Relaxed);
-    // SAFETY: `mov eax, imm32` and `jmp thunk` both lead to the syscall
-    // `number` with the same registers, and continue after the `syscall`.
-    unsafe { write_site(site, jmp) }.is_ok()
+    (bytes[1] == MOV_EAX && imm as u64 == number && !prefix && in_ranges(site)).then_some(imm)
 }
 
-/// A SIGTRAP at `rip` (after the `int3`): if it is a site's first byte
-/// while sud writes it, the address to resume at, the site's start, which
+/// `jmp rel8` from the `syscall` at `syscall` to `island`.
+fn jump_rel8(syscall: usize, island: usize) -> [u8; 2] {
+    [JMP_REL8, (island - (syscall + SYSCALL_SIZE)) as u8]
+}
+
+/// A SIGTRAP at `rip` (after the `int3`): if it is a site's first patched
+/// byte while sud writes it, the address to resume at, that byte's, which
 /// then holds the old or the new instruction.
 pub(crate) fn int3_site(rip: usize) -> Option<usize> {
-    let site = rip.wrapping_sub(1);
-    let entry = find(site)?;
+    let at = rip.wrapping_sub(1);
+    let entry = [find(at), find(at + MOV_SIZE)]
+        .into_iter()
+        .flatten()
+        .find(|entry| entry.patched(entry.addr.load(Ordering::Relaxed)) == at)?;
     let status = entry.status.load(Ordering::Acquire);
-    let first = guest_memory::read::<u8>(site).ok()?;
-    (status == PATCHING || first != INT3).then_some(site)
+    let first = guest_memory::read::<u8>(at).ok()?;
+    (status == PATCHING || first != INT3).then_some(at)
 }

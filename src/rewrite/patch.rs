@@ -12,17 +12,21 @@ use linux_raw_sys::general::SIGTRAP;
 
 /// `int3`: what a thread finds at a site's first byte while it is written.
 pub(crate) const INT3: u8 = 0xcc;
-/// `jmp rel32`.
+/// `jmp rel32`, and `jmp rel8`.
 const JMP: u8 = 0xe9;
+pub(crate) const JMP_REL8: u8 = 0xeb;
 /// A thunk: `lea rsp, [rsp - 128]; mov eax, imm32; call [rip + 8]`, then the
-/// address after the site, then `sud_site_entry`'s.
+/// address after the site, then `sud_site_entry`'s.  For a site that set
+/// EAX itself ([`SiteForm::Island`](super::SiteForm)), a five-byte `nop`
+/// takes the `mov`'s place.
 pub(crate) const THUNK_SIZE: usize = 32;
 const THUNK_CODE: [u8; 16] = [
     0x48, 0x8d, 0x64, 0x24, 0x80, // lea rsp, [rsp - 128]: below the red zone
     0xb8, 0, 0, 0, 0, // mov eax, imm32: the site's number
     0xff, 0x15, 8, 0, 0, 0, // call [rip + 8]: sud_site_entry, past the next word
 ];
-const THUNK_NUMBER: usize = 6;
+const THUNK_MOV: usize = 5;
+const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
 
 /// Thunk pools: 64 KiB each, mapped near the sites they serve.
 const POOL_SIZE: usize = 64 * 1024;
@@ -84,14 +88,16 @@ fn route_sigtrap() -> Result<(), Errno> {
     sys::sigaction(SIGTRAP, Some(&real)).map(drop)
 }
 
-/// Writes `new` over the five bytes at `site` (first byte last), through
-/// `int3`, each step seen by every core before the next.  Threads running
-/// the site meanwhile execute the old bytes, meet the `int3` (and are sent
-/// back to the site by sud's SIGTRAP handler), or execute the new bytes.
+/// Writes `new` (one instruction) over the instruction at `site` of the
+/// same length (first byte last), through `int3`, each step seen by every
+/// core before the next.  Threads running the site meanwhile execute the
+/// old instruction, meet the `int3` (and are sent back to the site by
+/// sud's SIGTRAP handler), or execute the new one.
 ///
 /// # Safety
-/// `site` holds five bytes that execute correctly as they are and as `new`.
-pub(crate) unsafe fn write_site(site: usize, new: [u8; 5]) -> Result<(), Errno> {
+/// `site` holds an instruction of `new.len()` bytes, and it and `new`
+/// execute correctly at any moment.
+pub(crate) unsafe fn write_site(site: usize, new: &[u8]) -> Result<(), Errno> {
     route_sigtrap()?;
     let code = CodeWriter::open()?;
     // SAFETY: each state the site passes through executes correctly: the
@@ -106,19 +112,41 @@ pub(crate) unsafe fn write_site(site: usize, new: [u8; 5]) -> Result<(), Errno> 
     sync_cores()
 }
 
-/// A thunk for the site at `site` (`mov eax, number; syscall` ending at
-/// `resume`), and the `jmp` to it that replaces the `mov`.
-pub(crate) fn make_thunk(site: usize, number: u32, resume: usize) -> Option<(usize, [u8; 5])> {
-    let thunk = thunk_room(site)?;
+/// Writes `jmp` into the island at `island`, padding no thread executes,
+/// in one piece; `write_site`, which leads threads there, makes every
+/// core see it first.
+///
+/// # Safety
+/// No thread executes `island`'s bytes.
+pub(crate) unsafe fn write_island(island: usize, jmp: &[u8; 5]) -> bool {
+    let Ok(code) = CodeWriter::open() else {
+        return false;
+    };
+    // SAFETY: dead code, by the caller's word.
+    unsafe { code.write(island, jmp) }.is_ok()
+}
+
+/// A thunk for a site whose `syscall` ends at `resume`, loading `number`
+/// into EAX if it is `Some`, and the `jmp rel32` at `from` that leads
+/// there (the site's `mov`, or its island).
+pub(crate) fn make_thunk(
+    from: usize,
+    number: Option<u32>,
+    resume: usize,
+) -> Option<(usize, [u8; 5])> {
+    let thunk = thunk_room(from)?;
     let mut bytes = [0u8; THUNK_SIZE];
     bytes[..16].copy_from_slice(&THUNK_CODE);
-    bytes[THUNK_NUMBER..THUNK_NUMBER + 4].copy_from_slice(&number.to_le_bytes());
+    match number {
+        Some(number) => bytes[THUNK_MOV + 1..THUNK_MOV + 5].copy_from_slice(&number.to_le_bytes()),
+        None => bytes[THUNK_MOV..THUNK_MOV + 5].copy_from_slice(&NOP5),
+    }
     bytes[16..24].copy_from_slice(&(resume as u64).to_le_bytes());
     bytes[24..32].copy_from_slice(&(addr::sud_site_entry() as u64).to_le_bytes());
     let code = CodeWriter::open().ok()?;
     // SAFETY: fresh thunk memory no thread runs yet.
     unsafe { code.write(thunk, &bytes) }.ok()?;
-    let rel = (thunk as i64 - (site as i64 + 5)) as i32;
+    let rel = (thunk as i64 - (from as i64 + 5)) as i32;
     let mut jmp = [JMP, 0, 0, 0, 0];
     jmp[1..].copy_from_slice(&rel.to_le_bytes());
     Some((thunk, jmp))

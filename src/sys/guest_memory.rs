@@ -41,3 +41,9 @@ fn read_bytes(local: *mut u8, addr: usize, len: usize) -> Result<(), Errno> {
         Err(Errno::EFAULT)
     }
 }
+
+/// Fills `buf` from guest address `addr` as far as the guest's memory
+/// goes: the bytes read, fewer than asked where a page is missing.
+pub(crate) fn read_up_to(buf: &mut [u8], addr: usize) -> Result<usize, Errno> {
+    super::process_vm_readv(buf.as_mut_ptr(), addr, buf.len())
+}

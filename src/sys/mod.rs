@@ -18,12 +18,12 @@ use crate::kernel::stack::stack_t;
 use core::ptr::null;
 use core::sync::atomic::AtomicI32;
 use linux_raw_sys::general::{
-    __NR_arch_prctl, __NR_close, __NR_exit_group, __NR_futex, __NR_getpid, __NR_gettid, __NR_kcmp,
-    __NR_kill, __NR_mmap, __NR_mprotect, __NR_munmap, __NR_openat, __NR_prctl,
-    __NR_process_vm_readv, __NR_process_vm_writev, __NR_read, __NR_rt_sigaction,
-    __NR_rt_sigprocmask, __NR_rt_tgsigqueueinfo, __NR_sched_yield, __NR_sigaltstack, __NR_write,
-    AT_FDCWD, FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS, MAP_NORESERVE,
-    MAP_PRIVATE, O_RDONLY, PROT_READ, PROT_WRITE, SIG_SETMASK,
+    __NR_arch_prctl, __NR_close, __NR_futex, __NR_getpid, __NR_gettid, __NR_kcmp, __NR_kill,
+    __NR_mmap, __NR_mprotect, __NR_munmap, __NR_openat, __NR_prctl, __NR_process_vm_readv,
+    __NR_process_vm_writev, __NR_read, __NR_rt_sigaction, __NR_rt_sigprocmask,
+    __NR_rt_tgsigqueueinfo, __NR_sched_yield, __NR_sigaltstack, AT_FDCWD, FUTEX_PRIVATE_FLAG,
+    FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_RDONLY, PROT_READ,
+    PROT_WRITE, SIG_SETMASK,
 };
 use linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH;
 pub use raw::{guest, host};
@@ -36,18 +36,20 @@ pub(crate) fn gettid() -> i32 {
 }
 
 /// Ends the process with status `code`.
+#[cfg(feature = "freestanding")]
 pub(crate) fn exit_group(code: i32) -> ! {
     // SAFETY: exit_group takes no memory and does not return.
-    let _ = unsafe { host::syscall1(__NR_exit_group, code as usize) };
+    let _ = unsafe { host::syscall1(linux_raw_sys::general::__NR_exit_group, code as usize) };
     unreachable!("exit_group returned")
 }
 
 /// Writes some of `bytes` to `fd`: how many.
+#[cfg(feature = "freestanding")]
 pub(crate) fn write(fd: i32, bytes: &[u8]) -> Result<usize, Errno> {
     // SAFETY: write from a live buffer of that length.
     unsafe {
         host::syscall3(
-            __NR_write,
+            linux_raw_sys::general::__NR_write,
             fd as usize,
             bytes.as_ptr() as usize,
             bytes.len(),

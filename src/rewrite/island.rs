@@ -1,0 +1,137 @@
+//! Islands: five bytes of dead code within a `jmp rel8` of a site, where a
+//! `jmp thunk` fits when the bytes before the `syscall` are not a
+//! `mov eax, imm32` to write over.  The `syscall` itself becomes the
+//! `jmp rel8` (two bytes for two bytes: a branch to the `syscall` still
+//! finds a whole instruction that does what the `syscall` did).
+//!
+//! Dead code is alignment padding: a run of no-ops right after a `ret` or
+//! `jmp` (nothing falls into it) that ends on a 16-byte boundary (the
+//! assembler's `.p2align`, before the label the padding exists for) and
+//! does not start on one (a function entry).  It is found by decoding
+//! forward from the instruction after the `syscall`, a known boundary.  No
+//! direct branch nearby (`jcc`, `jmp`, `call`, `loop`, within the bytes
+//! read around the site) may land in it: the bytes are scanned as if every
+//! offset began an instruction, which finds every real one and some that
+//! are not (those only cost an island).  An indirect branch into padding is
+//! assumed not to exist: compilers and assemblers never target it.
+
+use super::decode::decode;
+use crate::sys::guest_memory;
+
+/// The island's size: a `jmp rel32`.
+pub(crate) const ISLAND_SIZE: usize = 5;
+/// The farthest past the site's end a `jmp rel8` reaches.
+const REL8_REACH: usize = 127;
+/// The alignment padding ends at.
+const ALIGN: usize = 16;
+/// Bytes read before and after the site's end: room for the branches
+/// scanned before it, and the island (and its last instruction) after.
+const BEFORE: usize = 256;
+const AFTER: usize = 256;
+
+/// Code around a site, as read from the guest's memory.
+struct Window {
+    bytes: [u8; BEFORE + AFTER],
+    /// The guest address of `bytes[0]`.
+    base: usize,
+    /// How many of `bytes` were read.
+    len: usize,
+}
+
+impl Window {
+    /// The code from `BEFORE` bytes before `resume` (or the start of its
+    /// page, if the page before is not there) to `AFTER` bytes past it, as
+    /// far as it is mapped.
+    fn read(resume: usize) -> Option<Window> {
+        let mut window = Window {
+            bytes: [0; BEFORE + AFTER],
+            base: resume.checked_sub(BEFORE)?,
+            len: 0,
+        };
+        let page_start = (resume - 2) & !4095;
+        for base in [window.base, page_start.max(window.base)] {
+            let skip = base - window.base;
+            let read = guest_memory::read_up_to(&mut window.bytes[skip..], base).unwrap_or(0);
+            if read > 0 {
+                // Bytes before `base` stay unread: zeros branch nowhere.
+                window.len = skip + read;
+                return (window.len > BEFORE).then_some(window);
+            }
+        }
+        None
+    }
+
+    fn at(&self, addr: usize) -> &[u8] {
+        let from = addr.saturating_sub(self.base).min(self.len);
+        &self.bytes[from..self.len]
+    }
+
+    /// Whether a direct branch in the window may land in `start..end`.
+    fn branched_into(&self, start: usize, end: usize) -> bool {
+        let code = &self.bytes[..self.len];
+        // A branch whose next instruction is at `next` (an index).
+        let lands = |next: usize, rel: i64| {
+            let target = (self.base + next) as i64 + rel;
+            (start as i64..end as i64).contains(&target)
+        };
+        (0..code.len()).any(|i| {
+            let rel8 = |next: usize| {
+                code.get(i + 1)
+                    .is_some_and(|&d| lands(next, d as i8 as i64))
+            };
+            let rel32 = |at: usize, next: usize| {
+                code.get(at..at + 4).is_some_and(|d| {
+                    lands(next, i32::from_le_bytes([d[0], d[1], d[2], d[3]]) as i64)
+                })
+            };
+            match code[i] {
+                0x70..=0x7f | 0xe0..=0xe3 | 0xeb => rel8(i + 2),
+                0xe8 | 0xe9 => rel32(i + 1, i + 5),
+                0x0f if matches!(code.get(i + 1), Some(0x80..=0x8f)) => rel32(i + 2, i + 6),
+                _ => false,
+            }
+        })
+    }
+}
+
+/// An island for the `syscall` that ends at `resume`: the address of
+/// five bytes of padding a `jmp rel8` there reaches, for which `usable`
+/// says yes (inside the ranges the host named).  `rewritten` says whether
+/// an address holds a jump sud wrote at another site: such a jump does not
+/// end a path (the site's code continues after it).
+pub(crate) fn find(
+    resume: usize,
+    usable: impl Fn(usize, usize) -> bool,
+    rewritten: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let window = Window::read(resume)?;
+    let mut at = resume;
+    let mut after_path_end = false;
+    while at <= resume + REL8_REACH {
+        let insn = decode(window.at(at))?;
+        if after_path_end && insn.padding {
+            let run_end = padding_end(&window, at)?;
+            let fits = at % ALIGN != 0 && run_end % ALIGN == 0 && run_end - at >= ISLAND_SIZE;
+            if fits && usable(at, at + ISLAND_SIZE) && !window.branched_into(at, at + ISLAND_SIZE) {
+                return Some(at);
+            }
+            at = run_end;
+            after_path_end = false;
+            continue;
+        }
+        after_path_end = insn.ends_path && !rewritten(at);
+        at += insn.len;
+    }
+    None
+}
+
+/// Where the run of padding instructions starting at `at` ends.
+fn padding_end(window: &Window, mut at: usize) -> Option<usize> {
+    loop {
+        let insn = decode(window.at(at))?;
+        if !insn.padding {
+            return Some(at);
+        }
+        at += insn.len;
+    }
+}
