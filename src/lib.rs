@@ -182,6 +182,15 @@ pub fn __thread_pointers_through_arch_prctl() {
     tp::force_arch_prctl();
 }
 
+/// For benchmarks and tests only, not part of the API: the direct paths
+/// (`sud_entry`, redirect, rewritten sites) keep the extended state with
+/// XSAVEC or XSAVE and XRSTOR, as on a machine where moving the registers
+/// does not fit (call it before `install`).
+#[doc(hidden)]
+pub fn __extended_state_through_xsave() {
+    xsave::force_instruction();
+}
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
