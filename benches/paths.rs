@@ -47,9 +47,16 @@
 //!   arch_prctl, as on a machine without FSGSBASE;
 //! - `entry_call`: `call sud_entry` in place of the `syscall`, armed under
 //!   BLOCK, the callback answers `Action::Emulate`: no signal at all;
+//! - `entry_call_xsave`: `entry_call` with the extended state kept by
+//!   XSAVEC + XRSTOR (as on machines where moving the registers does not
+//!   fit, and as every call did before);
+//! - `rewritten_site`, `rewritten_site_reissue`: a `mov eax, getppid;
+//!   syscall; ret` function, rewritten after its first trap
+//!   (`sud::rewrite_sites`), called under BLOCK: the `jmp` to the site's
+//!   thunk and `sud_site_entry`, no signal; emulated, and reissued;
 //! - two rows that explain others, not paths of sud: `xsave_restore`, the
 //!   XSAVEC (or XSAVE) + XRSTOR of the thread's live extended state that
-//!   `redirect` and `entry_call` pay to keep the guest's vector registers;
+//!   the direct paths paid before they moved the registers themselves;
 //!   `ret_after_syscall`, a call to a conventional `syscall; ret` function,
 //!   unarmed: the `ret` that sud's stubs avoid (they return with a jump);
 //! - `peer_glibc_sud`: SUD the way the kernel selftests use it: a glibc
@@ -195,6 +202,18 @@ const CASES: &[Case] = &[
     Case {
         name: "entry_call",
         run: entry_call,
+    },
+    Case {
+        name: "entry_call_xsave",
+        run: entry_call_xsave,
+    },
+    Case {
+        name: "rewritten_site",
+        run: rewritten_site,
+    },
+    Case {
+        name: "rewritten_site_reissue",
+        run: rewritten_site_reissue,
     },
     Case {
         name: "xsave_restore",
@@ -677,6 +696,70 @@ fn entry_call() -> Batches {
     });
     sud::disarm().expect("disarm");
     batches
+}
+
+/// `entry_call` with the extended state kept by XSAVEC + XRSTOR, as
+/// before the direct paths moved the registers themselves.
+fn entry_call_xsave() -> Batches {
+    sud::__extended_state_through_xsave();
+    entry_call()
+}
+
+core::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl bench_site",
+    "bench_site:",
+    "    mov eax, {getppid}",
+    "    syscall",
+    "    ret",
+    ".globl bench_site_end",
+    "bench_site_end:",
+    getppid = const __NR_getppid,
+);
+
+unsafe extern "C" {
+    /// `mov eax, getppid; syscall; ret`: a libc wrapper's trap site.
+    fn bench_site() -> usize;
+    static bench_site_end: u8;
+}
+
+/// getppid through `bench_site`, rewritten after its first trap: the
+/// `jmp` to its thunk and `sud_site_entry`, no signal.
+fn rewritten(handler: sud::Handler, want: usize) -> Batches {
+    sud::install(handler).expect("install");
+    let site = bench_site as *const () as usize..&raw const bench_site_end as usize;
+    sud::rewrite_sites(site, sud::Policy::FirstTrap).expect("rewrite_sites");
+    sud::arm().expect("arm");
+    let call = || {
+        // SAFETY: the site makes getppid, answered by the callback.
+        Errno::result(unsafe { bench_site() })
+    };
+    // SAFETY: until allow(), only the site's getppid runs.
+    unsafe { sud::SELECTOR.block() };
+    check(call(), want); // the trap that rewrites it
+    sud::SELECTOR.allow();
+    let mut rewritten = 0;
+    sud::rewritten_sites(|_| rewritten += 1);
+    assert_eq!(rewritten, 1, "the site was not rewritten");
+    let batches = measure(FAST, |n| {
+        // SAFETY: as above.
+        unsafe { sud::SELECTOR.block() };
+        for _ in 0..n {
+            check(call(), want);
+        }
+        sud::SELECTOR.allow();
+    });
+    sud::disarm().expect("disarm");
+    batches
+}
+
+fn rewritten_site() -> Batches {
+    rewritten(emulate_getppid, EMULATED)
+}
+
+fn rewritten_site_reissue() -> Batches {
+    rewritten(reissue_getppid, real_ppid())
 }
 
 core::arch::global_asm!(

@@ -1,8 +1,9 @@
 //! What a guest pays for running under `examples/run`: busybox's
 //! `dd if=/dev/zero of=/dev/null bs=1 count=200000`, 400,000 syscalls (a
-//! read and a write per byte), natively, under `run`, under `run --trace`
-//! (trace to /dev/null) and under `strace -f -c` (summary to /dev/null),
-//! in one run.
+//! read and a write per byte), natively, under `run`, under `run --rewrite`
+//! (dd's read and write sites rewritten after their first trap), under
+//! `run --trace` (trace to /dev/null) and under `strace -f -c` (summary to
+//! /dev/null), in one run.
 //!
 //!     cargo bench --bench run_dd
 //!
@@ -54,6 +55,11 @@ fn main() {
         Case {
             name: "examples/run",
             command: with(&[&run]),
+            times: vec![],
+        },
+        Case {
+            name: "examples/run --rewrite",
+            command: with(&[&run, "--rewrite"]),
             times: vec![],
         },
         Case {

@@ -1,6 +1,7 @@
 //! `examples/run` against Debian's busybox-static (static glibc, ET_EXEC):
-//! each command's standard output and exit status under `run` and under
-//! `run --trace` must be those of the same command run natively.  Then C
+//! each command's standard output and exit status under `run`, under
+//! `run --trace` and under `run --rewrite` must be those of the same
+//! command run natively.  Then C
 //! programs built here (a static-pie; the program break), and each kind of
 //! bad input: one line on standard error, exit status 2.
 //!
@@ -50,20 +51,36 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// Runs `busybox args...` natively, under `run` and under `run --trace`,
-/// and checks that standard output and exit status are the same in all
-/// three.  Returns the guest's standard error under each (without trace,
-/// with trace).
-fn same_as_native(args: &[&str]) -> (String, String) {
+/// What the guest wrote on standard error under each way of running it.
+struct Stderr {
+    run: String,
+    traced: String,
+    /// Under `run --rewrite`, with `SUD_RUN_COUNTS` set: ends with the
+    /// count of trapped calls and calls through rewritten sites.
+    rewritten: String,
+}
+
+/// Runs `busybox args...` natively, under `run`, `run --trace` and
+/// `run --rewrite`, and checks that standard output and exit status are
+/// the same in all four.
+fn same_as_native(args: &[&str]) -> Stderr {
     let native = output(Command::new(busybox()).args(args));
-    let guest = output(Command::new(run_example()).arg(busybox()).args(args));
-    let traced = output(
-        Command::new(run_example())
-            .arg("--trace")
-            .arg(busybox())
-            .args(args),
-    );
-    for (how, run) in [("run", &guest), ("run --trace", &traced)] {
+    let under = |options: &[&str]| {
+        output(
+            Command::new(run_example())
+                .env("SUD_RUN_COUNTS", "1")
+                .args(options)
+                .arg(busybox())
+                .args(args),
+        )
+    };
+    let (guest, traced, rewritten) = (under(&[]), under(&["--trace"]), under(&["--rewrite"]));
+    let runs = [
+        ("run", &guest),
+        ("run --trace", &traced),
+        ("run --rewrite", &rewritten),
+    ];
+    for (how, run) in runs {
         let stderr = String::from_utf8_lossy(&run.stderr);
         let tail = &stderr[stderr.len().saturating_sub(2000)..];
         assert_eq!(
@@ -80,18 +97,37 @@ fn same_as_native(args: &[&str]) -> (String, String) {
             String::from_utf8_lossy(&run.stdout),
         );
     }
-    let guest_stderr = String::from_utf8_lossy(&guest.stderr).into_owned();
-    let traced_stderr = String::from_utf8_lossy(&traced.stderr).into_owned();
+    let stderr = Stderr {
+        run: String::from_utf8_lossy(&guest.stderr).into_owned(),
+        traced: String::from_utf8_lossy(&traced.stderr).into_owned(),
+        rewritten: String::from_utf8_lossy(&rewritten.stderr).into_owned(),
+    };
     assert!(
-        traced_stderr.contains("exit_group("),
-        "run --trace busybox {args:?}: no exit_group in the trace:\n{traced_stderr}"
+        stderr.traced.contains("exit_group("),
+        "run --trace busybox {args:?}: no exit_group in the trace:\n{}",
+        stderr.traced
     );
-    (guest_stderr, traced_stderr)
+    stderr
+}
+
+/// The counts `run --rewrite` printed: calls that trapped, and calls that
+/// came through rewritten sites (the first process's, which exits last).
+fn rewrite_counts(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("run: ") && l.ends_with(" through rewritten sites"))
+        .unwrap_or_else(|| panic!("no counts in:\n{stderr}"));
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
 }
 
 #[test]
 fn echo() {
-    let (_, trace) = same_as_native(&["echo", "hello", "world"]);
+    let trace = same_as_native(&["echo", "hello", "world"]).traced;
     // The start as glibc makes it: the break (emulated), the thread pointer,
     // /proc/self/exe (emulated), then the output itself.
     for call in [
@@ -112,7 +148,7 @@ fn ls_root() {
 #[test]
 fn pipe_through_cat() {
     // cat runs in a child that re-executes busybox through /proc/self/exe.
-    let (_, trace) = same_as_native(&["sh", "-c", "echo a | cat"]);
+    let trace = same_as_native(&["sh", "-c", "echo a | cat"]).traced;
     assert!(
         trace.contains("[pid "),
         "no child process in the trace:\n{trace}"
@@ -153,9 +189,9 @@ fn exit_status() {
 
 #[test]
 fn dd_byte_by_byte() {
-    let (stderr, trace) =
-        same_as_native(&["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000"]);
-    for report in [&stderr, &trace] {
+    let stderr = same_as_native(&["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000"]);
+    let trace = &stderr.traced;
+    for report in [&stderr.run, trace, &stderr.rewritten] {
         assert!(
             report.contains("200000+0 records out"),
             "dd's report:\n{report}"
@@ -166,6 +202,13 @@ fn dd_byte_by_byte() {
         .filter(|l| l.starts_with("read(0x0, ") && l.ends_with(" = 1"))
         .count();
     assert_eq!(reads, 200_000, "one traced read per byte");
+    // Under --rewrite, dd's read and write sites stop trapping after their
+    // first call: nearly every call comes through them.
+    let (trapped, sites) = rewrite_counts(&stderr.rewritten);
+    assert!(
+        sites >= 399_000 && trapped < 1_000,
+        "{trapped} trapped, {sites} through sites"
+    );
 }
 
 #[test]

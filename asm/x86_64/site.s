@@ -7,7 +7,7 @@
 #
 # The frame is built as the kernel would have trapped the `syscall`: rip
 # and RCX = the address after it, R11 and rflags = RFLAGS, RSP = the
-# guest's.  The frame's word is the GS base: the thread's selector when
+# guest's.  The frame's word is the GS base: the thread's state when
 # sud put it there, anything else otherwise (Rust then looks further).
 # Rust leaves where to go on in the thunk's return-address slot, below the
 # red zone; `ret {RED_ZONE}` takes it and gives the guest its RSP back.

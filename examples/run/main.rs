@@ -13,8 +13,9 @@
 //! `/proc/self/exe`) are answered for the guest.  The guest never comes
 //! back: its `exit_group` ends the process with its status.
 //!
-//! `--rewrite` rewrites the guest image's `mov eax, n; syscall` sites at
-//! their first trap (`sud::rewrite_sites`); `SUD_RUN_COUNTS=1` prints, at
+//! `--rewrite` rewrites the guest image's trap sites at their first trap
+//! (`sud::rewrite_sites`: a `mov eax, n` before the `syscall` becomes a
+//! `jmp` to a thunk, or the `syscall` a `jmp` to nearby padding); `SUD_RUN_COUNTS=1` prints, at
 //! exit_group, how many calls trapped and how many came through such sites.
 //! `--global` arms the first guest thread with the global selector
 //! (`sud::arm`) rather than a `sud::Thread`; threads the guest creates run
@@ -164,7 +165,7 @@ fn start(
         sud::set_spawn_hook(Some(spawn_guest_thread));
     }
     if rewrite {
-        // The image's hot `mov eax, n; syscall` sites, rewritten at their
+        // The image's hot trap sites, rewritten at their
         // first trap: from its first page to its program break.
         let image_code = image.program_headers & !0xfff..image.break_area.start;
         sud::rewrite_sites(image_code, sud::Policy::FirstTrap)

@@ -321,6 +321,21 @@ pub(crate) fn for_selector(selector: *const Selector) -> &'static ThreadState {
     &GLOBAL
 }
 
+/// The state at address `addr` exactly: a slot's, or GLOBAL; `None` for
+/// any other address.
+#[inline]
+pub(crate) fn at_address(addr: usize) -> Option<&'static ThreadState> {
+    if addr == &GLOBAL as *const ThreadState as usize {
+        return Some(&GLOBAL);
+    }
+    let arena = arena_range();
+    if !arena.contains(&addr) {
+        return None;
+    }
+    let state = state_of_slot(arena.start + (addr - arena.start) / SLOT_SIZE * SLOT_SIZE);
+    (state as *const ThreadState as usize == addr).then_some(state)
+}
+
 /// The state of the thread whose signal frame is `uc`: found from where
 /// the frame lies, the thread's alternate stack.
 #[inline]

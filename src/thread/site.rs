@@ -1,40 +1,38 @@
 //! Finding the calling thread's state from a rewritten site's thunk
 //! (`rewrite/`), which is shared by every thread that runs the site.
 //!
-//! sud keeps the address of the thread's selector in its GS base while the
+//! sud keeps the address of the thread's state in its GS base while the
 //! guest leaves GS at 0 (a libc uses FS; a Windows environment uses GS, and
-//! then keeps it): one `rdgsbase` in `sud_site_entry` finds the state.  A
-//! GS base that is no selector of sud's (never set yet, or the guest's own)
-//! costs a `gettid` and a search of the live slots; a thread that has no
-//! slot is on the global selector.  A new thread inherits its parent's GS
+//! then keeps it): one `rdgsbase` in `sud_site_entry` finds the state.  (Not
+//! the selector's address: threads armed with `sud::arm` share the global
+//! selector, each with a state of its own.)  A GS base that is no state of
+//! sud's (never set yet, or the guest's own) costs a `gettid` and a search
+//! of the live slots; a thread that has no slot is on the global selector.  A new thread inherits its parent's GS
 //! base, so a thread's GS base is set back to 0 before it clones
 //! ([`before_clone`]); its child, and itself, look it up again once.
 
 use super::arena;
 use super::state::{GLOBAL, ThreadState};
-use crate::selector::Selector;
 use crate::{sys, tp};
 use core::sync::atomic::Ordering;
 
-/// The state whose selector is at `gs`, exactly: a slot's own, or GLOBAL
-/// for `sud_selector`.
-fn exact(gs: u64) -> Option<&'static ThreadState> {
-    let state = arena::for_selector(gs as *const Selector);
-    core::ptr::eq(state.selector().as_ptr(), gs as *const u8).then_some(state)
+/// What sud keeps in the GS base of the thread of `state`.
+fn gs_of(state: &ThreadState) -> u64 {
+    state as *const ThreadState as u64
 }
 
 /// The calling thread's state, given the GS base `sud_site_entry` found
-/// (the guest's, as the site ran).  Puts the state's selector in the GS
+/// (the guest's, as the site ran).  Puts the state's address in the GS
 /// base if it was 0.
 pub(crate) fn state_for_site(gs: u64) -> &'static ThreadState {
-    if let Some(state) = exact(gs) {
+    if let Some(state) = arena::at_address(gs as usize) {
         return state;
     }
     let state = arena::find_live(sys::gettid()).unwrap_or(&GLOBAL);
     if gs == 0 && tp::cheap() {
         // SAFETY: the guest's GS base was 0, unused; the entry's host code
         // switches to the host's and back as for any guest value.
-        unsafe { tp::write_gs(state.selector().as_ptr() as u64) };
+        unsafe { tp::write_gs(gs_of(state)) };
     }
     state
 }
@@ -45,12 +43,12 @@ pub(crate) fn before_clone(state: &ThreadState) {
     if !tp::cheap() {
         return;
     }
-    let selector = state.selector().as_ptr() as u64;
+    let ours = gs_of(state);
     let pointers = &state.pointers;
-    if pointers.guest_gs.load(Ordering::Relaxed) == selector {
+    if pointers.guest_gs.load(Ordering::Relaxed) == ours {
         pointers.guest_gs.store(0, Ordering::Relaxed);
     }
-    if tp::read().gs == selector {
+    if tp::read().gs == ours {
         // SAFETY: sud's own value, not the guest's.
         unsafe { tp::write_gs(0) };
     }
