@@ -96,24 +96,27 @@ impl Window {
 
 /// An island for the `syscall` that ends at `resume`: the address of
 /// five bytes of padding a `jmp rel8` there reaches, for which `usable`
-/// says yes (inside the ranges the host named).  `rewritten` says whether
+/// says yes (inside the ranges the host named), and the end of the no-op
+/// its fifth byte lies in (the island's `jmp` is followed by `int3`s up to
+/// there, so the padding still decodes whole).  `rewritten` says whether
 /// an address holds a jump sud wrote at another site: such a jump does not
 /// end a path (the site's code continues after it).
 pub(crate) fn find(
     resume: usize,
     usable: impl Fn(usize, usize) -> bool,
     rewritten: impl Fn(usize) -> bool,
-) -> Option<usize> {
+) -> Option<(usize, usize)> {
     let window = Window::read(resume)?;
     let mut at = resume;
     let mut after_path_end = false;
     while at <= resume + REL8_REACH {
         let insn = decode(window.at(at))?;
         if after_path_end && insn.padding {
-            let run_end = padding_end(&window, at)?;
+            let run_end = padding_end(&window, at, usize::MAX)?;
             let fits = at % ALIGN != 0 && run_end % ALIGN == 0 && run_end - at >= ISLAND_SIZE;
             if fits && usable(at, at + ISLAND_SIZE) && !window.branched_into(at, at + ISLAND_SIZE) {
-                return Some(at);
+                let end = padding_end(&window, at, at + ISLAND_SIZE)?;
+                return Some((at, end));
             }
             at = run_end;
             after_path_end = false;
@@ -125,9 +128,14 @@ pub(crate) fn find(
     None
 }
 
-/// Where the run of padding instructions starting at `at` ends.
-fn padding_end(window: &Window, mut at: usize) -> Option<usize> {
+/// Where the run of padding instructions starting at `at` ends, or, if
+/// `until` lies inside the run, the first boundary between them at or
+/// after `until`.
+fn padding_end(window: &Window, mut at: usize, until: usize) -> Option<usize> {
     loop {
+        if at >= until {
+            return Some(at);
+        }
         let insn = decode(window.at(at))?;
         if !insn.padding {
             return Some(at);

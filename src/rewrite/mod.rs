@@ -300,8 +300,17 @@ pub(crate) fn on_trap(resume: usize, number: u64) {
     } else if status >= PATCHING {
         return;
     }
-    let count = entry.status.fetch_add(1, Ordering::AcqRel) + 1;
-    if count < TRAPS_BEFORE.load(Ordering::Relaxed) || count >= PATCHING {
+    // Counted only while the status is a count: a thread that read a count
+    // before another began rewriting must not add to PATCHING or REWRITTEN.
+    let counted = entry
+        .status
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < PATCHING - 1).then_some(n + 1)
+        });
+    let Ok(before) = counted else {
+        return;
+    };
+    if before + 1 < TRAPS_BEFORE.load(Ordering::Relaxed) {
         return;
     }
     if WRITING.swap(true, Ordering::Acquire) {
@@ -337,7 +346,7 @@ fn rewrite(entry: &Entry, syscall: usize, number: u64) -> bool {
     }
     let usable = |start: usize, end: usize| in_ranges(start) && in_ranges(end - 1);
     let rewritten = |at: usize| find(at).is_some() || find(at + MOV_SIZE).is_some();
-    let Some(island) = island::find(resume, usable, rewritten) else {
+    let Some((island, island_end)) = island::find(resume, usable, rewritten) else {
         return false;
     };
     entry.island.store(island, Ordering::Relaxed);
@@ -351,7 +360,8 @@ fn rewrite(entry: &Entry, syscall: usize, number: u64) -> bool {
     // leads there; `jmp island` then `jmp thunk` make the same syscall with
     // the same registers and continue after the `syscall`.
     unsafe {
-        write_island(island, &jmp) && write_site(syscall, &jump_rel8(syscall, island)).is_ok()
+        write_island(island, island_end, &jmp)
+            && write_site(syscall, &jump_rel8(syscall, island)).is_ok()
     }
 }
 

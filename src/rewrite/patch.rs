@@ -113,17 +113,25 @@ pub(crate) unsafe fn write_site(site: usize, new: &[u8]) -> Result<(), Errno> {
 }
 
 /// Writes `jmp` into the island at `island`, padding no thread executes,
-/// in one piece; `write_site`, which leads threads there, makes every
-/// core see it first.
+/// in one piece, and `int3` padding after it up to `end` (the end of the
+/// no-op the `jmp` ends in), so that the padding still decodes whole for
+/// the next island search; `write_site`, which leads threads there, makes
+/// every core see it first.
 ///
 /// # Safety
-/// No thread executes `island`'s bytes.
-pub(crate) unsafe fn write_island(island: usize, jmp: &[u8; 5]) -> bool {
+/// No thread executes the bytes from `island` to `end`.
+pub(crate) unsafe fn write_island(island: usize, end: usize, jmp: &[u8; 5]) -> bool {
+    let mut bytes = [INT3; 16];
+    let len = end - island;
+    if len > bytes.len() || len < jmp.len() {
+        return false;
+    }
+    bytes[..jmp.len()].copy_from_slice(jmp);
     let Ok(code) = CodeWriter::open() else {
         return false;
     };
     // SAFETY: dead code, by the caller's word.
-    unsafe { code.write(island, jmp) }.is_ok()
+    unsafe { code.write(island, &bytes[..len]) }.is_ok()
 }
 
 /// A thunk for a site whose `syscall` ends at `resume`, loading `number`
