@@ -180,6 +180,7 @@ pub fn rewrite_sites(range: Range<usize>, policy: Policy) -> Result<(), Error> {
     free.0.store(range.start, Ordering::Relaxed);
     free.1.store(range.end, Ordering::Release);
     ENABLED.store(true, Ordering::Release);
+    ON_TRAP.store(count_trap as fn(usize, u64) as usize, Ordering::Release);
     Ok(())
 }
 
@@ -275,9 +276,24 @@ unsafe fn restore(entry: &Entry, syscall: usize) -> Result<(), crate::error::Err
     }
 }
 
+/// [`count_trap`], once [`rewrite_sites`] was called (0 before): a program
+/// that never rewrites does not link the rewriting code (the decoder, the
+/// island search) at all.
+static ON_TRAP: AtomicUsize = AtomicUsize::new(0);
+
 /// A trapped syscall `number` ending at `resume`: counts the trap, and
 /// rewrites the site when the policy says so and its bytes allow.
+#[inline]
 pub(crate) fn on_trap(resume: usize, number: u64) {
+    let count = ON_TRAP.load(Ordering::Acquire);
+    if count != 0 {
+        // SAFETY: only `rewrite_sites` stores, and it stores `count_trap`.
+        let count: fn(usize, u64) = unsafe { core::mem::transmute(count) };
+        count(resume, number);
+    }
+}
+
+fn count_trap(resume: usize, number: u64) {
     if !ENABLED.load(Ordering::Acquire) {
         return;
     }
