@@ -304,3 +304,80 @@ fn padding_a_branch_targets_is_no_island() {
 fn no_padding_in_reach_no_island() {
     stays_trapped("no_padding_in_reach_no_island", Shape::NoPadding);
 }
+
+/// Threads that run a site with every signal but SIGSYS blocked (as glibc
+/// does while it starts a thread) while the site is rewritten, put back and
+/// rewritten again, 200 times: none may meet anything it cannot run (an
+/// `int3` with SIGTRAP blocked is death by the kernel's hand), and every
+/// call reaches the callback once.
+fn rewritten_under_blocked_signals(shape: Shape) {
+    use std::sync::atomic::AtomicBool;
+    static STOP: AtomicBool = AtomicBool::new(false);
+    sud::install(handler).unwrap();
+    let page = code(0, shape, __NR_getppid);
+    let range = page..page + 4096;
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let thread = armed_thread();
+                // SAFETY: a full set but SIGSYS, the calling thread's own mask.
+                unsafe {
+                    let mut all: libc::sigset_t = std::mem::zeroed();
+                    libc::sigfillset(&mut all);
+                    libc::sigdelset(&mut all, libc::SIGSYS);
+                    libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+                }
+                let mut calls = 0usize;
+                let ok = blocked(&thread, || {
+                    let mut ok = true;
+                    while !STOP.load(Ordering::Relaxed) {
+                        ok &= run(page, shape, __NR_getppid) == 4242;
+                        calls += 1;
+                    }
+                    ok
+                });
+                (ok, calls)
+            })
+        })
+        .collect();
+    let mut rewrites = 0;
+    for _ in 0..200 {
+        sud::rewrite_sites(range.clone(), Policy::FirstTrap).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !jumps(page, shape) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the site is not rewritten"
+            );
+            std::thread::yield_now();
+        }
+        rewrites += sud::forget_sites(range.clone());
+    }
+    STOP.store(true, Ordering::Relaxed);
+    let mut calls = 0;
+    for t in threads {
+        let (ok, n) = t.join().unwrap();
+        assert!(ok);
+        calls += n;
+    }
+    assert_eq!(rewrites, 200);
+    assert_eq!(CALLS.load(Ordering::SeqCst), calls);
+}
+
+#[test]
+fn a_mov_site_rewritten_under_blocked_signals() {
+    isolated(
+        "a_mov_site_rewritten_under_blocked_signals",
+        Ends::Passing,
+        || rewritten_under_blocked_signals(Shape::Mov),
+    );
+}
+
+#[test]
+fn an_island_site_rewritten_under_blocked_signals() {
+    isolated(
+        "an_island_site_rewritten_under_blocked_signals",
+        Ends::Passing,
+        || rewritten_under_blocked_signals(Shape::Island),
+    );
+}

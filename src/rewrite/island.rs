@@ -143,3 +143,43 @@ fn padding_end(window: &Window, mut at: usize, until: usize) -> Option<usize> {
         at += insn.len;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rewrite::island::find;
+
+    /// Code in a buffer of its own, 64-byte aligned, with room around it
+    /// for the window read before and after a site.
+    #[repr(C, align(64))]
+    struct Code([u8; 1024]);
+
+    /// A site whose padding holds two islands: the second is found after
+    /// the first is written (its `jmp`, then `int3` to the end of the
+    /// 6-byte no-op it ends in), where a byte of that no-op left behind
+    /// would have the search decode from the middle of an instruction.
+    #[test]
+    fn a_second_island_after_the_first() {
+        let mut code = Code([0; 1024]);
+        let at = 512;
+        let site = [
+            0x0f, 0x05, // syscall
+            0xc3, // ret
+            0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00, // 6-byte nop
+            0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00, // 7-byte nop, to 16
+            0xc3,
+        ];
+        code.0[at..at + site.len()].copy_from_slice(&site);
+        // The search reads the bytes through the kernel, which the compiler
+        // does not see: they must be in memory.
+        let base = core::hint::black_box(&mut code).0.as_ptr() as usize + at;
+        let resume = base + 2;
+        let first = find(resume, |_, _| true, |_| false);
+        assert_eq!(first, Some((base + 3, base + 9)));
+        // What write_island leaves: jmp rel32 (to a thunk far away), then
+        // int3.
+        code.0[at + 3..at + 9].copy_from_slice(&[0xe9, 0, 0, 0, 0x10, 0xcc]);
+        core::hint::black_box(&mut code);
+        let second = find(resume, |_, _| true, |_| false);
+        assert_eq!(second, Some((base + 8, base + 16)));
+    }
+}

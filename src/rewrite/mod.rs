@@ -25,7 +25,7 @@ use crate::sys::{code, guest_memory};
 use crate::tp;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use patch::{INT3, JMP_REL8, jumps_to, make_thunk, write_island, write_site};
+use patch::{JMP_REL8, jumps_to, make_thunk, writable_site, write_island, write_site};
 
 /// When a trap site is rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,11 +156,14 @@ fn find_or_insert(site: usize) -> Option<&'static Entry> {
 /// Rewrites the hot trap sites in `range` (a guest's code) from now on, by
 /// `policy`.  Call it after [`install`](crate::install).  Needs the
 /// membarrier SYNC_CORE command (Linux 4.16) and a writable
-/// `/proc/self/mem`; a site whose thunk cannot be placed within ±2 GiB, or
-/// that is neither form of [`SiteForm`] (no `mov eax, imm32` before it and
-/// no island after it), stays trapped.  A rewritten site finds
-/// its thread with `rdgsbase`: [`Error::NoFsGsBase`] where the kernel does
-/// not enable FSGSBASE (before Linux 5.9, or a CPU without it).
+/// `/proc/self/mem` (errors from them are returned); a site whose thunk
+/// cannot be placed within ±2 GiB, that is neither form of [`SiteForm`]
+/// (no `mov eax, imm32` before it and no island after it), whose first two
+/// bytes straddle a 64-byte line, or whose page is a shared mapping's,
+/// stays trapped.  A rewritten site finds its thread with `rdgsbase`:
+/// [`Error::NoFsGsBase`] where the kernel does not enable FSGSBASE (before
+/// Linux 5.9, or a CPU without it).  At most 16 ranges at a time
+/// (`ENOSPC`); [`forget_sites`] frees theirs.
 pub fn rewrite_sites(range: Range<usize>, policy: Policy) -> Result<(), Error> {
     tp::init();
     if !tp::cheap() {
@@ -347,7 +350,8 @@ const SYSCALL: [u8; 2] = [0x0f, 0x05];
 /// `syscall`, in the first form its bytes allow.
 fn rewrite(entry: &Entry, syscall: usize, number: u64) -> bool {
     let resume = syscall + SYSCALL_SIZE;
-    if let Some(imm) = mov_before(syscall, number) {
+    let mov = mov_before(syscall, number).filter(|_| writable_site(syscall - MOV_SIZE));
+    if let Some(imm) = mov {
         entry.number.store(imm, Ordering::Relaxed);
         entry.island.store(0, Ordering::Relaxed);
         entry.status.store(PATCHING, Ordering::Release);
@@ -359,6 +363,16 @@ fn rewrite(entry: &Entry, syscall: usize, number: u64) -> bool {
         // SAFETY: `mov eax, imm32` and `jmp thunk` both lead to the syscall
         // `number` with the same registers, and continue after the `syscall`.
         return unsafe { write_site(site, &jmp) }.is_ok();
+    }
+    if !writable_site(syscall) {
+        return false;
+    }
+    if let Some(island) = island_left(entry, syscall) {
+        // The island of an earlier rewrite of this site, still jumping to
+        // its thunk (which serves any number): only the `syscall` to write.
+        entry.status.store(PATCHING, Ordering::Release);
+        // SAFETY: as below.
+        return unsafe { write_site(syscall, &jump_rel8(syscall, island)) }.is_ok();
     }
     let usable = |start: usize, end: usize| in_ranges(start) && in_ranges(end - 1);
     let rewritten = |at: usize| find(at).is_some() || find(at + MOV_SIZE).is_some();
@@ -381,6 +395,20 @@ fn rewrite(entry: &Entry, syscall: usize, number: u64) -> bool {
     }
 }
 
+/// The island an earlier `Island` rewrite of the site at `syscall` left (a
+/// site put back keeps it), if it still jumps to that rewrite's thunk and
+/// lies in a range the host named.
+fn island_left(entry: &Entry, syscall: usize) -> Option<usize> {
+    let SiteForm::Island { island } = entry.form() else {
+        return None;
+    };
+    let thunk = entry.thunk.load(Ordering::Relaxed) as usize;
+    let reach = island.checked_sub(syscall + SYSCALL_SIZE)?;
+    let bytes = guest_memory::read::<[u8; 5]>(island).ok()?;
+    (reach <= i8::MAX as usize && in_ranges(island) && jumps_to(island, bytes, thunk))
+        .then_some(island)
+}
+
 /// The immediate of a `mov eax, imm32` right before the `syscall` at
 /// `syscall`, if it is one, loads the `number` just trapped, and is in a
 /// range the host named.
@@ -398,18 +426,4 @@ fn mov_before(syscall: usize, number: u64) -> Option<u32> {
 /// `jmp rel8` from the `syscall` at `syscall` to `island`.
 fn jump_rel8(syscall: usize, island: usize) -> [u8; 2] {
     [JMP_REL8, (island - (syscall + SYSCALL_SIZE)) as u8]
-}
-
-/// A SIGTRAP at `rip` (after the `int3`): if it is a site's first patched
-/// byte while sud writes it, the address to resume at, that byte's, which
-/// then holds the old or the new instruction.
-pub(crate) fn int3_site(rip: usize) -> Option<usize> {
-    let at = rip.wrapping_sub(1);
-    let entry = [find(at), find(at + MOV_SIZE)]
-        .into_iter()
-        .flatten()
-        .find(|entry| entry.patched(entry.addr.load(Ordering::Relaxed)) == at)?;
-    let status = entry.status.load(Ordering::Acquire);
-    let first = guest_memory::read::<u8>(at).ok()?;
-    (status == PATCHING || first != INT3).then_some(at)
 }

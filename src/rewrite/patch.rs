@@ -1,20 +1,23 @@
 //! Writing a rewrite into the guest's code, and undoing it: the thunks,
-//! near the sites, and the cross-modifying writes, done as the kernel's
-//! text_poke_bp does them.
+//! near the sites, and the cross-modifying writes, made so that a thread
+//! running the site meanwhile only ever executes whole instructions, with
+//! no signal (a trap would kill a thread that blocks it, as glibc's do
+//! while a thread starts).
 
 use crate::error::Errno;
-use crate::kernel::sigaction::KernelSigaction;
 use crate::region::addr;
-use crate::sys::code::{CodeWriter, mmap_exec_at, sync_cores};
-use crate::{dispositions, sys};
+use crate::sys::code::{CodeWriter, mmap_exec_at, private_protection, store_u16, sync_cores};
+use crate::sys::guest_memory;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use linux_raw_sys::general::SIGTRAP;
 
-/// `int3`: what a thread finds at a site's first byte while it is written.
+/// `int3`: what follows an island's `jmp` to the end of its no-op.
 pub(crate) const INT3: u8 = 0xcc;
 /// `jmp rel32`, and `jmp rel8`.
 const JMP: u8 = 0xe9;
 pub(crate) const JMP_REL8: u8 = 0xeb;
+/// `jmp $`: a two-byte jump to itself, where a five-byte site's first two
+/// bytes are while its other three are written.
+const JMP_SELF: [u8; 2] = [JMP_REL8, 0xfe];
 /// A thunk: `lea rsp, [rsp - 128]; mov eax, imm32; call [rip + 8]`, then the
 /// address after the site, then `sud_site_entry`'s.  For a site that set
 /// EAX itself ([`SiteForm::Island`](super::SiteForm)), a five-byte `nop`
@@ -67,56 +70,55 @@ fn thunk_room(site: usize) -> Option<usize> {
     None
 }
 
-/// Makes sure a SIGTRAP reaches sud's handler (`signals::on_signal`), which
-/// sends a thread that met a site's `int3` back to the site; with no host or
-/// guest handler, it then takes the default action as before.
-fn route_sigtrap() -> Result<(), Errno> {
-    let current = sys::sigaction(SIGTRAP, None)?;
-    if dispositions::is_sud_entry(current.handler) {
-        return Ok(());
-    }
-    let real = dispositions::real_action(&KernelSigaction {
-        handler: current.handler,
-        flags: current.flags,
-        restorer: 0,
-        mask: current.mask,
-    });
-    if current.handler > 1 {
-        // Someone's handler: adopted, as `install` adopts fault handlers.
-        return Err(Errno::EBUSY);
-    }
-    sys::sigaction(SIGTRAP, Some(&real)).map(drop)
+/// Whether a site at `at` can be written: its first two bytes, which are
+/// stored at once, in one 64-byte line.
+pub(crate) fn writable_site(at: usize) -> bool {
+    at % 64 != 63
 }
 
-/// Writes `new` (one instruction) over the instruction at `site` of the
-/// same length (first byte last), through `int3`, each step seen by every
-/// core before the next.  Threads running the site meanwhile execute the
-/// old instruction, meet the `int3` (and are sent back to the site by
-/// sud's SIGTRAP handler), or execute the new one.
+/// Writes `new` (one instruction, two or five bytes) over the instruction
+/// of the same length at `site`, each step seen by every core before the
+/// next, so that a thread running the site meanwhile executes the old
+/// instruction or the new one, or waits on `jmp $` in between:
+///
+/// - two bytes: one store;
+/// - five bytes (as the HotSpot JVM patches code other threads run): `jmp $`
+///   over the first two bytes, then the last three, then the first two.
 ///
 /// # Safety
-/// `site` holds an instruction of `new.len()` bytes, and it and `new`
-/// execute correctly at any moment.
+/// `site` holds an instruction of `new.len()` bytes no code jumps into the
+/// middle of, it and `new` execute correctly at any moment, and
+/// [`writable_site`] says yes.
 pub(crate) unsafe fn write_site(site: usize, new: &[u8]) -> Result<(), Errno> {
-    route_sigtrap()?;
-    let code = CodeWriter::open()?;
-    // SAFETY: each state the site passes through executes correctly: the
-    // old bytes, int3 (which sud handles), the new bytes.
-    unsafe {
-        code.write(site, &[INT3])?;
-        sync_cores()?;
-        code.write(site + 1, &new[1..])?;
-        sync_cores()?;
-        code.write(site, &new[..1])?;
+    let prot = private_protection(site)?;
+    let first = [new[0], new[1]];
+    if new.len() == 2 {
+        // SAFETY: the caller's word on the instructions.
+        unsafe { store_u16(site, first, prot)? };
+        return sync_cores();
     }
-    sync_cores()
+    let old = guest_memory::read::<[u8; 2]>(site)?;
+    // SAFETY: `jmp $` only waits, until the store below.
+    unsafe { store_u16(site, JMP_SELF, prot)? };
+    let rest = sync_cores()
+        .and_then(|()| CodeWriter::open())
+        // SAFETY: no thread runs these three bytes: it waits before them.
+        .and_then(|code| unsafe { code.write(site + 2, &new[2..]) })
+        .and_then(|()| sync_cores());
+    // The new instruction, or, if its last bytes could not be written (a
+    // write through /proc/self/mem is whole or nothing), the old one.
+    let put = if rest.is_ok() { first } else { old };
+    // SAFETY: the caller's word on the instructions.
+    unsafe { store_u16(site, put, prot)? };
+    sync_cores()?;
+    rest
 }
 
 /// Writes `jmp` into the island at `island`, padding no thread executes,
-/// in one piece, and `int3` padding after it up to `end` (the end of the
-/// no-op the `jmp` ends in), so that the padding still decodes whole for
-/// the next island search; `write_site`, which leads threads there, makes
-/// every core see it first.
+/// and `int3` padding after it up to `end` (the end of the no-op the `jmp`
+/// ends in), so that the padding still decodes whole for the next island
+/// search; the `sync_cores` in `write_site`, before any thread is led
+/// there, makes every core see it.
 ///
 /// # Safety
 /// No thread executes the bytes from `island` to `end`.

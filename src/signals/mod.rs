@@ -32,8 +32,8 @@ use crate::sys;
 use crate::thread::arena;
 use crate::thread::pointers::enter_host;
 use linux_raw_sys::general::{
-    SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SI_KERNEL, SIGBUS, SIGFPE, SIGILL, SIGKILL, SIGSEGV,
-    SIGSTOP, SIGSYS, SIGTRAP,
+    SA_RESETHAND, SA_RESTORER, SA_SIGINFO, SIGBUS, SIGFPE, SIGILL, SIGKILL, SIGSEGV, SIGSTOP,
+    SIGSYS, SIGTRAP,
 };
 use run::{call_handler, default_action, run_guest_handler};
 
@@ -117,14 +117,6 @@ pub fn adopt_signal(signal: u32) -> Result<(), Error> {
 pub(crate) unsafe extern "C" fn on_signal(signal: i32, info: *mut SigInfo, uc: *mut UContext) {
     // SAFETY: the kernel passes the live frame's siginfo and ucontext.
     let (info_ref, uc_ref) = unsafe { (&*info, &mut *uc) };
-    if signal as u32 == SIGTRAP && info_ref.si_code == SI_KERNEL as i32 {
-        // An int3 sud wrote while rewriting a site: run the site again.
-        let rip = &mut uc_ref.uc_mcontext.regs.rip;
-        if let Some(site) = crate::rewrite::int3_site(*rip as usize) {
-            *rip = site as u64;
-            return;
-        }
-    }
     let state = arena::current(uc_ref);
     let actions = &ACTIONS[signal as usize];
     let fault = FAULTS.contains(&(signal as u32));

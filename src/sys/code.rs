@@ -1,13 +1,15 @@
 //! The syscalls that rewriting code in place needs (`rewrite/`): writing
-//! bytes into code the process executes, whatever its pages' protection;
-//! making every core see them; mapping thunks near a site.
+//! bytes into code no thread executes, whatever its pages' protection;
+//! storing into code threads may be executing (the page made writable
+//! around the store); making every core see them; mapping thunks near a
+//! site.
 
 use super::host;
 use crate::error::Errno;
 use linux_raw_sys::general::{
-    __NR_close, __NR_membarrier, __NR_mmap, __NR_munmap, __NR_openat, __NR_pwrite64, AT_FDCWD,
-    MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, O_CLOEXEC, O_RDWR, PROT_EXEC, PROT_READ,
-    membarrier_cmd,
+    __NR_close, __NR_membarrier, __NR_mmap, __NR_mprotect, __NR_munmap, __NR_openat, __NR_pwrite64,
+    __NR_read, AT_FDCWD, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, O_CLOEXEC, O_RDONLY,
+    O_RDWR, PROT_EXEC, PROT_READ, PROT_WRITE, membarrier_cmd,
 };
 
 /// `/proc/self/mem`, open for writing: writes through it reach pages that
@@ -99,4 +101,126 @@ pub(crate) fn mmap_exec_at(at: usize, len: usize) -> Result<usize, Errno> {
         return Err(Errno::EEXIST);
     }
     Ok(got)
+}
+
+/// The page size this code assumes for the pages it protects.
+const PAGE: usize = 4096;
+
+/// Stores the two bytes `new` at `at` in one store, while other threads may
+/// be executing them: the page, of a private mapping with protection
+/// `prot` ([`private_protection`]), is made writable around the store if
+/// it is not.
+///
+/// # Safety
+/// `at` and `at + 1` lie in one 64-byte line (x86 makes such a store
+/// atomic), and the old and the new bytes both execute correctly.
+pub(crate) unsafe fn store_u16(at: usize, new: [u8; 2], prot: u32) -> Result<(), Errno> {
+    debug_assert!(at % 64 != 63);
+    let page = at & !(PAGE - 1);
+    if prot & PROT_WRITE == 0 {
+        mprotect(page, prot | PROT_WRITE)?;
+    }
+    // SAFETY: a mapped, writable page now; one 16-bit store within a cache
+    // line, which every thread sees whole (the caller's word on the bytes).
+    unsafe {
+        core::arch::asm!("mov word ptr [{at}], {new:x}", at = in(reg) at,
+            new = in(reg) u16::from_le_bytes(new), options(nostack, preserves_flags));
+    }
+    if prot & PROT_WRITE == 0 {
+        mprotect(page, prot)?;
+    }
+    Ok(())
+}
+
+fn mprotect(page: usize, prot: u32) -> Result<(), Errno> {
+    // SAFETY: a page of a private mapping; only its protection changes.
+    unsafe { host::syscall3(__NR_mprotect, page, PAGE, prot as usize) }.map(drop)
+}
+
+/// The protection (`PROT_*`) of the private mapping holding `addr`, as
+/// `/proc/self/maps` says; EFAULT if nothing is mapped there, EACCES for a
+/// shared mapping (a store would reach the file or other processes).
+pub(crate) fn private_protection(addr: usize) -> Result<u32, Errno> {
+    let maps = Maps::open()?;
+    let mut line = [0u8; 256];
+    let mut len = 0;
+    let mut chunk = [0u8; 1024];
+    loop {
+        let read = maps.read(&mut chunk)?;
+        if read == 0 {
+            return Err(Errno::EFAULT);
+        }
+        for &byte in &chunk[..read] {
+            if byte != b'\n' {
+                // Only the start of a line matters: its range and its flags.
+                if len < line.len() {
+                    line[len] = byte;
+                    len += 1;
+                }
+                continue;
+            }
+            if let Some(prot) = protection_in(&line[..len], addr) {
+                return prot;
+            }
+            len = 0;
+        }
+    }
+}
+
+/// If the maps line `line` ("start-end rwxp ...") covers `addr`, its
+/// protection.
+fn protection_in(line: &[u8], addr: usize) -> Option<Result<u32, Errno>> {
+    let mut fields = line.split(|&b| b == b' ');
+    let range = fields.next()?;
+    let flags = fields.next()?;
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let (start, end) = (hex(&range[..dash])?, hex(&range[dash + 1..])?);
+    if !(start..end).contains(&addr) || flags.len() < 4 {
+        return None;
+    }
+    if flags[3] != b'p' {
+        return Some(Err(Errno::EACCES));
+    }
+    let bit = |i: usize, c: u8, prot: u32| if flags[i] == c { prot } else { 0 };
+    Some(Ok(bit(0, b'r', PROT_READ)
+        | bit(1, b'w', PROT_WRITE)
+        | bit(2, b'x', PROT_EXEC)))
+}
+
+fn hex(digits: &[u8]) -> Option<usize> {
+    digits.iter().try_fold(0usize, |n, &d| {
+        let v = (d as char).to_digit(16)?;
+        n.checked_mul(16)?.checked_add(v as usize)
+    })
+}
+
+/// `/proc/self/maps`, open for reading.
+struct Maps(usize);
+
+impl Maps {
+    fn open() -> Result<Maps, Errno> {
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe {
+            host::syscall4(
+                __NR_openat,
+                AT_FDCWD as usize,
+                c"/proc/self/maps".as_ptr() as usize,
+                (O_RDONLY | O_CLOEXEC) as usize,
+                0,
+            )
+        }?;
+        Ok(Maps(fd))
+    }
+
+    fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        // SAFETY: our buffer, its length.
+        unsafe { host::syscall3(__NR_read, self.0, buf.as_mut_ptr() as usize, buf.len()) }
+    }
+}
+
+impl Drop for Maps {
+    fn drop(&mut self) {
+        // SAFETY: our own fd.
+        let _ = unsafe { host::syscall1(__NR_close, self.0) };
+    }
 }
