@@ -7,7 +7,9 @@
 //! the selector's address: threads armed with `sud::arm` share the global
 //! selector, each with a state of its own.)  A GS base that is no state of
 //! sud's (never set yet, or the guest's own) costs a `gettid` and a search
-//! of the live slots; a thread that has no slot is on the global selector.  A new thread inherits its parent's GS
+//! of the live slots; a thread that has no slot is on the global selector.
+//! A host whose own GS base is 0 keeps the mark while its code runs (it
+//! does not use GS): no switch of GS on each entry.  A new thread inherits its parent's GS
 //! base, so a thread's GS base is set back to 0 before it clones
 //! ([`before_clone`]); its child, and itself, look it up again once.
 
@@ -15,11 +17,6 @@ use super::arena;
 use super::state::{GLOBAL, ThreadState};
 use crate::{sys, tp};
 use core::sync::atomic::Ordering;
-
-/// What sud keeps in the GS base of the thread of `state`.
-fn gs_of(state: &ThreadState) -> u64 {
-    state as *const ThreadState as u64
-}
 
 /// The calling thread's state, given the GS base `sud_site_entry` found
 /// (the guest's, as the site ran).  Puts the state's address in the GS
@@ -32,7 +29,7 @@ pub(crate) fn state_for_site(gs: u64) -> &'static ThreadState {
     if gs == 0 && tp::cheap() {
         // SAFETY: the guest's GS base was 0, unused; the entry's host code
         // switches to the host's and back as for any guest value.
-        unsafe { tp::write_gs(gs_of(state)) };
+        unsafe { tp::write_gs(state.gs_mark()) };
     }
     state
 }
@@ -43,7 +40,7 @@ pub(crate) fn before_clone(state: &ThreadState) {
     if !tp::cheap() {
         return;
     }
-    let ours = gs_of(state);
+    let ours = state.gs_mark();
     let pointers = &state.pointers;
     if pointers.guest_gs.load(Ordering::Relaxed) == ours {
         pointers.guest_gs.store(0, Ordering::Relaxed);

@@ -195,6 +195,13 @@ pub(crate) struct ThreadState {
 }
 
 impl ThreadState {
+    /// What sud keeps in the GS base of this state's thread while its
+    /// guest leaves GS at 0, for rewritten sites to find the state by
+    /// (`site.rs`): the state's address.
+    pub(crate) fn gs_mark(&self) -> u64 {
+        self as *const ThreadState as u64
+    }
+
     const fn new(selector: *mut Selector) -> ThreadState {
         ThreadState {
             task: TaskAbi::new(),
