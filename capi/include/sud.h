@@ -79,7 +79,10 @@ enum sud_status {
      * address-space limit reached), or sud's reserved address space for
      * thread states is used up.  A guest's clone that sud cannot give a
      * state fails with -ENOMEM, as a native clone does without memory. */
-    SUD_ERR_OUT_OF_MEMORY = -4101
+    SUD_ERR_OUT_OF_MEMORY = -4101,
+    /* Rewriting trap sites needs FSGSBASE (Linux 5.9 and a CPU with it):
+     * a rewritten site finds its thread through the GS base. */
+    SUD_ERR_NO_FSGSBASE = -4102
 };
 
 /* What a status code means, as a static string (for a negative errno it
@@ -526,6 +529,44 @@ static inline long sud_guest_syscall(long number, long a1, long a2, long a3, lon
  * - works armed or not, selector at BLOCK or ALLOW (the callback runs under
  *   ALLOW and the selector is put back). */
 void sud_entry(void);
+
+/* -------------------------------------- rewriting trap sites (experimental) --- */
+
+/* From now on, rewrites each `syscall` that traps in guest code in
+ * [start, end) at its `traps`th trap (1: the first) to jump to a thunk of
+ * its own, which reaches the callback as sud_entry does (same outcomes,
+ * same registers) with no signal.  Call it after sud_install().  A site
+ * that cannot be rewritten safely stays trapped.  0, -EINVAL (0 traps, an
+ * empty range), -ENOSPC (16 ranges already), SUD_ERR_NO_FSGSBASE, or the
+ * error of membarrier or /proc/self/mem. */
+int sud_rewrite_sites(uintptr_t start, uintptr_t end, uint32_t traps);
+
+/* How a site was rewritten. */
+enum sud_site_form {
+    /* The `mov eax, number` before the `syscall` became `jmp thunk`. */
+    SUD_SITE_MOV = 0,
+    /* The `syscall` became `jmp island`, and the island (alignment padding
+     * within 127 bytes after it) `jmp thunk`. */
+    SUD_SITE_ISLAND = 1
+};
+
+/* A rewritten site. */
+struct sud_site {
+    uintptr_t syscall; /* the address of its `syscall` */
+    uintptr_t thunk;   /* its thunk */
+    uintptr_t island;  /* SUD_SITE_ISLAND: the island; else 0 */
+    uint32_t form;     /* enum sud_site_form */
+    uint32_t number;   /* SUD_SITE_MOV: the syscall number; else 0 */
+};
+
+/* Stores the first `capacity` sites rewritten now in `sites` (NULL with 0:
+ * only counts them) and returns how many there are. */
+size_t sud_rewritten_sites(struct sud_site *sites, size_t capacity);
+
+/* Puts back the original bytes of every site any of whose rewritten bytes
+ * lie in [start, end), and stops rewriting ranges inside it: before the
+ * guest unmaps or rewrites code there.  Returns the sites put back. */
+size_t sud_forget_sites(uintptr_t start, uintptr_t end);
 
 #ifdef __cplusplus
 }

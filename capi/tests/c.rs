@@ -309,6 +309,12 @@ fn guest_threads_on_pthreads_through_the_spawn_hook() {
     );
 }
 
+#[test]
+fn trap_sites_rewritten_from_c() {
+    let bin = CC.build_static("rewrite", "tests/rewrite.c", &[]);
+    run_cases(&bin, &["sites_rewritten_listed_and_forgotten"]);
+}
+
 /// The flags of a freestanding program: no libc, no C runtime, static, not
 /// position independent (a static PIE would need a C runtime's relocation).
 fn freestanding_flags(cc: Compiler) -> Vec<&'static str> {
@@ -502,6 +508,9 @@ fn constants() -> Vec<(&'static str, i64)> {
         SUD_ERR_NOT_INSTALLED,
         SUD_ERR_ALREADY_MANAGED,
         SUD_ERR_OUT_OF_MEMORY,
+        SUD_ERR_NO_FSGSBASE,
+        SUD_SITE_MOV,
+        SUD_SITE_ISLAND,
         SUD_SUPPORT_EXCLUSIVE,
         SUD_SUPPORT_INCLUSIVE,
         SUD_SELECTOR_ALLOW,
@@ -542,7 +551,7 @@ fn header_constants() -> BTreeSet<String> {
 fn header_matches_the_rust_definitions() {
     use linux_raw_sys::general::stack_t;
     use sud::{Registers, SigContext, SigInfo, UContext};
-    use sud_capi_abi::{SudRange, SudSigaction, SudSymbols};
+    use sud_capi_abi::{SudRange, SudSigaction, SudSite, SudSymbols};
 
     let mut c = String::from(
         "#include \"sud.h\"\n#include <stddef.h>\n\
@@ -568,6 +577,9 @@ fn header_matches_the_rust_definitions() {
     });
     same_layout!(c, "sud_sigaction", SudSigaction, { handler: handler, flags: flags, mask: mask });
     same_layout!(c, "sud_range", SudRange, { start: start, end: end });
+    same_layout!(c, "sud_site", SudSite, {
+        syscall: syscall, thunk: thunk, island: island, form: form, number: number
+    });
     same_layout!(c, "sud_symbols", SudSymbols, {
         syscall_c: syscall_c, syscall: syscall, reissue: reissue,
         reissue_sigreturn: reissue_sigreturn, restorer: restorer, entry: entry, fork: fork,

@@ -414,13 +414,14 @@ fn island_left(entry: &Entry, syscall: usize) -> Option<usize> {
 /// range the host named.
 fn mov_before(syscall: usize, number: u64) -> Option<u32> {
     let site = syscall.checked_sub(MOV_SIZE)?;
-    let bytes = guest_memory::read::<[u8; 6]>(site - 1).ok()?;
-    let imm = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
+    let bytes = guest_memory::read::<[u8; 5]>(site).ok()?;
+    let imm = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
     // b8 must begin an instruction: the number it loads is the one trapped,
     // and no prefix (REX, operand or address size, segment, lock, rep) is
-    // before it.
-    let prefix = matches!(bytes[0], 0x40..=0x4f | 0x26 | 0x2e | 0x36 | 0x3e | 0x64..=0x67 | 0xf0 | 0xf2 | 0xf3);
-    (bytes[1] == MOV_EAX && imm as u64 == number && !prefix && in_ranges(site)).then_some(imm)
+    // before it.  (Nothing is before it if the page before is not there.)
+    let before = guest_memory::read::<u8>(site.wrapping_sub(1)).unwrap_or(0x90);
+    let prefix = matches!(before, 0x40..=0x4f | 0x26 | 0x2e | 0x36 | 0x3e | 0x64..=0x67 | 0xf0 | 0xf2 | 0xf3);
+    (bytes[0] == MOV_EAX && imm as u64 == number && !prefix && in_ranges(site)).then_some(imm)
 }
 
 /// `jmp rel8` from the `syscall` at `syscall` to `island`.

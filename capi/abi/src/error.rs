@@ -20,6 +20,8 @@ pub const SUD_ERR_NOT_INSTALLED: c_int = -4099;
 pub const SUD_ERR_ALREADY_MANAGED: c_int = -4100;
 /// `SUD_ERR_OUT_OF_MEMORY`: [`Error::OutOfMemory`].
 pub const SUD_ERR_OUT_OF_MEMORY: c_int = -4101;
+/// `SUD_ERR_NO_FSGSBASE`: [`Error::NoFsGsBase`].
+pub const SUD_ERR_NO_FSGSBASE: c_int = -4102;
 
 /// The status code of `error`.
 pub fn code(error: Error) -> c_int {
@@ -29,6 +31,7 @@ pub fn code(error: Error) -> c_int {
         Error::NotInstalled => SUD_ERR_NOT_INSTALLED,
         Error::AlreadyManaged => SUD_ERR_ALREADY_MANAGED,
         Error::OutOfMemory => SUD_ERR_OUT_OF_MEMORY,
+        Error::NoFsGsBase => SUD_ERR_NO_FSGSBASE,
         Error::Os(errno) => -errno.raw(),
         _ => SUD_ERR_UNKNOWN,
     }
@@ -65,6 +68,9 @@ pub extern "C" fn sud_strerror(status: c_int) -> *const c_char {
         }
         SUD_ERR_OUT_OF_MEMORY => {
             c"sud has no memory for another thread's state (out of memory or address space)"
+        }
+        SUD_ERR_NO_FSGSBASE => {
+            c"the kernel does not enable FSGSBASE (Linux 5.9 or later and a CPU with it needed)"
         }
         SUD_ERR_UNKNOWN => c"an error this version of sud.h has no code for",
         -4095..=-1 => c"the kernel refused (the status is -errno)",
