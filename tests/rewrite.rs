@@ -381,3 +381,45 @@ fn an_island_site_rewritten_under_blocked_signals() {
         || rewritten_under_blocked_signals(Shape::Island),
     );
 }
+
+/// Host code called from a rewritten site runs with the host's GS base,
+/// not the mark sud keeps there for the guest, and a thread it makes
+/// starts with the host's too (a thread inheriting another's mark would
+/// be taken for it at its first rewritten site).
+#[test]
+fn host_code_and_its_threads_see_the_hosts_gs() {
+    isolated(
+        "host_code_and_its_threads_see_the_hosts_gs",
+        Ends::Passing,
+        || {
+            static SEEN: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+            fn gs_base() -> u64 {
+                let gs: u64;
+                // SAFETY: FSGSBASE is enabled (rewrite_sites succeeded).
+                unsafe { core::arch::asm!("rdgsbase {}", out(reg) gs) };
+                gs
+            }
+            fn spawning(call: &mut Syscall) -> Action {
+                let child = std::thread::spawn(gs_base).join().unwrap();
+                SEEN.lock().unwrap().push((gs_base(), child));
+                handler(call)
+            }
+            sud::install(spawning).unwrap();
+            let page = code(0, Shape::Mov, __NR_getppid);
+            sud::rewrite_sites(page..page + 4096, Policy::FirstTrap).unwrap();
+            let host = gs_base();
+            let thread = armed_thread();
+            blocked(&thread, || {
+                for _ in 0..3 {
+                    assert_eq!(run(page, Shape::Mov, __NR_getppid), 4242);
+                }
+            });
+            assert!(jumps(page, Shape::Mov));
+            let seen = SEEN.lock().unwrap();
+            assert_eq!(seen.len(), 3);
+            for &(callback, child) in seen.iter() {
+                assert_eq!((callback, child), (host, host));
+            }
+        },
+    );
+}

@@ -92,10 +92,7 @@ fn switch_to_host(state: &ThreadState, from_guest: bool) -> GuestPointers<'_> {
         unsafe { tp::write_fs(host.fs) };
         guest.fs = true;
     }
-    // The mark rewritten sites find the thread by (`site.rs`) stays in GS
-    // for a host that leaves GS at 0: such a host does not use it.
-    let marked = host.gs == 0 && now.gs == state.gs_mark();
-    if now.gs != host.gs && !marked {
+    if now.gs != host.gs {
         // SAFETY: as above.
         unsafe { tp::write_gs(host.gs) };
         guest.gs = true;

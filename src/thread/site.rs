@@ -8,10 +8,11 @@
 //! selector, each with a state of its own.)  A GS base that is no state of
 //! sud's (never set yet, or the guest's own) costs a `gettid` and a search
 //! of the live slots; a thread that has no slot is on the global selector.
-//! A host whose own GS base is 0 keeps the mark while its code runs (it
-//! does not use GS): no switch of GS on each entry.  A new thread inherits its parent's GS
-//! base, so a thread's GS base is set back to 0 before it clones
-//! ([`before_clone`]); its child, and itself, look it up again once.
+//! Host code runs with the host's own GS base, as with any guest value, so
+//! threads it makes do not inherit the mark; a guest's new thread would,
+//! so a thread's GS base is set back to 0 before its guest clones
+//! ([`before_clone`]); the child, and the thread itself, look the state up
+//! again once.
 
 use super::arena;
 use super::state::{GLOBAL, ThreadState};
