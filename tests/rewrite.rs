@@ -10,8 +10,8 @@ mod common;
 use common::guest::{armed_thread, blocked};
 use common::{Ends, isolated};
 use linux_raw_sys::general::{
-    __NR_getpid, __NR_getppid, __NR_mmap, __NR_mprotect, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE,
-    PROT_EXEC, PROT_READ, PROT_WRITE,
+    __NR_fork, __NR_getpid, __NR_getppid, __NR_mmap, __NR_mprotect, MAP_ANONYMOUS, MAP_FIXED,
+    MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use sud::{Action, Policy, SiteForm, Syscall, host};
@@ -421,5 +421,93 @@ fn host_code_and_its_threads_see_the_hosts_gs() {
                 assert_eq!((callback, child), (host, host));
             }
         },
+    );
+}
+
+/// A guest thread forks over and over while other threads run a site that
+/// is rewritten and put back 300 times: no child may copy a site in the
+/// middle of a write (its `jmp $` would hold the child's call forever):
+/// every child runs the site, gets the callback's answer and exits within
+/// seconds.
+fn forks_while_rewritten(shape: Shape) {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    sud::install(handler).unwrap();
+    let page = code(0, shape, __NR_getppid);
+    let range = page..page + 4096;
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let thread = armed_thread();
+                blocked(&thread, || {
+                    while !STOP.load(Ordering::Relaxed) {
+                        assert_eq!(run(page, shape, __NR_getppid), 4242);
+                    }
+                })
+            })
+        })
+        .collect();
+    let forker = std::thread::spawn(move || {
+        let thread = armed_thread();
+        let mut children = 0;
+        while !STOP.load(Ordering::Relaxed) {
+            // SAFETY: the child only runs the site and exits.
+            let pid = blocked(&thread, || unsafe { sud::guest::syscall0(__NR_fork) }).unwrap();
+            if pid == 0 {
+                let answer = blocked(&thread, || run(page, shape, __NR_getppid));
+                // SAFETY: the child ends here.
+                unsafe { libc::_exit(if answer == 4242 { 0 } else { 1 }) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut status = 0;
+            // SAFETY: our child.
+            while unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) } == 0 {
+                if Instant::now() > deadline {
+                    // SAFETY: our child, stuck.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    panic!("fork child {children} did not end");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "{status:#x}"
+            );
+            children += 1;
+        }
+        children
+    });
+    for _ in 0..300 {
+        sud::rewrite_sites(range.clone(), Policy::FirstTrap).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !jumps(page, shape) {
+            assert!(Instant::now() < deadline, "the site is not rewritten");
+            std::thread::yield_now();
+        }
+        while sud::forget_sites(range.clone()) == 0 {
+            std::thread::yield_now();
+        }
+    }
+    STOP.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    assert!(forker.join().unwrap() > 0);
+}
+
+#[test]
+fn forks_while_a_mov_site_is_rewritten() {
+    isolated("forks_while_a_mov_site_is_rewritten", Ends::Passing, || {
+        forks_while_rewritten(Shape::Mov)
+    });
+}
+
+#[test]
+fn forks_while_an_island_site_is_rewritten() {
+    isolated(
+        "forks_while_an_island_site_is_rewritten",
+        Ends::Passing,
+        || forks_while_rewritten(Shape::Island),
     );
 }

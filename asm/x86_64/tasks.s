@@ -144,11 +144,17 @@ sud_reissue_fork:
     push r11
     .cfi_adjust_cfa_offset 8
     test rax, rax
-    jnz 1f                              # the parent: the child's pid, or -errno
+    .cfi_remember_state
+    jnz 2f                              # the parent: the child's pid, or -errno
     mov eax, {NR_GETTID}                # the fork child (not a vfork child, which
     syscall                             # shares its parent's memory): its own tid
     mov r11, [rsp + FORK_FRAME_STATE]   # in its copy of the state, which is its own
     mov [r11 + {STATE_TID}], eax
+    # No fork in flight, no code written in the child, which has no other
+    # thread: see src/sys/code.rs.
+    mov qword ptr [rip + {FORKS_IN_FLIGHT}], 0
+    mov byte ptr [rip + {WRITE_WINDOW}], 0
+    mov byte ptr [rip + {REWRITE_LOCK}], 0
     xor eax, eax                        # the child's result
 .Lfork_child:
     push rdi
@@ -182,6 +188,10 @@ sud_reissue_fork:
     lea rsp, [rsp + 16]
     .cfi_adjust_cfa_offset -16
     back_to_guest
+2:
+    .cfi_restore_state
+    lock dec qword ptr [rip + {FORKS_IN_FLIGHT}]   # this fork is no longer on its way
+    jmp 1b
     .cfi_endproc
     .size sud_reissue_fork, . - sud_reissue_fork
 

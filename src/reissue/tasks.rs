@@ -181,6 +181,9 @@ pub(crate) fn clone(
     // while its parent sleeps.
     state.sigsys_action_for_child(clear_sighand);
     if flags & CLONE_VFORK as u64 == 0 {
+        // Counted until the stub's syscall has returned in the parent: no
+        // code write is half done in the child's copy.
+        crate::sys::code::before_fork();
         return Continuation::Stub {
             entry: addr::sud_reissue_fork(),
             r11: state as *const ThreadState as u64,

@@ -123,8 +123,9 @@ static RANGES: [(AtomicUsize, AtomicUsize); MAX_RANGES] =
     [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; MAX_RANGES];
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static TRAPS_BEFORE: AtomicU32 = AtomicU32::new(1);
-/// Held by the one thread writing code (rewriting or forgetting).
-static WRITING: AtomicBool = AtomicBool::new(false);
+/// Held by the one thread writing code (rewriting or forgetting); cleared
+/// in a fork child (`sud_reissue_fork`), where that thread is not.
+pub(crate) static WRITING: AtomicBool = AtomicBool::new(false);
 
 fn slots(site: usize) -> impl Iterator<Item = &'static Entry> {
     let hash = (site as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 51;
@@ -239,13 +240,26 @@ pub fn forget_sites(range: Range<usize>) -> usize {
             continue;
         }
         entry.status.store(PATCHING, Ordering::Release);
+        let mut status = 0;
         if still_ours(entry, syscall) {
-            // SAFETY: the site's own bytes, as they were.
-            if unsafe { restore(entry, syscall) }.is_ok() {
-                restored += 1;
+            // Forks on their way hold the write back for a moment.
+            let put_back = (0..1000).map(|_| {
+                // SAFETY: the site's own bytes, as they were.
+                let done = unsafe { restore(entry, syscall) };
+                if done == Err(Errno::EAGAIN) {
+                    crate::sys::sched_yield();
+                }
+                done
+            });
+            match put_back
+                .into_iter()
+                .find(|done| *done != Err(Errno::EAGAIN))
+            {
+                Some(Ok(())) => restored += 1,
+                _ => status = REWRITTEN, // still sud's jump: still listed
             }
         }
-        entry.status.store(0, Ordering::Release);
+        entry.status.store(status, Ordering::Release);
     }
     WRITING.store(false, Ordering::Release);
     restored
@@ -335,10 +349,13 @@ fn count_trap(resume: usize, number: u64) {
     if WRITING.swap(true, Ordering::Acquire) {
         return; // another thread is writing code: next trap
     }
-    let done = rewrite(entry, syscall, number);
-    entry
-        .status
-        .store(if done { REWRITTEN } else { REFUSED }, Ordering::Release);
+    let status = match rewrite(entry, syscall, number) {
+        Ok(()) => REWRITTEN,
+        // A fork was on its way: counted anew, tried again.
+        Err(Errno::EAGAIN) => 0,
+        Err(_) => REFUSED,
+    };
+    entry.status.store(status, Ordering::Release);
     WRITING.store(false, Ordering::Release);
 }
 
@@ -348,50 +365,49 @@ const SYSCALL: [u8; 2] = [0x0f, 0x05];
 
 /// Rewrites the site whose `syscall` (of `number`, just trapped) is at
 /// `syscall`, in the first form its bytes allow.
-fn rewrite(entry: &Entry, syscall: usize, number: u64) -> bool {
+fn rewrite(entry: &Entry, syscall: usize, number: u64) -> Result<(), Errno> {
+    if code::fork_in_flight() {
+        return Err(Errno::EAGAIN); // before a thunk is made for nothing
+    }
     let resume = syscall + SYSCALL_SIZE;
-    let mov = mov_before(syscall, number).filter(|_| writable_site(syscall - MOV_SIZE));
+    let mov = mov_before(syscall, number).filter(|_| writable_site(syscall - MOV_SIZE, MOV_SIZE));
     if let Some(imm) = mov {
         entry.number.store(imm, Ordering::Relaxed);
         entry.island.store(0, Ordering::Relaxed);
         entry.status.store(PATCHING, Ordering::Release);
         let site = syscall - MOV_SIZE;
-        let Some((thunk, jmp)) = make_thunk(site, Some(imm), resume) else {
-            return false;
-        };
+        let (thunk, jmp) = make_thunk(site, Some(imm), resume).ok_or(Errno::ENOMEM)?;
         entry.thunk.store(thunk as u64, Ordering::Relaxed);
         // SAFETY: `mov eax, imm32` and `jmp thunk` both lead to the syscall
         // `number` with the same registers, and continue after the `syscall`.
-        return unsafe { write_site(site, &jmp) }.is_ok();
+        return unsafe { write_site(site, &jmp) };
     }
-    if !writable_site(syscall) {
-        return false;
+    if !writable_site(syscall, SYSCALL_SIZE) {
+        return Err(Errno::EINVAL);
     }
     if let Some(island) = island_left(entry, syscall) {
         // The island of an earlier rewrite of this site, still jumping to
         // its thunk (which serves any number): only the `syscall` to write.
         entry.status.store(PATCHING, Ordering::Release);
         // SAFETY: as below.
-        return unsafe { write_site(syscall, &jump_rel8(syscall, island)) }.is_ok();
+        return unsafe { write_site(syscall, &jump_rel8(syscall, island)) };
     }
     let usable = |start: usize, end: usize| in_ranges(start) && in_ranges(end - 1);
     let rewritten = |at: usize| find(at).is_some() || find(at + MOV_SIZE).is_some();
-    let Some((island, island_end)) = island::find(resume, usable, rewritten) else {
-        return false;
-    };
+    let (island, island_end) = island::find(resume, usable, rewritten).ok_or(Errno::ENOENT)?;
     entry.island.store(island, Ordering::Relaxed);
     entry.status.store(PATCHING, Ordering::Release);
-    let Some((thunk, jmp)) = make_thunk(island, None, resume) else {
-        return false;
-    };
+    let (thunk, jmp) = make_thunk(island, None, resume).ok_or(Errno::ENOMEM)?;
     entry.thunk.store(thunk as u64, Ordering::Relaxed);
     // SAFETY: the island is padding no thread runs: it can be written
     // whole.  `write_site` makes every core see it before the `syscall`
     // leads there; `jmp island` then `jmp thunk` make the same syscall with
     // the same registers and continue after the `syscall`.
     unsafe {
-        write_island(island, island_end, &jmp)
-            && write_site(syscall, &jump_rel8(syscall, island)).is_ok()
+        if !write_island(island, island_end, &jmp) {
+            return Err(Errno::EFAULT);
+        }
+        write_site(syscall, &jump_rel8(syscall, island))
     }
 }
 

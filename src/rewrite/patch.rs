@@ -6,8 +6,7 @@
 
 use crate::error::Errno;
 use crate::region::addr;
-use crate::sys::code::{CodeWriter, mmap_exec_at, private_protection, store_u16, sync_cores};
-use crate::sys::guest_memory;
+use crate::sys::code::{CodeWriter, PAGE, Writable, WriteWindow, mmap_exec_at, sync_cores};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// `int3`: what follows an island's `jmp` to the end of its no-op.
@@ -70,48 +69,49 @@ fn thunk_room(site: usize) -> Option<usize> {
     None
 }
 
-/// Whether a site at `at` can be written: its first two bytes, which are
-/// stored at once, in one 64-byte line.
-pub(crate) fn writable_site(at: usize) -> bool {
-    at % 64 != 63
+/// Whether a site of `len` bytes at `at` can be written: in one page, its
+/// first two bytes (stored at once) in one 16-byte block.
+pub(crate) fn writable_site(at: usize, len: usize) -> bool {
+    at % 16 != 15 && at / PAGE == (at + len - 1) / PAGE
 }
 
 /// Writes `new` (one instruction, two or five bytes) over the instruction
-/// of the same length at `site`, each step seen by every core before the
-/// next, so that a thread running the site meanwhile executes the old
-/// instruction or the new one, or waits on `jmp $` in between:
+/// of the same length at `site`, its page made writable for the while (and
+/// no fork copying the process meanwhile), each step seen by every core
+/// before the next, so that a thread running the site meanwhile executes
+/// the old instruction or the new one, or waits on `jmp $` in between:
 ///
 /// - two bytes: one store;
 /// - five bytes (as the HotSpot JVM patches code other threads run): `jmp $`
 ///   over the first two bytes, then the last three, then the first two.
+///
+/// Nothing can fail between the first store and the last.  `EAGAIN`, with
+/// nothing written, if a fork is on its way.
 ///
 /// # Safety
 /// `site` holds an instruction of `new.len()` bytes no code jumps into the
 /// middle of, it and `new` execute correctly at any moment, and
 /// [`writable_site`] says yes.
 pub(crate) unsafe fn write_site(site: usize, new: &[u8]) -> Result<(), Errno> {
-    let prot = private_protection(site)?;
-    let first = [new[0], new[1]];
-    if new.len() == 2 {
-        // SAFETY: the caller's word on the instructions.
-        unsafe { store_u16(site, first, prot)? };
-        return sync_cores();
+    let window = WriteWindow::open()?;
+    let page = Writable::page_of(site, &window)?;
+    // membarrier cannot fail once registered (rewrite_sites did): its
+    // result is reported, not acted on, so that the last store is made.
+    let mut synced = Ok(());
+    // SAFETY: the caller's word on the instructions; `jmp $` only waits,
+    // and no thread executes the last three bytes while it does.
+    unsafe {
+        if new.len() > 2 {
+            page.store_u16(site, JMP_SELF);
+            synced = synced.and(sync_cores());
+            page.store(site + 2, &new[2..]);
+            synced = synced.and(sync_cores());
+        }
+        page.store_u16(site, [new[0], new[1]]);
     }
-    let old = guest_memory::read::<[u8; 2]>(site)?;
-    // SAFETY: `jmp $` only waits, until the store below.
-    unsafe { store_u16(site, JMP_SELF, prot)? };
-    let rest = sync_cores()
-        .and_then(|()| CodeWriter::open())
-        // SAFETY: no thread runs these three bytes: it waits before them.
-        .and_then(|code| unsafe { code.write(site + 2, &new[2..]) })
-        .and_then(|()| sync_cores());
-    // The new instruction, or, if its last bytes could not be written (a
-    // write through /proc/self/mem is whole or nothing), the old one.
-    let put = if rest.is_ok() { first } else { old };
-    // SAFETY: the caller's word on the instructions.
-    unsafe { store_u16(site, put, prot)? };
-    sync_cores()?;
-    rest
+    drop(page);
+    drop(window);
+    synced.and(sync_cores())
 }
 
 /// Writes `jmp` into the island at `island`, padding no thread executes,

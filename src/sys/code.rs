@@ -6,6 +6,7 @@
 
 use super::host;
 use crate::error::Errno;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use linux_raw_sys::general::{
     __NR_close, __NR_membarrier, __NR_mmap, __NR_mprotect, __NR_munmap, __NR_openat, __NR_pwrite64,
     __NR_read, AT_FDCWD, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, O_CLOEXEC, O_RDONLY,
@@ -104,32 +105,108 @@ pub(crate) fn mmap_exec_at(at: usize, len: usize) -> Result<usize, Errno> {
 }
 
 /// The page size this code assumes for the pages it protects.
-const PAGE: usize = 4096;
+pub(crate) const PAGE: usize = 4096;
 
-/// Stores the two bytes `new` at `at` in one store, while other threads may
-/// be executing them: the page, of a private mapping with protection
-/// `prot` ([`private_protection`]), is made writable around the store if
-/// it is not.
-///
-/// # Safety
-/// `at` and `at + 1` lie in one 64-byte line (x86 makes such a store
-/// atomic), and the old and the new bytes both execute correctly.
-pub(crate) unsafe fn store_u16(at: usize, new: [u8; 2], prot: u32) -> Result<(), Errno> {
-    debug_assert!(at % 64 != 63);
-    let page = at & !(PAGE - 1);
-    if prot & PROT_WRITE == 0 {
-        mprotect(page, prot | PROT_WRITE)?;
+/// Forks (of a memory of their own) on their way through
+/// `sud_reissue_fork`, which decrements it in the parent after the fork
+/// and clears it in the child: a write into code running threads may be
+/// executing ([`WriteWindow`]) does not begin while one is, and a fork
+/// waits for one to end, so that no child copies a half-written site
+/// (its `jmp $`, or a page made writable).
+pub(crate) static FORKS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Set while a [`WriteWindow`] is open (cleared in a fork child too).
+pub(crate) static WRITE_WINDOW: AtomicBool = AtomicBool::new(false);
+
+/// Before a guest's fork goes to `sud_reissue_fork`: counted in flight,
+/// and on its way once no write window is open.
+pub(crate) fn before_fork() {
+    FORKS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    while WRITE_WINDOW.load(Ordering::SeqCst) {
+        super::sched_yield();
     }
-    // SAFETY: a mapped, writable page now; one 16-bit store within a cache
-    // line, which every thread sees whole (the caller's word on the bytes).
-    unsafe {
-        core::arch::asm!("mov word ptr [{at}], {new:x}", at = in(reg) at,
-            new = in(reg) u16::from_le_bytes(new), options(nostack, preserves_flags));
+}
+
+/// Whether a fork is on its way: [`WriteWindow::open`] would say `EAGAIN`.
+pub(crate) fn fork_in_flight() -> bool {
+    FORKS_IN_FLIGHT.load(Ordering::Relaxed) != 0
+}
+
+/// The time a write into code threads may be executing takes, during
+/// which no fork copies the process (see [`FORKS_IN_FLIGHT`]).
+pub(crate) struct WriteWindow(());
+
+impl WriteWindow {
+    /// Opens the window, or `EAGAIN` if a fork is on its way (the write is
+    /// for another time: waiting here could wait for a fork that a guest's
+    /// signal handler abandoned).
+    pub(crate) fn open() -> Result<WriteWindow, Errno> {
+        WRITE_WINDOW.store(true, Ordering::SeqCst);
+        if FORKS_IN_FLIGHT.load(Ordering::SeqCst) != 0 {
+            WRITE_WINDOW.store(false, Ordering::SeqCst);
+            return Err(Errno::EAGAIN);
+        }
+        Ok(WriteWindow(()))
     }
-    if prot & PROT_WRITE == 0 {
-        mprotect(page, prot)?;
+}
+
+impl Drop for WriteWindow {
+    fn drop(&mut self) {
+        WRITE_WINDOW.store(false, Ordering::SeqCst);
     }
-    Ok(())
+}
+
+/// A page of a private mapping made writable for a while, given its
+/// protection back when dropped.
+pub(crate) struct Writable {
+    page: usize,
+    prot: u32,
+}
+
+impl Writable {
+    /// The page holding `at`, writable until dropped, inside `window`.
+    pub(crate) fn page_of(at: usize, _window: &WriteWindow) -> Result<Writable, Errno> {
+        let page = at & !(PAGE - 1);
+        let prot = private_protection(at)?;
+        if prot & PROT_WRITE == 0 {
+            mprotect(page, prot | PROT_WRITE)?;
+        }
+        Ok(Writable { page, prot })
+    }
+
+    /// Stores the two bytes `new` at `at` in one store, while other
+    /// threads may be executing them.
+    ///
+    /// # Safety
+    /// `at` and `at + 1` lie in this page and in one 16-byte block (the
+    /// store is one access to one line, which instruction fetch sees
+    /// whole), and the old and the new bytes both execute correctly.
+    pub(crate) unsafe fn store_u16(&self, at: usize, new: [u8; 2]) {
+        debug_assert!(at & !(PAGE - 1) == self.page && at % 16 != 15);
+        // SAFETY: a mapped, writable page; the caller's word on the bytes.
+        unsafe {
+            core::arch::asm!("mov word ptr [{at}], {new:x}", at = in(reg) at,
+                new = in(reg) u16::from_le_bytes(new), options(nostack, preserves_flags));
+        }
+    }
+
+    /// Stores `bytes` at `at`, where no thread executes them.
+    ///
+    /// # Safety
+    /// `at..at + bytes.len()` lies in this page and no thread executes it.
+    pub(crate) unsafe fn store(&self, at: usize, bytes: &[u8]) {
+        debug_assert!((at + bytes.len() - 1) & !(PAGE - 1) == self.page);
+        // SAFETY: a mapped, writable page; the caller's word on the bytes.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), at as *mut u8, bytes.len()) };
+    }
+}
+
+impl Drop for Writable {
+    fn drop(&mut self) {
+        if self.prot & PROT_WRITE == 0 {
+            // Nothing to do if it fails: the page stays writable.
+            let _ = mprotect(self.page, self.prot);
+        }
+    }
 }
 
 fn mprotect(page: usize, prot: u32) -> Result<(), Errno> {
