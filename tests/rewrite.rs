@@ -511,3 +511,45 @@ fn forks_while_an_island_site_is_rewritten() {
         || forks_while_rewritten(Shape::Island),
     );
 }
+
+/// Forgetting part of a range puts back and stops rewriting the sites in
+/// that part only: the rest of the range is still rewritten.
+#[test]
+fn forgetting_part_of_a_range_keeps_the_rest() {
+    isolated(
+        "forgetting_part_of_a_range_keeps_the_rest",
+        Ends::Passing,
+        || {
+            sud::install(handler).unwrap();
+            let first = code(0, Shape::Mov, __NR_getppid);
+            let range = first..first + 4096;
+            // A second page right after the first, if the kernel gives it.
+            let second = code(first + 4096, Shape::Mov, __NR_getppid);
+            sud::rewrite_sites(first..second + 4096, Policy::FirstTrap).unwrap();
+            assert_eq!(
+                sud::rewrite_sites(first..first, Policy::FirstTrap).unwrap_err(),
+                sud::Error::Os(sud::Errno::EINVAL)
+            );
+            let thread = armed_thread();
+            let both = || {
+                blocked(&thread, || {
+                    for page in [first, second] {
+                        assert_eq!(run(page, Shape::Mov, __NR_getppid), 4242);
+                    }
+                })
+            };
+            both();
+            assert!(jumps(first, Shape::Mov) && jumps(second, Shape::Mov));
+            assert_eq!(sud::forget_sites(range), 1);
+            for _ in 0..3 {
+                both();
+            }
+            assert!(
+                !jumps(first, Shape::Mov),
+                "the forgotten part was rewritten again"
+            );
+            assert!(jumps(second, Shape::Mov));
+            assert_eq!(rewritten().len(), 1);
+        },
+    );
+}

@@ -19,6 +19,7 @@
 mod decode;
 mod island;
 pub(crate) mod patch;
+mod ranges;
 
 use crate::error::{Errno, Error};
 use crate::sys::{code, guest_memory};
@@ -118,11 +119,6 @@ static SITES: [Entry; TABLE] = [const {
     }
 }; TABLE];
 
-const MAX_RANGES: usize = 16;
-static RANGES: [(AtomicUsize, AtomicUsize); MAX_RANGES] =
-    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; MAX_RANGES];
-static ENABLED: AtomicBool = AtomicBool::new(false);
-static TRAPS_BEFORE: AtomicU32 = AtomicU32::new(1);
 /// Held by the one thread writing code (rewriting or forgetting); cleared
 /// in a fork child (`sud_reissue_fork`), where that thread is not.
 pub(crate) static WRITING: AtomicBool = AtomicBool::new(false);
@@ -155,7 +151,7 @@ fn find_or_insert(site: usize) -> Option<&'static Entry> {
 }
 
 /// Rewrites the hot trap sites in `range` (a guest's code) from now on, by
-/// `policy`.  Call it after [`install`](crate::install).  Needs the
+/// `policy` (each range keeps its own; `EINVAL` for an empty range).  Call it after [`install`](crate::install).  Needs the
 /// membarrier SYNC_CORE command (Linux 4.16) and a writable
 /// `/proc/self/mem` (errors from them are returned); a site whose thunk
 /// cannot be placed within ±2 GiB, that is neither form of [`SiteForm`]
@@ -166,6 +162,9 @@ fn find_or_insert(site: usize) -> Option<&'static Entry> {
 /// Linux 5.9, or a CPU without it).  At most 16 ranges at a time
 /// (`ENOSPC`); [`forget_sites`] frees theirs.
 pub fn rewrite_sites(range: Range<usize>, policy: Policy) -> Result<(), Error> {
+    if range.is_empty() {
+        return Err(Error::Os(Errno::EINVAL));
+    }
     tp::init();
     if !tp::cheap() {
         return Err(Error::NoFsGsBase);
@@ -176,22 +175,36 @@ pub fn rewrite_sites(range: Range<usize>, policy: Policy) -> Result<(), Error> {
         Policy::FirstTrap => 1,
         Policy::AfterTraps(n) => n.clamp(1, PATCHING - 1),
     };
-    TRAPS_BEFORE.store(traps, Ordering::Relaxed);
-    let free = RANGES
-        .iter()
-        .find(|(start, end)| start.load(Ordering::Relaxed) == 0 && end.load(Ordering::Relaxed) == 0)
-        .ok_or(Error::Os(Errno::ENOSPC))?;
-    free.0.store(range.start, Ordering::Relaxed);
-    free.1.store(range.end, Ordering::Release);
-    ENABLED.store(true, Ordering::Release);
+    let lock = WritingLock::take();
+    ranges::add(range, traps)?;
+    drop(lock);
     ON_TRAP.store(count_trap as fn(usize, u64) as usize, Ordering::Release);
     Ok(())
 }
 
-fn in_ranges(site: usize) -> bool {
-    RANGES.iter().any(|(start, end)| {
-        (start.load(Ordering::Relaxed)..end.load(Ordering::Acquire)).contains(&site)
-    })
+/// The rewrite lock, held by the one thread writing code or changing the
+/// ranges; waited for by host code, only tried in signal context.
+struct WritingLock(());
+
+impl WritingLock {
+    fn take() -> WritingLock {
+        while WRITING.swap(true, Ordering::Acquire) {
+            crate::sys::sched_yield();
+        }
+        WritingLock(())
+    }
+
+    fn try_take() -> Option<WritingLock> {
+        // `then`, not `then_some`: a guard made and dropped would let go of
+        // the lock another thread holds.
+        (!WRITING.swap(true, Ordering::Acquire)).then(|| WritingLock(()))
+    }
+}
+
+impl Drop for WritingLock {
+    fn drop(&mut self) {
+        WRITING.store(false, Ordering::Release);
+    }
 }
 
 /// Calls `each` with every site rewritten now.
@@ -207,25 +220,18 @@ pub fn rewritten_sites(mut each: impl FnMut(Site)) {
     }
 }
 
-/// Puts back the original bytes of every site rewritten in `range` (and
-/// stops rewriting there): for code the guest is about to unmap, remap or
-/// write.  A site is in `range` if any byte sud wrote for it is: the `mov`,
+/// Puts back the original bytes of every site rewritten in `range`, and
+/// stops rewriting there (what the ranges given to [`rewrite_sites`] keep
+/// outside `range` is still rewritten): for code the guest is about to
+/// unmap, remap or write.  A site is in `range` if any byte sud wrote for it is: the `mov`,
 /// the `syscall` or the island.  A site whose bytes are no longer sud's
 /// jump (the guest already changed or unmapped them) is only forgotten.
 /// Returns the sites put back.
 pub fn forget_sites(range: Range<usize>) -> usize {
-    for (start, end) in &RANGES {
-        let (s, e) = (start.load(Ordering::Relaxed), end.load(Ordering::Relaxed));
-        if s >= range.start && e <= range.end && e != 0 {
-            start.store(0, Ordering::Relaxed);
-            end.store(0, Ordering::Release);
-        }
-    }
+    let lock = WritingLock::take();
+    ranges::remove(range.clone());
     let overlaps = |at: usize, len: usize| at < range.end && range.start < at + len;
     let mut restored = 0;
-    while WRITING.swap(true, Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
     for entry in &SITES {
         let syscall = entry.addr.load(Ordering::Acquire);
         if entry.status.load(Ordering::Acquire) != REWRITTEN {
@@ -261,7 +267,7 @@ pub fn forget_sites(range: Range<usize>) -> usize {
         }
         entry.status.store(status, Ordering::Release);
     }
-    WRITING.store(false, Ordering::Release);
+    drop(lock);
     restored
 }
 
@@ -311,13 +317,10 @@ pub(crate) fn on_trap(resume: usize, number: u64) {
 }
 
 fn count_trap(resume: usize, number: u64) {
-    if !ENABLED.load(Ordering::Acquire) {
-        return;
-    }
     let syscall = resume.wrapping_sub(SYSCALL_SIZE);
-    if !in_ranges(syscall) {
+    let Some(traps) = ranges::traps_at(syscall) else {
         return;
-    }
+    };
     let Some(entry) = find_or_insert(syscall) else {
         return;
     };
@@ -343,20 +346,21 @@ fn count_trap(resume: usize, number: u64) {
     let Ok(before) = counted else {
         return;
     };
-    if before + 1 < TRAPS_BEFORE.load(Ordering::Relaxed) {
+    if before + 1 < traps {
         return;
     }
-    if WRITING.swap(true, Ordering::Acquire) {
+    let Some(lock) = WritingLock::try_take() else {
         return; // another thread is writing code: next trap
-    }
+    };
     let status = match rewrite(entry, syscall, number) {
         Ok(()) => REWRITTEN,
-        // A fork was on its way: counted anew, tried again.
+        // A fork was on its way, or the range was just forgotten: counted
+        // anew, tried again.
         Err(Errno::EAGAIN) => 0,
         Err(_) => REFUSED,
     };
     entry.status.store(status, Ordering::Release);
-    WRITING.store(false, Ordering::Release);
+    drop(lock);
 }
 
 /// `mov eax, imm32`'s opcode, and `syscall`.
@@ -366,7 +370,7 @@ const SYSCALL: [u8; 2] = [0x0f, 0x05];
 /// Rewrites the site whose `syscall` (of `number`, just trapped) is at
 /// `syscall`, in the first form its bytes allow.
 fn rewrite(entry: &Entry, syscall: usize, number: u64) -> Result<(), Errno> {
-    if code::fork_in_flight() {
+    if code::fork_in_flight() || ranges::traps_at(syscall).is_none() {
         return Err(Errno::EAGAIN); // before a thunk is made for nothing
     }
     let resume = syscall + SYSCALL_SIZE;
@@ -392,7 +396,7 @@ fn rewrite(entry: &Entry, syscall: usize, number: u64) -> Result<(), Errno> {
         // SAFETY: as below.
         return unsafe { write_site(syscall, &jump_rel8(syscall, island)) };
     }
-    let usable = |start: usize, end: usize| in_ranges(start) && in_ranges(end - 1);
+    let usable = ranges::hold;
     let rewritten = |at: usize| find(at).is_some() || find(at + MOV_SIZE).is_some();
     let (island, island_end) = island::find(resume, usable, rewritten).ok_or(Errno::ENOENT)?;
     entry.island.store(island, Ordering::Relaxed);
@@ -421,8 +425,10 @@ fn island_left(entry: &Entry, syscall: usize) -> Option<usize> {
     let thunk = entry.thunk.load(Ordering::Relaxed) as usize;
     let reach = island.checked_sub(syscall + SYSCALL_SIZE)?;
     let bytes = guest_memory::read::<[u8; 5]>(island).ok()?;
-    (reach <= i8::MAX as usize && in_ranges(island) && jumps_to(island, bytes, thunk))
-        .then_some(island)
+    (reach <= i8::MAX as usize
+        && ranges::hold(island, island + island::ISLAND_SIZE)
+        && jumps_to(island, bytes, thunk))
+    .then_some(island)
 }
 
 /// The immediate of a `mov eax, imm32` right before the `syscall` at
@@ -437,7 +443,8 @@ fn mov_before(syscall: usize, number: u64) -> Option<u32> {
     // before it.  (Nothing is before it if the page before is not there.)
     let before = guest_memory::read::<u8>(site.wrapping_sub(1)).unwrap_or(0x90);
     let prefix = matches!(before, 0x40..=0x4f | 0x26 | 0x2e | 0x36 | 0x3e | 0x64..=0x67 | 0xf0 | 0xf2 | 0xf3);
-    (bytes[0] == MOV_EAX && imm as u64 == number && !prefix && in_ranges(site)).then_some(imm)
+    (bytes[0] == MOV_EAX && imm as u64 == number && !prefix && ranges::hold(site, syscall))
+        .then_some(imm)
 }
 
 /// `jmp rel8` from the `syscall` at `syscall` to `island`.
