@@ -73,6 +73,7 @@ global_asm!(
     FORKS_IN_FLIGHT = sym crate::sys::code::FORKS_IN_FLIGHT,
     WRITE_WINDOW = sym crate::sys::code::WRITE_WINDOW,
     REWRITE_LOCK = sym crate::rewrite::WRITING,
+    FORK_OWN_MEMORY = const crate::reissue::tasks::FORK_OWN_MEMORY,
     VFORK_TID = const offset_of!(VforkParent, tid),
     VFORK_RETURN = const offset_of!(VforkParent, resume),
     VFORK_MASK = const offset_of!(VforkParent, mask),

@@ -359,6 +359,44 @@ fn compare_with_native(guest_handler: bool) {
             "{name}: the thread's mask"
         );
     }
+    // The fork stub counts a fork on its way until its syscall has run; a
+    // trapped fork never runs it, and must not hold code writes back for
+    // good: a site is still rewritten.
+    assert!(
+        site_rewritten(&thread),
+        "a trapped fork holds rewriting back"
+    );
+}
+
+/// Whether a fresh `mov eax, getppid; syscall; ret` site, in a range to
+/// rewrite at the first trap, is rewritten when it runs.
+fn site_rewritten(thread: &sud::Thread) -> bool {
+    let code = [0xb8, libc::SYS_getppid as u8, 0, 0, 0, 0x0f, 0x05, 0xc3];
+    // SAFETY: a fresh private page, ours.
+    let page = unsafe {
+        let page = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        ) as *mut u8;
+        std::ptr::copy_nonoverlapping(code.as_ptr(), page, code.len());
+        libc::mprotect(page.cast(), 4096, libc::PROT_READ | libc::PROT_EXEC);
+        page
+    };
+    sud::rewrite_sites(page as usize..page as usize + 4096, sud::Policy::FirstTrap).unwrap();
+    // SAFETY: the site makes getppid, reissued.
+    let site: extern "C" fn() -> usize = unsafe { std::mem::transmute(page) };
+    for _ in 0..2 {
+        assert_eq!(
+            blocked(thread, || site()),
+            std::os::unix::process::parent_id() as usize
+        );
+    }
+    // SAFETY: our page.
+    unsafe { *page == 0xe9 }
 }
 
 #[test]

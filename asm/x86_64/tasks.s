@@ -116,7 +116,8 @@
 
 # sud_reissue_fork: fork, or a clone without CLONE_VFORK that keeps the
 # caller's stack (no new stack given).  R11 = the state the child is armed
-# from: the parent's, of which the child has its own copy.  Below the red
+# from: the parent's, of which the child has its own copy, with
+# FORK_OWN_MEMORY set unless the clone shares the parent's memory.  Below the red
 # zone: the return address, the state, a slot for the guest's mask, then
 # RFLAGS after the syscall (r11 holds them there).  A vfork child
 # (sud_reissue_vfork) joins at .Lfork_child with the same layout, armed from
@@ -140,21 +141,41 @@ sud_reissue_fork:
     .cfi_adjust_cfa_offset 8
     mov r11, rsp
     sigprocmask block_all
+    # On its way, with every signal blocked until the syscall has run (no
+    # handler can abandon it counted), once no code write is open: no
+    # child copies a half-written site (src/sys/code.rs).  The guest's
+    # flags are kept around the count.
+    pushfq
+    .cfi_adjust_cfa_offset 8
+3:
+    lock inc qword ptr [rip + {FORKS_IN_FLIGHT}]
+    cmp byte ptr [rip + {WRITE_WINDOW}], 0
+    je 4f
+    lock dec qword ptr [rip + {FORKS_IN_FLIGHT}]
+    pause
+    jmp 3b
+4:
+    popfq
+    .cfi_adjust_cfa_offset -8
     syscall                             # the guest's fork or clone; ends at FORK_END
     push r11
     .cfi_adjust_cfa_offset 8
     test rax, rax
     .cfi_remember_state
     jnz 2f                              # the parent: the child's pid, or -errno
+    test byte ptr [rsp + FORK_FRAME_STATE], {FORK_OWN_MEMORY}
+    jz 5f                               # a clone sharing the parent's memory
+    # The child, in a memory of its own with no other thread: no fork in
+    # flight, no write open, no writer holding the rewrite lock.
+    mov qword ptr [rip + {FORKS_IN_FLIGHT}], 0
+    mov byte ptr [rip + {WRITE_WINDOW}], 0
+    mov byte ptr [rip + {REWRITE_LOCK}], 0
+    and qword ptr [rsp + FORK_FRAME_STATE], -{FORK_OWN_MEMORY} - 1
     mov eax, {NR_GETTID}                # the fork child (not a vfork child, which
     syscall                             # shares its parent's memory): its own tid
     mov r11, [rsp + FORK_FRAME_STATE]   # in its copy of the state, which is its own
     mov [r11 + {STATE_TID}], eax
-    # No fork in flight, no code written in the child, which has no other
-    # thread: see src/sys/code.rs.
-    mov qword ptr [rip + {FORKS_IN_FLIGHT}], 0
-    mov byte ptr [rip + {WRITE_WINDOW}], 0
-    mov byte ptr [rip + {REWRITE_LOCK}], 0
+5:
     xor eax, eax                        # the child's result
 .Lfork_child:
     push rdi

@@ -30,7 +30,7 @@ pub(crate) const MASK_R10_END: usize = 15;
 pub(crate) const MASK_R8_END: usize = 15;
 pub(crate) const PAIR_END: usize = 22;
 pub(crate) const URING_END: usize = 28;
-pub(crate) const FORK_END: usize = 58;
+pub(crate) const FORK_END: usize = 89;
 pub(crate) const VFORK_END: usize = 66;
 pub(crate) const THREAD_END: usize = 71;
 
@@ -138,6 +138,8 @@ pub(crate) unsafe fn guest_view(info: &mut SigInfo, uc: &mut UContext) {
         }
         Stub::Fork => {
             uc.uc_sigmask = word(0);
+            // The fork did not run: it is no longer on its way.
+            crate::sys::code::FORKS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
             TASK_RETURN
         }
         Stub::Vfork => {

@@ -24,6 +24,12 @@ use linux_raw_sys::general::{
     CLONE_VM, SIGCHLD, clone_args,
 };
 
+/// Set in the state address `sud_reissue_fork` gets for a child with a
+/// memory of its own (a state is aligned: its low bit is free), which
+/// clears what the parent's other threads were doing with code writes.
+pub(crate) const FORK_OWN_MEMORY: u64 = 1;
+static_assertions::const_assert!(core::mem::align_of::<ThreadState>() > FORK_OWN_MEMORY as usize);
+
 /// A thread inside a vfork, as `sud_reissue_vfork` reads it.  A vfork
 /// parent wakes to a stack its child has used, so what it needs afterwards
 /// is kept here; the stub carries the entry's address across the vfork in
@@ -181,12 +187,14 @@ pub(crate) fn clone(
     // while its parent sleeps.
     state.sigsys_action_for_child(clear_sighand);
     if flags & CLONE_VFORK as u64 == 0 {
-        // Counted until the stub's syscall has returned in the parent: no
-        // code write is half done in the child's copy.
-        crate::sys::code::before_fork();
+        let own_memory = if flags & CLONE_VM as u64 == 0 {
+            FORK_OWN_MEMORY
+        } else {
+            0
+        };
         return Continuation::Stub {
             entry: addr::sud_reissue_fork(),
-            r11: state as *const ThreadState as u64,
+            r11: state as *const ThreadState as u64 | own_memory,
         };
     }
     let tid = sys::gettid() as u64;

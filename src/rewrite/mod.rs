@@ -151,13 +151,14 @@ fn find_or_insert(site: usize) -> Option<&'static Entry> {
 }
 
 /// Rewrites the hot trap sites in `range` (a guest's code) from now on, by
-/// `policy` (each range keeps its own; `EINVAL` for an empty range).  Call it after [`install`](crate::install).  Needs the
-/// membarrier SYNC_CORE command (Linux 4.16) and a writable
-/// `/proc/self/mem` (errors from them are returned); a site whose thunk
-/// cannot be placed within ±2 GiB, that is neither form of [`SiteForm`]
-/// (no `mov eax, imm32` before it and no island after it), whose first two
-/// bytes straddle a 64-byte line, or whose page is a shared mapping's,
-/// stays trapped.  A rewritten site finds its thread with `rdgsbase`:
+/// `policy` (each range keeps its own; `EINVAL` for an empty range).  Call
+/// it after [`install`](crate::install).  Needs the membarrier SYNC_CORE
+/// command (Linux 4.16) and a writable `/proc/self/mem` (errors from them
+/// are returned).  A site stays trapped if its thunk cannot be placed
+/// within ±2 GiB, if it is neither form of [`SiteForm`] (no `mov eax,
+/// imm32` before it, no island after it), if it crosses a page or its
+/// first two bytes straddle a 16-byte block, or if its page is a shared
+/// mapping's.  A rewritten site finds its thread with `rdgsbase`:
 /// [`Error::NoFsGsBase`] where the kernel does not enable FSGSBASE (before
 /// Linux 5.9, or a CPU without it).  At most 16 ranges at a time
 /// (`ENOSPC`); [`forget_sites`] frees theirs.
@@ -183,27 +184,37 @@ pub fn rewrite_sites(range: Range<usize>, policy: Policy) -> Result<(), Error> {
 }
 
 /// The rewrite lock, held by the one thread writing code or changing the
-/// ranges; waited for by host code, only tried in signal context.
-struct WritingLock(());
+/// ranges; waited for by host code, only tried in signal context.  Every
+/// signal is blocked while it is held: a handler that ran on the holder
+/// meanwhile could wait for the lock, the write window or a `jmp $` that
+/// only the holder itself would end.
+struct WritingLock {
+    mask: u64,
+}
 
 impl WritingLock {
     fn take() -> WritingLock {
+        let mask = crate::sys::block_all_signals();
         while WRITING.swap(true, Ordering::Acquire) {
             crate::sys::sched_yield();
         }
-        WritingLock(())
+        WritingLock { mask }
     }
 
     fn try_take() -> Option<WritingLock> {
-        // `then`, not `then_some`: a guard made and dropped would let go of
-        // the lock another thread holds.
-        (!WRITING.swap(true, Ordering::Acquire)).then(|| WritingLock(()))
+        let mask = crate::sys::block_all_signals();
+        if WRITING.swap(true, Ordering::Acquire) {
+            crate::sys::set_thread_mask(mask);
+            return None;
+        }
+        Some(WritingLock { mask })
     }
 }
 
 impl Drop for WritingLock {
     fn drop(&mut self) {
         WRITING.store(false, Ordering::Release);
+        crate::sys::set_thread_mask(self.mask);
     }
 }
 
@@ -234,7 +245,12 @@ pub fn forget_sites(range: Range<usize>) -> usize {
     let mut restored = 0;
     for entry in &SITES {
         let syscall = entry.addr.load(Ordering::Acquire);
-        if entry.status.load(Ordering::Acquire) != REWRITTEN {
+        let status = entry.status.load(Ordering::Acquire);
+        if status == REFUSED && range.contains(&syscall) {
+            // New code may come here: judged anew if rewritten again.
+            entry.status.store(0, Ordering::Release);
+        }
+        if status != REWRITTEN {
             continue;
         }
         let patched = entry.patched(syscall);
@@ -328,11 +344,18 @@ fn count_trap(resume: usize, number: u64) {
     if status == REWRITTEN {
         // A trap from a rewritten site: a thread ran its `syscall` while it
         // was rewritten, or jumped to it (Mov), or the guest wrote or
-        // mapped new code there.  New code is counted anew.
+        // mapped new code there.  New code is counted anew; the status is
+        // changed under the lock, where no rewrite or forget is half done.
         if still_ours(entry, syscall) {
             return;
         }
-        entry.status.store(0, Ordering::Release);
+        let Some(lock) = WritingLock::try_take() else {
+            return;
+        };
+        if entry.status.load(Ordering::Acquire) == REWRITTEN && !still_ours(entry, syscall) {
+            entry.status.store(0, Ordering::Release);
+        }
+        drop(lock);
     } else if status >= PATCHING {
         return;
     }

@@ -107,24 +107,16 @@ pub(crate) fn mmap_exec_at(at: usize, len: usize) -> Result<usize, Errno> {
 /// The page size this code assumes for the pages it protects.
 pub(crate) const PAGE: usize = 4096;
 
-/// Forks (of a memory of their own) on their way through
-/// `sud_reissue_fork`, which decrements it in the parent after the fork
-/// and clears it in the child: a write into code running threads may be
-/// executing ([`WriteWindow`]) does not begin while one is, and a fork
-/// waits for one to end, so that no child copies a half-written site
+/// Forks on their way through `sud_reissue_fork`, which counts itself in
+/// with every signal blocked, once no [`WriteWindow`] is open, and out
+/// after its syscall (the parent; a child with a memory of its own clears
+/// it, as it clears [`WRITE_WINDOW`] and the rewrite lock; a seccomp trap
+/// of the fork counts it out in `guest_view`).  A write does not begin
+/// while a fork is on its way, so that no child copies a half-written site
 /// (its `jmp $`, or a page made writable).
 pub(crate) static FORKS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-/// Set while a [`WriteWindow`] is open (cleared in a fork child too).
+/// Set while a [`WriteWindow`] is open.
 pub(crate) static WRITE_WINDOW: AtomicBool = AtomicBool::new(false);
-
-/// Before a guest's fork goes to `sud_reissue_fork`: counted in flight,
-/// and on its way once no write window is open.
-pub(crate) fn before_fork() {
-    FORKS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-    while WRITE_WINDOW.load(Ordering::SeqCst) {
-        super::sched_yield();
-    }
-}
 
 /// Whether a fork is on its way: [`WriteWindow::open`] would say `EAGAIN`.
 pub(crate) fn fork_in_flight() -> bool {
