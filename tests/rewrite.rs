@@ -486,6 +486,7 @@ fn forks_while_rewritten(shape: Shape) {
             std::thread::yield_now();
         }
         while sud::forget_sites(range.clone()) == 0 {
+            assert!(Instant::now() < deadline, "the site is not put back");
             std::thread::yield_now();
         }
     }

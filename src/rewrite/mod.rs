@@ -375,6 +375,11 @@ fn count_trap(resume: usize, number: u64) {
     let Some(lock) = WritingLock::try_take() else {
         return; // another thread is writing code: next trap
     };
+    if entry.status.load(Ordering::Acquire) >= PATCHING {
+        // Another thread rewrote the site (or gave up on it) between this
+        // trap's count and the lock.
+        return;
+    }
     let status = match rewrite(entry, syscall, number) {
         Ok(()) => REWRITTEN,
         // A fork was on its way, or the range was just forgotten: counted
