@@ -245,12 +245,15 @@ pub fn forget_sites(range: Range<usize>) -> usize {
     let mut restored = 0;
     for entry in &SITES {
         let syscall = entry.addr.load(Ordering::Acquire);
-        let status = entry.status.load(Ordering::Acquire);
-        if status == REFUSED && range.contains(&syscall) {
-            // New code may come here: judged anew if rewritten again.
-            entry.status.store(0, Ordering::Release);
+        if syscall == 0 {
+            continue;
         }
-        if status != REWRITTEN {
+        if entry.thunk.load(Ordering::Relaxed) == 0 {
+            // Never rewritten; refused, it is judged anew if it traps again
+            // (new code may come here).
+            if range.contains(&syscall) && entry.status.load(Ordering::Acquire) == REFUSED {
+                entry.status.store(0, Ordering::Release);
+            }
             continue;
         }
         let patched = entry.patched(syscall);
@@ -259,6 +262,13 @@ pub fn forget_sites(range: Range<usize>) -> usize {
             SiteForm::Mov { .. } => false,
         };
         if !overlaps(patched, syscall + SYSCALL_SIZE - patched) && !island {
+            continue;
+        }
+        // Whatever its status says, a site whose bytes are still sud's jump
+        // is put back; any other is judged anew if it traps again (new code
+        // may come here).
+        if entry.status.load(Ordering::Acquire) != REWRITTEN && !still_ours(entry, syscall) {
+            entry.status.store(0, Ordering::Release);
             continue;
         }
         entry.status.store(PATCHING, Ordering::Release);
