@@ -141,10 +141,10 @@ sud_reissue_fork:
     .cfi_adjust_cfa_offset 8
     mov r11, rsp
     sigprocmask block_all
-    # On its way, with every signal blocked until the syscall has run (no
-    # handler can abandon it counted), once no code write is open: no
-    # child copies a half-written site (src/sys/code.rs).  The guest's
-    # flags are kept around the count.
+    # On its way, with every signal but SIGSYS blocked until the syscall has
+    # run (no handler but a SIGSYS one can abandon it counted), once no code
+    # write is open: no child copies a half-written site (src/sys/code.rs).
+    # The guest's flags are kept around the count.
     pushfq
     .cfi_adjust_cfa_offset 8
 3:

@@ -185,16 +185,25 @@ pub fn rewrite_sites(range: Range<usize>, policy: Policy) -> Result<(), Error> {
 
 /// The rewrite lock, held by the one thread writing code or changing the
 /// ranges; waited for by host code, only tried in signal context.  Every
-/// signal is blocked while it is held: a handler that ran on the holder
-/// meanwhile could wait for the lock, the write window or a `jmp $` that
-/// only the holder itself would end.
+/// signal but SIGSYS is blocked while it is held: a handler that ran on the
+/// holder meanwhile could wait for the lock, the write window or a `jmp $`
+/// that only the holder itself would end.  (A blocked SIGSYS that a
+/// seccomp filter forces kills the process: SIGSYS stays deliverable, as
+/// in the task stubs.)
 struct WritingLock {
     mask: u64,
 }
 
+/// Blocks every signal but SIGSYS; returns the mask to restore.
+fn block_all_but_sigsys() -> u64 {
+    let mask = crate::sys::thread_mask();
+    crate::sys::set_thread_mask(!crate::kernel::sigaction::SIGSYS_BIT | mask);
+    mask
+}
+
 impl WritingLock {
     fn take() -> WritingLock {
-        let mask = crate::sys::block_all_signals();
+        let mask = block_all_but_sigsys();
         while WRITING.swap(true, Ordering::Acquire) {
             crate::sys::sched_yield();
         }
@@ -202,7 +211,7 @@ impl WritingLock {
     }
 
     fn try_take() -> Option<WritingLock> {
-        let mask = crate::sys::block_all_signals();
+        let mask = block_all_but_sigsys();
         if WRITING.swap(true, Ordering::Acquire) {
             crate::sys::set_thread_mask(mask);
             return None;
@@ -366,7 +375,18 @@ fn count_trap(resume: usize, number: u64) {
             entry.status.store(0, Ordering::Release);
         }
         drop(lock);
-    } else if status >= PATCHING {
+    } else if status == PATCHING {
+        // PATCHING is only ever set under the lock: with the lock free, it
+        // is a fork child's copy of a rewrite its parent was making, which
+        // nobody will finish.  Judged anew.
+        if let Some(lock) = WritingLock::try_take() {
+            let _ = entry
+                .status
+                .compare_exchange(PATCHING, 0, Ordering::AcqRel, Ordering::Acquire);
+            drop(lock);
+        }
+        return;
+    } else if status > PATCHING {
         return;
     }
     // Counted only while the status is a count: a thread that read a count

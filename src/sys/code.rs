@@ -108,12 +108,17 @@ pub(crate) fn mmap_exec_at(at: usize, len: usize) -> Result<usize, Errno> {
 pub(crate) const PAGE: usize = 4096;
 
 /// Forks on their way through `sud_reissue_fork`, which counts itself in
-/// with every signal blocked, once no [`WriteWindow`] is open, and out
+/// with every signal but SIGSYS blocked, once no [`WriteWindow`] is open,
+/// and out
 /// after its syscall (the parent; a child with a memory of its own clears
 /// it, as it clears [`WRITE_WINDOW`] and the rewrite lock; a seccomp trap
 /// of the fork counts it out in `guest_view`).  A write does not begin
 /// while a fork is on its way, so that no child copies a half-written site
-/// (its `jmp $`, or a page made writable).
+/// (its `jmp $`, or a page made writable).  A guest's SIGSYS handler that
+/// runs in the few instructions between the count and the syscall (a
+/// SIGSYS another process sent) and never returns leaves the fork counted:
+/// code writes then wait for good (sites stay trapped, `forget_sites`
+/// cannot put sites back).
 pub(crate) static FORKS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// Set while a [`WriteWindow`] is open.
 pub(crate) static WRITE_WINDOW: AtomicBool = AtomicBool::new(false);
