@@ -10,9 +10,10 @@
 //! does not start on one (a function entry).  It is found by decoding
 //! forward from the instruction after the `syscall`, a known boundary.  No
 //! direct branch nearby (`jcc`, `jmp`, `call`, `loop`, within the bytes
-//! read around the site) may land in it: the bytes are scanned as if every
-//! offset began an instruction, which finds every real one and some that
-//! are not (those only cost an island).  An indirect branch into padding is
+//! read around the site) may land in it: after the `syscall` the
+//! instructions are decoded, and before it, where their boundaries are
+//! unknown, the bytes are scanned as if every offset began one, which finds
+//! every real branch and some that are not (those only cost an island).  An indirect branch into padding is
 //! assumed not to exist: compilers and assemblers never target it.
 
 use super::decode::decode;
@@ -67,31 +68,57 @@ impl Window {
     }
 
     /// Whether a direct branch in the window may land in `start..end`.
-    fn branched_into(&self, start: usize, end: usize) -> bool {
+    /// From `resume` on (a known instruction boundary) the instructions are
+    /// decoded and only real branches count; before it, where boundaries
+    /// are unknown, every offset is taken for the start of one.
+    fn branched_into(&self, start: usize, end: usize, resume: usize) -> bool {
         let code = &self.bytes[..self.len];
-        // A branch whose next instruction is at `next` (an index).
-        let lands = |next: usize, rel: i64| {
-            let target = (self.base + next) as i64 + rel;
-            (start as i64..end as i64).contains(&target)
-        };
-        (0..code.len()).any(|i| {
-            let rel8 = |next: usize| {
-                code.get(i + 1)
-                    .is_some_and(|&d| lands(next, d as i8 as i64))
+        let lands = |target: i64| (start as i64..end as i64).contains(&target);
+        let exact_from = resume - self.base;
+        if (0..exact_from)
+            .any(|i| branch_at(code, i).is_some_and(|(_, t)| lands(self.base as i64 + t)))
+        {
+            return true;
+        }
+        let mut i = exact_from;
+        while i < code.len() {
+            let Some(insn) = decode(&code[i..]) else {
+                // Not decoded: the rest is scanned as before `resume`.
+                return (i..code.len())
+                    .any(|i| branch_at(code, i).is_some_and(|(_, t)| lands(self.base as i64 + t)));
             };
-            let rel32 = |at: usize, next: usize| {
-                code.get(at..at + 4).is_some_and(|d| {
-                    lands(next, i32::from_le_bytes([d[0], d[1], d[2], d[3]]) as i64)
-                })
-            };
-            match code[i] {
-                0x70..=0x7f | 0xe0..=0xe3 | 0xeb => rel8(i + 2),
-                0xe8 | 0xe9 => rel32(i + 1, i + 5),
-                0x0f if matches!(code.get(i + 1), Some(0x80..=0x8f)) => rel32(i + 2, i + 6),
-                _ => false,
+            let prefixes = code[i..i + insn.len]
+                .iter()
+                .take_while(|b| matches!(b, 0x26 | 0x2e | 0x36 | 0x3e | 0x64..=0x67 | 0xf0 | 0xf2 | 0xf3 | 0x40..=0x4f))
+                .count();
+            if let Some((len, target)) = branch_at(code, i + prefixes)
+                && i + prefixes + len == i + insn.len
+                && lands(self.base as i64 + target)
+            {
+                return true;
             }
-        })
+            i += insn.len;
+        }
+        false
     }
+}
+
+/// If the bytes at `i` are a direct branch (`jcc`, `jmp`, `call`, `loop`,
+/// `jrcxz`), its length from `i` and its target, as an offset into `code`.
+fn branch_at(code: &[u8], i: usize) -> Option<(usize, i64)> {
+    let (len, rel) = match *code.get(i)? {
+        0x70..=0x7f | 0xe0..=0xe3 | 0xeb => (2, *code.get(i + 1)? as i8 as i64),
+        0xe8 | 0xe9 => {
+            let d = code.get(i + 1..i + 5)?;
+            (5, i32::from_le_bytes([d[0], d[1], d[2], d[3]]) as i64)
+        }
+        0x0f if matches!(code.get(i + 1), Some(0x80..=0x8f)) => {
+            let d = code.get(i + 2..i + 6)?;
+            (6, i32::from_le_bytes([d[0], d[1], d[2], d[3]]) as i64)
+        }
+        _ => return None,
+    };
+    Some((len, (i + len) as i64 + rel))
 }
 
 /// An island for the `syscall` that ends at `resume`: the address of
@@ -114,7 +141,10 @@ pub(crate) fn find(
         if after_path_end && insn.padding {
             let run_end = padding_end(&window, at, usize::MAX)?;
             let fits = at % ALIGN != 0 && run_end % ALIGN == 0 && run_end - at >= ISLAND_SIZE;
-            if fits && usable(at, at + ISLAND_SIZE) && !window.branched_into(at, at + ISLAND_SIZE) {
+            if fits
+                && usable(at, at + ISLAND_SIZE)
+                && !window.branched_into(at, at + ISLAND_SIZE, resume)
+            {
                 let end = padding_end(&window, at, at + ISLAND_SIZE)?;
                 return Some((at, end));
             }
@@ -181,5 +211,34 @@ mod tests {
         core::hint::black_box(&mut code);
         let second = find(resume, |_, _| true, |_| false);
         assert_eq!(second, Some((base + 8, base + 16)));
+    }
+
+    /// After the `syscall` only real branches count: a `7f` byte inside a
+    /// `mov`'s displacement that would be a `jg` into the padding if an
+    /// instruction began there does not cost the island, a real `jmp` into
+    /// it does.
+    #[test]
+    fn branches_after_the_site_are_decoded() {
+        let mut code = Code([0; 1024]);
+        let at = 512;
+        let site = [
+            0x0f, 0x05, // syscall
+            0xc3, // ret
+            0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00, // 6-byte nop
+            0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00, // 7-byte nop, to 16
+            0x48, 0x8b, 0x05, 0x7f, 0xee, 0xff,
+            0xff, // mov rax, [rip - 0x1181]: `7f ee` is a jg to 3
+            0xc3,
+        ];
+        code.0[at..at + site.len()].copy_from_slice(&site);
+        let base = core::hint::black_box(&mut code).0.as_ptr() as usize + at;
+        assert_eq!(
+            find(base + 2, |_, _| true, |_| false),
+            Some((base + 3, base + 9))
+        );
+        // jmp rel8 from 16 to 3.
+        code.0[at + 16..at + 18].copy_from_slice(&[0xeb, 0xf1]);
+        core::hint::black_box(&mut code);
+        assert_eq!(find(base + 2, |_, _| true, |_| false), None);
     }
 }
