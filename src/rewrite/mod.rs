@@ -394,7 +394,9 @@ fn count_trap(resume: usize, number: u64) {
     let counted = entry
         .status
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < PATCHING - 1).then_some(n + 1)
+            // `then`: `then_some(n + 1)` would add (and overflow, at REFUSED)
+            // whatever the status.
+            (n < PATCHING - 1).then(|| n + 1)
         });
     let Ok(before) = counted else {
         return;
