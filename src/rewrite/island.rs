@@ -91,9 +91,10 @@ impl Window {
                 .iter()
                 .take_while(|b| matches!(b, 0x26 | 0x2e | 0x36 | 0x3e | 0x64..=0x67 | 0xf0 | 0xf2 | 0xf3 | 0x40..=0x4f))
                 .count();
-            if let Some((len, target)) = branch_at(code, i + prefixes)
-                && i + prefixes + len == i + insn.len
-                && lands(self.base as i64 + target)
+            let whole = |(len, _): &(usize, i64)| prefixes + len == insn.len;
+            if branch_at(code, i + prefixes)
+                .filter(whole)
+                .is_some_and(|(_, target)| lands(self.base as i64 + target))
             {
                 return true;
             }
