@@ -19,6 +19,21 @@
 # mispredicted right after a syscall where the kernel refills the
 # return-stack buffer).  mov and lea keep the flags the kernel restored.
 # Once rcx holds the return address, the slot may be overwritten.
+# A stub's way in: RCX = the guest's return address (the dispatcher's),
+# RSP = the guest's.  The return address goes just below the red zone,
+# where back_to_guest takes it; lea, not sub, steps over the red zone: it
+# keeps the guest's flags.  Opens the stub's FDE.
+.macro stub_entry
+    .cfi_startproc
+    .cfi_def_cfa_offset 0
+    .cfi_register rip, rcx
+    lea rsp, [rsp - {RED_ZONE}]
+    .cfi_adjust_cfa_offset {RED_ZONE}
+    push rcx
+    .cfi_adjust_cfa_offset 8
+    .cfi_offset rip, -8-{RED_ZONE}
+.endm
+
 .macro back_to_guest
     mov rcx, [rsp]
     lea rsp, [rsp + 8 + {RED_ZONE}]
@@ -39,20 +54,12 @@
 # there) until rt_sigreturn has read it.  The stub keeps the return address
 # itself, below the red zone, once the frame is dead; a signal that
 # interrupts the syscall builds its frame below RSP - {RED_ZONE}, so the
-# slot survives it.  lea, not sub, steps over the red zone: it keeps the
-# guest's flags.
+# slot survives it.
     .globl sud_reissue
     .type sud_reissue, @function
     .p2align 4
 sud_reissue:
-    .cfi_startproc
-    .cfi_def_cfa_offset 0
-    .cfi_register rip, rcx
-    lea rsp, [rsp - {RED_ZONE}]
-    .cfi_adjust_cfa_offset {RED_ZONE}
-    push rcx
-    .cfi_adjust_cfa_offset 8
-    .cfi_offset rip, -8-{RED_ZONE}
+    stub_entry
     syscall                             # ends at REISSUE_END
     back_to_guest
     .cfi_endproc
@@ -70,14 +77,7 @@ sud_reissue:
     .type sud_reissue_mask_\reg, @function
     .p2align 4
 sud_reissue_mask_\reg:
-    .cfi_startproc
-    .cfi_def_cfa_offset 0
-    .cfi_register rip, rcx
-    lea rsp, [rsp - {RED_ZONE}]
-    .cfi_adjust_cfa_offset {RED_ZONE}
-    push rcx
-    .cfi_adjust_cfa_offset 8
-    .cfi_offset rip, -8-{RED_ZONE}
+    stub_entry
     push \reg
     .cfi_adjust_cfa_offset 8
     push r11
@@ -105,14 +105,7 @@ sud_reissue_mask_\reg:
     .type sud_reissue_mask_pair, @function
     .p2align 4
 sud_reissue_mask_pair:
-    .cfi_startproc
-    .cfi_def_cfa_offset 0
-    .cfi_register rip, rcx
-    lea rsp, [rsp - {RED_ZONE}]
-    .cfi_adjust_cfa_offset {RED_ZONE}
-    push rcx
-    .cfi_adjust_cfa_offset 8
-    .cfi_offset rip, -8-{RED_ZONE}
+    stub_entry
     push r9
     .cfi_adjust_cfa_offset 8
     push r11
@@ -143,14 +136,7 @@ sud_reissue_mask_pair:
     .type sud_reissue_mask_uring_arg, @function
     .p2align 4
 sud_reissue_mask_uring_arg:
-    .cfi_startproc
-    .cfi_def_cfa_offset 0
-    .cfi_register rip, rcx
-    lea rsp, [rsp - {RED_ZONE}]
-    .cfi_adjust_cfa_offset {RED_ZONE}
-    push rcx
-    .cfi_adjust_cfa_offset 8
-    .cfi_offset rip, -8-{RED_ZONE}
+    stub_entry
     push r8
     .cfi_adjust_cfa_offset 8
     push r11

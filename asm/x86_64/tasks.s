@@ -127,14 +127,7 @@
     .type sud_reissue_fork, @function
     .p2align 4
 sud_reissue_fork:
-    .cfi_startproc
-    .cfi_def_cfa_offset 0
-    .cfi_register rip, rcx
-    lea rsp, [rsp - {RED_ZONE}]
-    .cfi_adjust_cfa_offset {RED_ZONE}
-    push rcx
-    .cfi_adjust_cfa_offset 8
-    .cfi_offset rip, -8-{RED_ZONE}
+    stub_entry
     push r11
     .cfi_adjust_cfa_offset 8
     lea rsp, [rsp - 8]
@@ -230,14 +223,7 @@ sud_reissue_fork:
     .type sud_reissue_vfork, @function
     .p2align 4
 sud_reissue_vfork:
-    .cfi_startproc
-    .cfi_def_cfa_offset 0
-    .cfi_register rip, rcx
-    lea rsp, [rsp - {RED_ZONE}]
-    .cfi_adjust_cfa_offset {RED_ZONE}
-    push rcx
-    .cfi_adjust_cfa_offset 8
-    .cfi_offset rip, -8-{RED_ZONE}
+    stub_entry
     push qword ptr [r11 + {VFORK_STATE}]
     .cfi_adjust_cfa_offset 8
     mov [r11 + {VFORK_RBX}], rbx
@@ -294,14 +280,7 @@ sud_reissue_vfork:
     .type sud_reissue_thread, @function
     .p2align 4
 sud_reissue_thread:
-    .cfi_startproc
-    .cfi_def_cfa_offset 0
-    .cfi_register rip, rcx
-    lea rsp, [rsp - {RED_ZONE}]
-    .cfi_adjust_cfa_offset {RED_ZONE}
-    push rcx
-    .cfi_adjust_cfa_offset 8
-    .cfi_offset rip, -8-{RED_ZONE}
+    stub_entry
     push r11
     .cfi_adjust_cfa_offset 8
     lea rsp, [rsp - 8]

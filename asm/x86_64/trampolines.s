@@ -77,6 +77,27 @@
 
     .pushsection sud_allowed, "axR", @progbits
 
+# The syscall, at [rsp] the caller's return address and every argument
+# register taken: rbx (callee-saved, so pushed first) carries the return
+# address across the syscall, rcx (clobbered by the syscall anyway) from
+# there on, and the return is a jump.  pop, mov and lea leave alone the
+# RFLAGS the kernel restored.
+.macro syscall_returning_in_rcx
+    push rbx
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbx, 0
+    mov rbx, [rsp + 8]
+    syscall
+    mov rcx, rbx
+    pop rbx
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore rbx
+    lea rsp, [rsp + 8]
+    .cfi_adjust_cfa_offset -8
+    .cfi_register rip, rcx
+    jmp rcx
+.endm
+
 # One C-convention trampoline taking `nargs` arguments after the number: each
 # argument moves one register down, the fourth into r10 because `syscall`
 # overwrites rcx.
@@ -110,23 +131,9 @@
     syscall
     jmp r9
 .else
-    # Every argument register is taken: rbx (callee-saved, so pushed first)
-    # carries the return address across the syscall, rcx (clobbered by the
-    # syscall anyway) from there on.
+    # Every argument register is taken.
     mov r9, [rsp + 8]           # argument 6, the caller's first stack argument
-    push rbx
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbx, 0
-    mov rbx, [rsp + 8]
-    syscall
-    mov rcx, rbx
-    pop rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbx
-    lea rsp, [rsp + 8]
-    .cfi_adjust_cfa_offset -8
-    .cfi_register rip, rcx
-    jmp rcx
+    syscall_returning_in_rcx
 .endif
     .cfi_endproc
     .size \name, . - \name
@@ -149,19 +156,7 @@
     .p2align 4
 sud_syscall:
     .cfi_startproc
-    push rbx
-    .cfi_adjust_cfa_offset 8
-    .cfi_rel_offset rbx, 0
-    mov rbx, [rsp + 8]
-    syscall
-    mov rcx, rbx
-    pop rbx
-    .cfi_adjust_cfa_offset -8
-    .cfi_restore rbx
-    lea rsp, [rsp + 8]
-    .cfi_adjust_cfa_offset -8
-    .cfi_register rip, rcx
-    jmp rcx
+    syscall_returning_in_rcx
     .cfi_endproc
     .size sud_syscall, . - sud_syscall
 
