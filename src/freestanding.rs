@@ -82,36 +82,48 @@ macro_rules! __sud_freestanding_entry {
             #[unsafe(no_mangle)]
             extern "C" fn rust_eh_personality() {}
 
+            /// # Safety
+            /// The C library's contract: `n` bytes readable at `src`, writable at `dst`, not overlapping.
             #[unsafe(no_mangle)]
             unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
                 // SAFETY: the caller keeps memcpy's contract.
                 unsafe { $crate::freestanding::mem::memcpy(dst, src, n) }
             }
 
+            /// # Safety
+            /// The C library's contract: `n` bytes readable at `src` and writable at `dst`.
             #[unsafe(no_mangle)]
             unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
                 // SAFETY: the caller keeps memmove's contract.
                 unsafe { $crate::freestanding::mem::memmove(dst, src, n) }
             }
 
+            /// # Safety
+            /// The C library's contract: `n` bytes writable at `dst`.
             #[unsafe(no_mangle)]
             unsafe extern "C" fn memset(dst: *mut u8, byte: i32, n: usize) -> *mut u8 {
                 // SAFETY: the caller keeps memset's contract.
                 unsafe { $crate::freestanding::mem::memset(dst, byte, n) }
             }
 
+            /// # Safety
+            /// The C library's contract: `n` bytes readable at `a` and at `b`.
             #[unsafe(no_mangle)]
             unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
                 // SAFETY: the caller keeps memcmp's contract.
                 unsafe { $crate::freestanding::mem::memcmp(a, b, n) }
             }
 
+            /// # Safety
+            /// The C library's contract: `n` bytes readable at `a` and at `b`.
             #[unsafe(no_mangle)]
             unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
                 // SAFETY: bcmp's contract is memcmp's.
                 unsafe { $crate::freestanding::mem::memcmp(a, b, n) }
             }
 
+            /// # Safety
+            /// The C library's contract: `s` is a readable NUL-terminated string.
             #[unsafe(no_mangle)]
             unsafe extern "C" fn strlen(s: *const ::core::ffi::c_char) -> usize {
                 // SAFETY: the caller keeps strlen's contract.

@@ -278,6 +278,8 @@ fn guest_spins_until_stopped() {
     }
 }
 
+/// # Safety
+/// Only the kernel calls it, as a signal handler with its frame.
 unsafe extern "C" fn capture_and_stop(_: i32, _: *mut sud::SigInfo, _: *mut sud::UContext) {
     capture();
     STOP.store(true, Ordering::SeqCst);

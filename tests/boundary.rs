@@ -71,6 +71,8 @@ fn std_callback(call: &mut Syscall) -> Action {
     }
 }
 
+/// # Safety
+/// Only the kernel calls it, as a signal handler with its frame.
 unsafe extern "C" fn std_host_handler(_: i32, _: *mut sud::SigInfo, _: *mut sud::UContext) {
     HOST_HANDLED.with(|count| count.set(count.get() + 1));
 }
@@ -246,6 +248,8 @@ fn panicking_redirect_function_aborts_with_its_message() {
 
 #[test]
 fn panicking_host_handler_aborts_with_its_message() {
+    /// # Safety
+    /// Only the kernel calls it, as a signal handler with its frame.
     unsafe extern "C" fn panics(_: i32, _: *mut sud::SigInfo, _: *mut sud::UContext) {
         panic!("the host handler panics on purpose");
     }

@@ -71,6 +71,7 @@ fn entry_thread_selector_fs() {
         let t = Thread::new().unwrap();
         t.arm().unwrap();
         let tls = GuestTls::new();
+        // SAFETY: the guest routine switches FS to the test's thread area around its `call sud_entry` and back.
         let r = unsafe { rv_entry_with_fs(tls.fs(), t.selector().as_ptr() as u64) };
         assert_eq!(r, 4242);
         assert!(tls.untouched());
@@ -81,6 +82,7 @@ fn entry_thread_selector_fs() {
 static SEEN_FS: AtomicU64 = AtomicU64::new(0);
 extern "C" fn fs_recording_handler(_: i32) {
     let fs: u64;
+    // SAFETY: FSGSBASE is enabled on this machine (the test's premise).
     unsafe { core::arch::asm!("rdfsbase {}", out(reg) fs) };
     SEEN_FS.store(fs, Ordering::SeqCst);
 }
@@ -94,6 +96,7 @@ fn redirect_tgkill(call: &mut Syscall) -> Action {
 }
 fn do_tgkill(call: &mut Syscall) -> usize {
     let [a, b, c, ..] = call.args();
+    // SAFETY: tgkill with the guest's own arguments, as a redirect function.
     unsafe { libc::syscall(libc::SYS_tgkill, a, b, c) as usize }
 }
 
@@ -112,9 +115,11 @@ fn guest_handler_during_redirect_sees_guest_fs() {
             let tls = GuestTls::new();
             // Natively.
             common::libc_handler(libc::SIGUSR1, fs_recording_handler, 0);
+            // SAFETY: the routine moves FS to the thread area around the tgkill and back.
             unsafe { rv_guest_fs_tgkill(tls.fs(), pid, tid, SIGUSR1 as u64) };
             let native = SEEN_FS.swap(0, Ordering::SeqCst);
             assert_eq!(native, tls.fs());
+            // SAFETY: restores the default disposition of a signal the test raised.
             unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
             // Under sud.
             sud::install(redirect_tgkill).unwrap();
@@ -131,11 +136,13 @@ fn guest_handler_during_redirect_sees_guest_fs() {
                 common::signals::guest_rt_sigaction(SIGUSR1, Some(&act))
             });
             r.unwrap();
+            // SAFETY: as above, as guest code.
             let r = common::guest::blocked(&t, || unsafe {
                 rv_guest_fs_tgkill(tls.fs(), pid, tid, SIGUSR1 as u64)
             });
             let under = SEEN_FS.load(Ordering::SeqCst);
             let host_fs: u64;
+            // SAFETY: FSGSBASE is enabled on this machine.
             unsafe { core::arch::asm!("rdfsbase {}", out(reg) host_fs) };
             eprintln!(
                 "tgkill {r}, guest fs {:#x}, host fs {host_fs:#x}, handler saw {under:#x}",
@@ -147,8 +154,11 @@ fn guest_handler_during_redirect_sees_guest_fs() {
 }
 
 static RECOVERED: AtomicUsize = AtomicUsize::new(0);
+/// # Safety
+/// Only the kernel calls it, as a signal handler with its frame.
 unsafe extern "C" fn recover(_: i32, _: *mut sud::SigInfo, uc: *mut sud::UContext) {
     RECOVERED.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: the kernel's live frame of this handler; rv_fault_done follows the faulting store.
     unsafe { (*uc).uc_mcontext.regs.rip = rv_fault_done as *const () as usize as u64 };
 }
 
@@ -163,6 +173,7 @@ fn unarmed_thread_fault_goes_to_host_handler() {
             sud::install(|_| Action::Reissue).unwrap();
             sud::install_host_handler(SIGSEGV, recover, 0, 0).unwrap();
             // Unblocked: works.
+            // SAFETY: rv_fault faults on purpose; the host handler resumes it after the store.
             let h = std::thread::spawn(|| unsafe { rv_fault() });
             h.join().unwrap();
             assert_eq!(RECOVERED.load(Ordering::SeqCst), 1);
@@ -173,6 +184,7 @@ fn unarmed_thread_fault_goes_to_host_handler() {
             static DONE: AtomicBool = AtomicBool::new(false);
             let guest = std::thread::spawn(|| {
                 sud::arm().unwrap();
+                // SAFETY: this thread then only spins until allow().
                 unsafe { SELECTOR.block() };
                 GO.store(true, Ordering::SeqCst);
                 while !DONE.load(Ordering::SeqCst) {
@@ -184,6 +196,7 @@ fn unarmed_thread_fault_goes_to_host_handler() {
             while !GO.load(Ordering::SeqCst) {
                 std::hint::spin_loop();
             }
+            // SAFETY: as above.
             let h = std::thread::spawn(|| unsafe { rv_fault() });
             let r = h.join();
             DONE.store(true, Ordering::SeqCst);
@@ -214,6 +227,7 @@ fn thread_slot_released_under_its_owner() {
                     ss_flags: 0,
                     ss_size: mem.len(),
                 };
+                // SAFETY: a stack_t that disables the alternate stack.
                 assert_eq!(unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) }, 0);
                 t.disarm().unwrap();
                 tx.send(t.selector().as_ptr() as u64).unwrap();
@@ -245,7 +259,9 @@ fn entry_global_selector_fs_control() {
         sud::install(tls_callback).unwrap();
         sud::arm().unwrap();
         let fs: u64;
+        // SAFETY: FSGSBASE is enabled on this machine.
         unsafe { core::arch::asm!("rdfsbase {}", out(reg) fs) };
+        // SAFETY: the routine switches FS around its `call sud_entry` and back.
         let r = unsafe { rv_entry_with_fs(fs, 0) };
         assert_eq!(r, 4242);
         assert_eq!(TLS_COUNT.with(Cell::get), 1);
@@ -260,8 +276,11 @@ extern "C" fn counting_guest_handler(_: i32) {
 }
 extern "C" fn faulting_guest_handler(_: i32) {
     GUEST_SEGV_RAN.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: a fault on purpose: the handler under test takes it.
     unsafe { core::ptr::write_volatile(8 as *mut u8, 1) };
 }
+/// # Safety
+/// Only the kernel calls it, as a signal handler with its frame.
 unsafe extern "C" fn noop_host(_: i32, _: *mut sud::SigInfo, _: *mut sud::UContext) {}
 
 fn guest_sigaction(t: &Thread, sig: u32, handler: usize) {
@@ -285,6 +304,7 @@ fn guest_int3_host_handler() {
             sud::install(|_| Action::Reissue).unwrap();
             sud::install_host_handler(libc::SIGTRAP as u32, noop_host, 0, 0).unwrap();
             let t = common::guest::armed_thread();
+            // SAFETY: a breakpoint on purpose: the handler under test takes it.
             common::guest::blocked(&t, || unsafe { core::arch::asm!("int3") });
             eprintln!("survived int3");
         },
@@ -306,6 +326,7 @@ fn guest_int3_after_dfl() {
                 counting_guest_handler as *const () as usize,
             );
             guest_sigaction(&t, libc::SIGTRAP as u32, 0);
+            // SAFETY: as above.
             common::guest::blocked(&t, || unsafe { core::arch::asm!("int3") });
             eprintln!("survived int3");
         },
@@ -322,6 +343,7 @@ fn fault_in_guest_segv_handler() {
             sud::install(|_| Action::Reissue).unwrap();
             let t = common::guest::armed_thread();
             guest_sigaction(&t, SIGSEGV, faulting_guest_handler as *const () as usize);
+            // SAFETY: a fault on purpose: the guest's handler under test takes it.
             common::guest::blocked(&t, || unsafe {
                 core::ptr::write_volatile(16 as *mut u8, 1)
             });
@@ -340,10 +362,12 @@ fn host_fault_guest_has_handler() {
         "host_fault_guest_has_handler",
         Ends::KilledBy(libc::SIGSEGV),
         || {
+            // SAFETY: the default disposition, which the test expects to kill the process.
             unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
             sud::install(|_| Action::Reissue).unwrap();
             let t = common::guest::armed_thread();
             guest_sigaction(&t, SIGSEGV, counting_guest_handler as *const () as usize);
+            // SAFETY: a fault on purpose: the process must die of it.
             unsafe { core::ptr::write_volatile(16 as *mut u8, 1) };
             eprintln!(
                 "survived, guest handler ran {}",
@@ -354,6 +378,8 @@ fn host_fault_guest_has_handler() {
 }
 
 static IN_HANDLER: AtomicBool = AtomicBool::new(false);
+/// # Safety
+/// Only the kernel calls it, as a signal handler with its frame.
 unsafe extern "C" fn slow_host(_: i32, _: *mut sud::SigInfo, _: *mut sud::UContext) {
     IN_HANDLER.store(true, Ordering::SeqCst);
     eprintln!("slow_host: global selector {:?}", SELECTOR);
@@ -382,17 +408,20 @@ fn unarmed_host_handler_flips_global_selector() {
             static GO: AtomicBool = AtomicBool::new(false);
             let guest = std::thread::spawn(|| {
                 sud::arm().unwrap();
+                // SAFETY: this thread makes only the guest's getppid until allow().
                 unsafe { SELECTOR.block() };
                 GO.store(true, Ordering::SeqCst);
                 while !IN_HANDLER.load(Ordering::SeqCst) {
                     core::hint::spin_loop();
                 }
+                // SAFETY: getppid has no arguments or effects.
                 let guest_call = unsafe { sud::guest::syscall0(__NR_getppid) };
                 SELECTOR.allow();
                 while IN_HANDLER.load(Ordering::SeqCst) {
                     core::hint::spin_loop();
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1)); // let the handler's epilogue finish
+                // SAFETY: as above.
                 let host_call = unsafe { sud::guest::syscall0(__NR_getppid) }; // under ALLOW: native
                 let sel = format!("{:?}", SELECTOR);
                 SELECTOR.allow();
@@ -402,6 +431,7 @@ fn unarmed_host_handler_flips_global_selector() {
             while !GO.load(Ordering::SeqCst) {
                 std::hint::spin_loop();
             }
+            // SAFETY: tgkill to the guest thread, with its tid and pid.
             std::thread::spawn(|| unsafe {
                 libc::syscall(
                     libc::SYS_tgkill,
@@ -413,6 +443,7 @@ fn unarmed_host_handler_flips_global_selector() {
             .join()
             .unwrap();
             let (g, h, sel) = guest.join().unwrap();
+            // SAFETY: getppid has no arguments or effects.
             let ppid = unsafe { libc::getppid() } as usize;
             eprintln!(
                 "real ppid {ppid}; guest getppid under BLOCK -> {g:?} (want 4242); after allow() -> {h:?} (want {ppid}); selector after handler: {sel}"
@@ -426,10 +457,12 @@ fn unarmed_host_handler_flips_global_selector() {
 static NEW_FS: AtomicU64 = AtomicU64::new(0);
 extern "C" fn fs_moving_handler(_: i32) {
     let fs = NEW_FS.load(Ordering::SeqCst);
+    // SAFETY: the guest's handler moves FS to a thread area of the test's, as a guest may.
     unsafe { core::arch::asm!("wrfsbase {}", in(reg) fs) };
 }
 fn do_tgkill_then_tls(call: &mut Syscall) -> usize {
     let [a, b, c, ..] = call.args();
+    // SAFETY: tgkill with the guest's own arguments, as a redirect function.
     let r = unsafe { libc::syscall(libc::SYS_tgkill, a, b, c) as usize };
     TLS_COUNT.with(|c| c.set(c.get() + 1)); // host code after the signal
     r
@@ -456,6 +489,7 @@ fn guest_handler_moving_fs_during_redirect() {
             guest_sigaction(&t, SIGUSR1, fs_moving_handler as *const () as usize);
             let other = GuestTls::new();
             // The guest's FS is `other` when it makes the tgkill; its handler moves it to `tls`.
+            // SAFETY: the routine moves FS to `other` around the tgkill.
             common::guest::blocked(&t, || unsafe {
                 rv_guest_fs_tgkill(other.fs(), pid, tid, SIGUSR1 as u64)
             });

@@ -81,6 +81,7 @@ fn clone3_result(armed: Option<&Thread>, fields: &[(usize, u64)], stack: &mut Ve
         t.args[i] = v;
     }
     let r = match armed {
+        // SAFETY: the clone routine gives the child its own stack and state, and the child only exits.
         None => unsafe { guest_clone(&mut t) },
         Some(th) => common::guest::blocked(th, || unsafe { guest_clone(&mut t) }),
     };
@@ -198,6 +199,7 @@ fn clone3_zero_stack_size_writes_below_stack() {
                 ..Default::default()
             };
             t.args[..8].copy_from_slice(&[THREAD_FLAGS, 0, 0, 0, 0, base, 0, 0]);
+            // SAFETY: as in clone_result.
             let r = common::guest::blocked(&th, || unsafe { guest_clone(&mut t) });
             let changed: Vec<usize> = (0..4096).filter(|&i| mem[i] != 0x77).collect();
             eprintln!(
@@ -223,6 +225,7 @@ fn ptid_mismatches(armed: Option<&Thread>, rounds: usize) -> usize {
         let ctid = std::sync::atomic::AtomicU32::new(u32::MAX);
         let mut out = 0u64;
         let mut f =
+            // SAFETY: the child runs on `top`, writes the tid words and exits.
             || unsafe { rv_clone_ptid(THREAD_FLAGS, top, ptid.as_ptr(), ctid.as_ptr(), &mut out) };
         let tid = match armed {
             None => f(),

@@ -53,11 +53,26 @@ const X87: u64 = 2;
 /// initial state (with XRSTOR and VZEROUPPER).
 const INIT: u64 = 4;
 
-/// Where each register is in `gprs_*`.
+/// Where each register is in `gprs_*` (the guest routine's order).
 const RAX: usize = 0;
+const RBX: usize = 1;
 const RCX: usize = 2;
+const RDX: usize = 3;
+const RSI: usize = 4;
+const RDI: usize = 5;
+const RBP: usize = 6;
+const R8: usize = 7;
+const R9: usize = 8;
+const R10: usize = 9;
 const R11: usize = 10;
+const R12: usize = 11;
+const R13: usize = 12;
+const R14: usize = 13;
+const R15: usize = 14;
 const RFLAGS: usize = 15;
+/// The components the routine puts in their initial state with XRSTOR:
+/// x87, the masks, zmm16-31 (the upper halves go with VZEROUPPER).
+const INIT_COMPONENTS: u32 = 1 << 0 | 1 << 5 | 1 << 7;
 /// CF, PF, AF, ZF, SF and OF set, plus the always-one bit 1 and IF.
 const TEST_RFLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x800 | 0x2 | 0x200;
 
@@ -80,6 +95,23 @@ core::arch::global_asm!(
     X87 = const X87,
     INIT = const INIT,
     NR_GETPPID = const __NR_getppid,
+    INIT_COMPONENTS = const INIT_COMPONENTS,
+    AT_RAX = const RAX * 8,
+    AT_RBX = const RBX * 8,
+    AT_RCX = const RCX * 8,
+    AT_RDX = const RDX * 8,
+    AT_RSI = const RSI * 8,
+    AT_RDI = const RDI * 8,
+    AT_RBP = const RBP * 8,
+    AT_R8 = const R8 * 8,
+    AT_R9 = const R9 * 8,
+    AT_R10 = const R10 * 8,
+    AT_R11 = const R11 * 8,
+    AT_R12 = const R12 * 8,
+    AT_R13 = const R13 * 8,
+    AT_R14 = const R14 * 8,
+    AT_R15 = const R15 * 8,
+    AT_RFLAGS = const RFLAGS * 8,
 );
 
 unsafe extern "C" {

@@ -40,6 +40,8 @@ extern "C" fn jumping_guest_handler(_: i32, _: *mut libc::siginfo_t, _: *mut lib
     unsafe { siglongjmp(&raw mut JUMP, 1) }
 }
 
+/// # Safety
+/// Only the kernel calls it, as a signal handler with its frame.
 unsafe extern "C" fn jumping_host_handler(_: i32, _: *mut SigInfo, _: *mut UContext) {
     // SAFETY: as above.
     unsafe { siglongjmp(&raw mut JUMP, 1) }

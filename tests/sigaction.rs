@@ -34,6 +34,8 @@ extern "C" fn handler(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     HANDLED.fetch_add(1, Ordering::SeqCst);
 }
 
+/// # Safety
+/// Only the kernel calls it, as a signal handler with its frame.
 unsafe extern "C" fn host_handler(_: i32, _: *mut sud::SigInfo, _: *mut sud::UContext) {}
 
 /// One rt_sigaction's result and the old action it read.

@@ -265,6 +265,8 @@ static HOST_SAW_ALLOW: AtomicBool = AtomicBool::new(false);
 static SPIN_FLAG: AtomicU64 = AtomicU64::new(0);
 static THREAD_SELECTOR: AtomicU64 = AtomicU64::new(0);
 
+/// # Safety
+/// Only the kernel calls it, as a signal handler with its frame.
 unsafe extern "C" fn host_handler(_: i32, _: *mut sud::SigInfo, _: *mut sud::UContext) {
     HOST_RUNS.fetch_add(1, Ordering::SeqCst);
     HOST_RSP.store(stack_pointer(), Ordering::SeqCst);

@@ -121,6 +121,8 @@ fn stress_threads_timers_and_flips() {
             TRAPPED.fetch_add(1, Ordering::Relaxed);
             emulate_getppid(call)
         }
+        /// # Safety
+        /// Only the kernel calls it, as a signal handler with its frame.
         unsafe extern "C" fn tick(_: i32, _: *mut sud::SigInfo, _: *mut sud::UContext) {
             TICKS.fetch_add(1, Ordering::Relaxed);
             // SAFETY: getpid has no effect; under ALLOW it is never trapped.

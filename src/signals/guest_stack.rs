@@ -124,6 +124,9 @@ struct GuestCall {
 }
 
 /// Runs on the guest's stack: the handler, given the copies.
+///
+/// # Safety
+/// Only `on_guest_stack` calls it, with a live `GuestCall`.
 unsafe extern "C" fn run_on_guest_stack(arg: *mut c_void) {
     // SAFETY: `on_guest_stack`'s GuestCall, live across the call.
     let call = unsafe { &*(arg as *const GuestCall) };

@@ -4,33 +4,22 @@
 //! around the store); making every core see them; mapping thunks near a
 //! site.
 
-use super::host;
+use super::{Fd, host};
 use crate::error::Errno;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use linux_raw_sys::general::{
-    __NR_close, __NR_membarrier, __NR_mmap, __NR_mprotect, __NR_munmap, __NR_openat, __NR_pwrite64,
-    __NR_read, AT_FDCWD, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, O_CLOEXEC, O_RDONLY,
-    O_RDWR, PROT_EXEC, PROT_READ, PROT_WRITE, membarrier_cmd,
+    __NR_membarrier, __NR_mmap, __NR_mprotect, __NR_munmap, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE, O_RDONLY, O_RDWR, PROT_EXEC, PROT_READ, PROT_WRITE, membarrier_cmd,
 };
 
 /// `/proc/self/mem`, open for writing: writes through it reach pages that
-/// are not writable (as a debugger's do), so the guest's code never has to
-/// be made writable, and no protection has to be remembered and put back.
-pub(crate) struct CodeWriter(usize);
+/// are not writable (as a debugger's do), for code no thread executes yet
+/// (thunks, islands); not one store, so not for code that may be running.
+pub(crate) struct CodeWriter(Fd);
 
 impl CodeWriter {
     pub(crate) fn open() -> Result<CodeWriter, Errno> {
-        // SAFETY: a NUL-terminated path.
-        let fd = unsafe {
-            host::syscall4(
-                __NR_openat,
-                AT_FDCWD as usize,
-                c"/proc/self/mem".as_ptr() as usize,
-                (O_RDWR | O_CLOEXEC) as usize,
-                0,
-            )
-        }?;
-        Ok(CodeWriter(fd))
+        Fd::open(c"/proc/self/mem", O_RDWR).map(CodeWriter)
     }
 
     /// Writes `bytes` at `at`, all of them or an error.
@@ -39,28 +28,11 @@ impl CodeWriter {
     /// Code at `at` may be executing: the caller makes every state the
     /// bytes pass through one that executes correctly.
     pub(crate) unsafe fn write(&self, at: usize, bytes: &[u8]) -> Result<(), Errno> {
-        // SAFETY: our buffer; the kernel checks the target.
-        let written = unsafe {
-            host::syscall4(
-                __NR_pwrite64,
-                self.0,
-                bytes.as_ptr() as usize,
-                bytes.len(),
-                at,
-            )
-        }?;
-        if written == bytes.len() {
+        if self.0.pwrite(bytes, at)? == bytes.len() {
             Ok(())
         } else {
             Err(Errno::EFAULT)
         }
-    }
-}
-
-impl Drop for CodeWriter {
-    fn drop(&mut self) {
-        // SAFETY: our own fd.
-        let _ = unsafe { host::syscall1(__NR_close, self.0) };
     }
 }
 
@@ -215,7 +187,7 @@ fn mprotect(page: usize, prot: u32) -> Result<(), Errno> {
 /// `/proc/self/maps` says; EFAULT if nothing is mapped there, EACCES for a
 /// shared mapping (a store would reach the file or other processes).
 pub(crate) fn private_protection(addr: usize) -> Result<u32, Errno> {
-    let maps = Maps::open()?;
+    let maps = Fd::open(c"/proc/self/maps", O_RDONLY)?;
     let mut line = [0u8; 256];
     let mut len = 0;
     let mut chunk = [0u8; 1024];
@@ -266,35 +238,4 @@ fn hex(digits: &[u8]) -> Option<usize> {
         let v = (d as char).to_digit(16)?;
         n.checked_mul(16)?.checked_add(v as usize)
     })
-}
-
-/// `/proc/self/maps`, open for reading.
-struct Maps(usize);
-
-impl Maps {
-    fn open() -> Result<Maps, Errno> {
-        // SAFETY: a NUL-terminated path.
-        let fd = unsafe {
-            host::syscall4(
-                __NR_openat,
-                AT_FDCWD as usize,
-                c"/proc/self/maps".as_ptr() as usize,
-                (O_RDONLY | O_CLOEXEC) as usize,
-                0,
-            )
-        }?;
-        Ok(Maps(fd))
-    }
-
-    fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
-        // SAFETY: our buffer, its length.
-        unsafe { host::syscall3(__NR_read, self.0, buf.as_mut_ptr() as usize, buf.len()) }
-    }
-}
-
-impl Drop for Maps {
-    fn drop(&mut self) {
-        // SAFETY: our own fd.
-        let _ = unsafe { host::syscall1(__NR_close, self.0) };
-    }
 }

@@ -20,10 +20,10 @@ use core::sync::atomic::AtomicI32;
 use linux_raw_sys::general::{
     __NR_arch_prctl, __NR_close, __NR_futex, __NR_getpid, __NR_gettid, __NR_kcmp, __NR_kill,
     __NR_mmap, __NR_mprotect, __NR_munmap, __NR_openat, __NR_prctl, __NR_process_vm_readv,
-    __NR_process_vm_writev, __NR_read, __NR_rt_sigaction, __NR_rt_sigprocmask,
+    __NR_process_vm_writev, __NR_pwrite64, __NR_read, __NR_rt_sigaction, __NR_rt_sigprocmask,
     __NR_rt_tgsigqueueinfo, __NR_sched_yield, __NR_sigaltstack, AT_FDCWD, FUTEX_PRIVATE_FLAG,
-    FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_RDONLY, PROT_READ,
-    PROT_WRITE, SIG_SETMASK,
+    FUTEX_WAIT, FUTEX_WAKE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_CLOEXEC, O_RDONLY,
+    PROT_READ, PROT_WRITE, SIG_SETMASK,
 };
 use linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH;
 pub use raw::{guest, host};
@@ -332,23 +332,57 @@ pub(crate) fn sched_yield() {
     let _ = unsafe { host::syscall0(__NR_sched_yield) };
 }
 
+/// A file descriptor of sud's own, closed when dropped.
+pub(crate) struct Fd(usize);
+
+impl Fd {
+    /// `openat(AT_FDCWD, path, flags | O_CLOEXEC)`.
+    pub(crate) fn open(path: &core::ffi::CStr, flags: u32) -> Result<Fd, Errno> {
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe {
+            host::syscall4(
+                __NR_openat,
+                AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                (flags | O_CLOEXEC) as usize,
+                0,
+            )
+        }?;
+        Ok(Fd(fd))
+    }
+
+    /// `read` into `buf`: the bytes read.
+    pub(crate) fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        // SAFETY: our buffer, its length.
+        unsafe { host::syscall3(__NR_read, self.0, buf.as_mut_ptr() as usize, buf.len()) }
+    }
+
+    /// `pwrite64` of `bytes` at offset `at`: the bytes written.
+    pub(crate) fn pwrite(&self, bytes: &[u8], at: usize) -> Result<usize, Errno> {
+        // SAFETY: our buffer, its length; the kernel checks the offset.
+        unsafe {
+            host::syscall4(
+                __NR_pwrite64,
+                self.0,
+                bytes.as_ptr() as usize,
+                bytes.len(),
+                at,
+            )
+        }
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: our own fd.
+        let _ = unsafe { host::syscall1(__NR_close, self.0) };
+    }
+}
+
 /// Reads the start of the file `path` (NUL-terminated) into `buf`: the
 /// bytes read.
 pub(crate) fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
-    // SAFETY: a NUL-terminated path; a buffer of ours; the fd is closed
-    // before we return.
-    unsafe {
-        let fd = host::syscall4(
-            __NR_openat,
-            AT_FDCWD as usize,
-            path.as_ptr() as usize,
-            O_RDONLY as usize,
-            0,
-        )?;
-        let read = host::syscall3(__NR_read, fd, buf.as_mut_ptr() as usize, buf.len());
-        let _ = host::syscall1(__NR_close, fd);
-        read
-    }
+    Fd::open(path, O_RDONLY)?.read(buf)
 }
 
 /// `process_vm_readv` of `len` bytes at `remote` in this process into

@@ -27,7 +27,7 @@ xs_state:
     test qword ptr [rdi + {HOW}], {INIT}
     jz 1f
     vzeroupper                          # the upper halves, and x87, masks and zmm16-31
-    mov eax, 0xa1                       # by XRSTOR from a zero header: their initial state
+    mov eax, {INIT_COMPONENTS}          # by XRSTOR from a zero header: their initial state
     xor edx, edx
     xrstor64 [rdi + {INIT_AREA}]
 1:
@@ -52,12 +52,12 @@ xs_state:
     .endr
 4:
     ldmxcsr [rdi + {MXCSR_IN}]
-    push qword ptr [rdi + {GPRS_IN} + 15 * 8]   # RFLAGS
+    push qword ptr [rdi + {GPRS_IN} + {AT_RFLAGS}]
     popfq
     .irp r, rax,rbx,rcx,rdx,rsi,rbp,r8,r9,r10,r11,r12,r13,r14,r15
     mov_in \r
     .endr
-    mov rdi, [rdi + {GPRS_IN} + 5 * 8]  # last: it held the state
+    mov rdi, [rdi + {GPRS_IN} + {AT_RDI}]   # last: it held the state
     \insn
     pushfq
     push rax
@@ -65,8 +65,8 @@ xs_state:
     .irp r, rbx,rcx,rdx,rsi,rdi,rbp,r8,r9,r10,r11,r12,r13,r14,r15
     mov_out \r
     .endr
-    pop qword ptr [rax + {GPRS_OUT}]
-    pop qword ptr [rax + {GPRS_OUT} + 15 * 8]
+    pop qword ptr [rax + {GPRS_OUT} + {AT_RAX}]
+    pop qword ptr [rax + {GPRS_OUT} + {AT_RFLAGS}]
     mov rdi, rax
     mov ecx, 1
     xgetbv
@@ -96,28 +96,28 @@ xs_state:
     .size \name, . - \name
 .endm
 
-# gprs_* index of each register: rax, rbx, rcx, rdx, rsi, rdi, rbp, r8-r15.
+# Where each register is in gprs_* (tests/extended_state.rs says).
 .macro mov_in r
-    mov \r, [rdi + {GPRS_IN} + xs_index_\r * 8]
+    mov \r, [rdi + {GPRS_IN} + xs_at_\r]
 .endm
 .macro mov_out r
-    mov [rax + {GPRS_OUT} + xs_index_\r * 8], \r
+    mov [rax + {GPRS_OUT} + xs_at_\r], \r
 .endm
-    .set xs_index_rax, 0
-    .set xs_index_rbx, 1
-    .set xs_index_rcx, 2
-    .set xs_index_rdx, 3
-    .set xs_index_rsi, 4
-    .set xs_index_rdi, 5
-    .set xs_index_rbp, 6
-    .set xs_index_r8, 7
-    .set xs_index_r9, 8
-    .set xs_index_r10, 9
-    .set xs_index_r11, 10
-    .set xs_index_r12, 11
-    .set xs_index_r13, 12
-    .set xs_index_r14, 13
-    .set xs_index_r15, 14
+    .set xs_at_rax, {AT_RAX}
+    .set xs_at_rbx, {AT_RBX}
+    .set xs_at_rcx, {AT_RCX}
+    .set xs_at_rdx, {AT_RDX}
+    .set xs_at_rsi, {AT_RSI}
+    .set xs_at_rdi, {AT_RDI}
+    .set xs_at_rbp, {AT_RBP}
+    .set xs_at_r8, {AT_R8}
+    .set xs_at_r9, {AT_R9}
+    .set xs_at_r10, {AT_R10}
+    .set xs_at_r11, {AT_R11}
+    .set xs_at_r12, {AT_R12}
+    .set xs_at_r13, {AT_R13}
+    .set xs_at_r14, {AT_R14}
+    .set xs_at_r15, {AT_R15}
 
 .macro plain_syscall
     syscall
